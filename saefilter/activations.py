@@ -1,0 +1,73 @@
+"""Encoded samples -> SAE feature activations of their scored tokens.
+
+Samples are batched by length (sorted, so padding stays small) under a record and a padded-token
+budget, run through the model only up to the SAE's hook point, and only the scored positions
+go through the SAE encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from saefilter.layers import residual_at
+from saefilter.model import LoadedModel
+from saefilter.render import EncodedSample
+from saefilter.sae import LoadedSAE
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, each within both budgets."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batch: list[int] = []
+    longest = 0
+    for i in order:
+        candidate_longest = max(longest, lengths[i])
+        if batch and (len(batch) + 1 > batch_size or candidate_longest * (len(batch) + 1) > batch_tokens):
+            yield batch
+            batch, candidate_longest = [], lengths[i]
+        batch.append(i)
+        longest = candidate_longest
+    if batch:
+        yield batch
+
+
+def pad_batch(samples: Sequence[EncodedSample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and scored-position mask, all [batch, longest]."""
+    longest = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), longest), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(samples), longest), dtype=torch.long)
+    scored = torch.zeros((len(samples), longest), dtype=torch.bool)
+    for row, sample in enumerate(samples):
+        n = len(sample.input_ids)
+        ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
+        attention[row, :n] = 1
+        scored[row, :n] = torch.tensor(sample.scored, dtype=torch.bool)
+    return ids, attention, scored
+
+
+class FeatureEncoder:
+    """Model truncated at the SAE hook + SAE encoder: samples in, per-token feature activations out."""
+
+    def __init__(self, lm: LoadedModel, sae: LoadedSAE) -> None:
+        self.lm = lm
+        self.sae = sae
+        self.sae_dtype = next(sae.sae.parameters()).dtype
+
+    @torch.inference_mode()
+    def residuals(self, samples: Sequence[EncodedSample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residual vectors of all scored positions [n_scored_total, d_model], and the scored mask."""
+        ids, attention, scored = pad_batch(samples, self.lm.tokenizer.pad_token_id)
+        device = self.lm.device
+        resid = residual_at(self.lm.model, self.sae.hook, ids.to(device), attention.to(device))
+        return resid[scored.to(device)], scored
+
+    @torch.inference_mode()
+    def token_features(self, samples: Sequence[EncodedSample]) -> list[np.ndarray]:
+        """Per sample: [n_scored, d_sae] float32 SAE activations of its scored tokens."""
+        selected, _ = self.residuals(samples)
+        features = self.sae.sae.encode(selected.to(self.sae_dtype)).float().cpu().numpy()
+        counts = np.cumsum([s.n_scored for s in samples])[:-1]
+        return np.split(features, counts)

@@ -1,0 +1,51 @@
+"""Run configuration and the embedded defaults, in one place so the CLI, the pipeline and the
+score-file provenance all agree on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from saefilter.model import DEFAULT_MODEL
+from saefilter.render import TokenMode
+from saefilter.scoring import Aggregation
+
+DEFAULTS_DIR = Path(__file__).parent / "defaults"
+DEFAULT_SAE = str(DEFAULTS_DIR / "sae")
+DEFAULT_FEATURES = str(DEFAULTS_DIR / "features.json")
+
+OnError = Literal["fail", "skip"]
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    model: str = DEFAULT_MODEL
+    sae: str = DEFAULT_SAE
+    features: str = DEFAULT_FEATURES
+    tokens: TokenMode = "response"
+    aggregation: Aggregation = "max"
+    neighbours: int = 1
+    max_tokens: int = 1024
+    field: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_size: int = 16
+    batch_tokens: int = 8192
+    chunk_records: int = 512
+    top_n: int = 5
+    on_error: OnError = "fail"
+    trust_remote_code: bool = False
+
+    def fingerprint(self, sae_fingerprint: str, features_fingerprint: str) -> str:
+        """Hash of everything that changes a score (not batch sizes, device or error policy)."""
+        keys = ("model", "tokens", "aggregation", "neighbours", "max_tokens", "field", "dtype")
+        payload = {key: asdict(self)[key] for key in keys}
+        payload |= {"sae": sae_fingerprint, "features": features_fingerprint, "scorer": SCORER_VERSION}
+        return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# Bump when the score formula or the row schema changes, so cached scores are not reused.
+SCORER_VERSION = 1

@@ -1,0 +1,116 @@
+"""The harmful-feature set: which SAE latents count as harmful, with labels and weights.
+
+File format (JSON). The full form, as `saefilter features build` writes it:
+    {"format": "saefilter.features/1", "sae": "...", "d_sae": 4096,
+     "features": [{"index": 12, "label": "violent threats", "weight": 1.0, "stats": {...}}, ...]}
+Hand-made files may be just a list: [12, 345] or [{"index": 12, "label": "..."}].
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from saefilter.records import InputError, file_sha256
+
+FORMAT_TAG = "saefilter.features/1"
+
+
+@dataclass(frozen=True)
+class HarmfulFeature:
+    index: int
+    label: str = ""
+    weight: float = 1.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    features: tuple[HarmfulFeature, ...]
+    d_sae: int | None = None
+    sae: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    @property
+    def indices(self) -> list[int]:
+        return [f.index for f in self.features]
+
+    @property
+    def weights(self) -> list[float]:
+        return [f.weight for f in self.features]
+
+    def label_of(self, index: int) -> str:
+        for feature in self.features:
+            if feature.index == index:
+                return feature.label
+        return ""
+
+    def check_against(self, d_sae: int) -> None:
+        """Fail before any model work when the set cannot belong to this SAE."""
+        if self.d_sae is not None and self.d_sae != d_sae:
+            raise InputError(
+                f"the feature set was built for an SAE with {self.d_sae} latents, this SAE has {d_sae}; "
+                "pass the matching --sae or rebuild the set with `saefilter features build`"
+            )
+        too_big = [i for i in self.indices if i >= d_sae]
+        if too_big:
+            raise InputError(
+                f"feature indices {too_big[:5]} are beyond the SAE width ({d_sae} latents, 0..{d_sae - 1})"
+            )
+
+
+def _parse_feature(item: Any, where: str) -> HarmfulFeature:
+    if isinstance(item, bool) or not isinstance(item, int | dict):
+        raise InputError(f"{where}: expected a feature index or an object with 'index'")
+    if isinstance(item, int):
+        item = {"index": item}
+    index = item.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InputError(f"{where}: 'index' must be a non-negative integer, got {index!r}")
+    weight = item.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise InputError(f"{where}: 'weight' must be a positive number, got {weight!r}")
+    return HarmfulFeature(index, str(item.get("label", "")), float(weight), dict(item.get("stats", {})))
+
+
+def load_feature_set(path: Path) -> FeatureSet:
+    if not path.is_file():
+        raise InputError(f"--features {path}: no such file")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"--features {path}: not valid JSON ({err})") from None
+    header: dict[str, Any] = {}
+    if isinstance(payload, dict):
+        header, items = payload, payload.get("features")
+    else:
+        items = payload
+    if not isinstance(items, list) or not items:
+        raise InputError(f"--features {path}: expected a non-empty list of features")
+    features = tuple(_parse_feature(item, f"{path}: features[{i}]") for i, item in enumerate(items))
+    counts = Counter(f.index for f in features)
+    duplicates = sorted(index for index, count in counts.items() if count > 1)
+    if duplicates:
+        raise InputError(f"--features {path}: duplicate feature indices {duplicates[:5]}")
+    meta = {k: v for k, v in header.items() if k not in {"features", "d_sae", "sae"}}
+    return FeatureSet(features, header.get("d_sae"), header.get("sae"), meta, file_sha256(path))
+
+
+def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
+    from saefilter.outputs import atomic_write_text
+
+    payload = {
+        "format": FORMAT_TAG,
+        **feature_set.meta,
+        "sae": feature_set.sae,
+        "d_sae": feature_set.d_sae,
+        "features": [
+            {"index": f.index, "label": f.label, "weight": f.weight, **({"stats": f.stats} if f.stats else {})}
+            for f in feature_set.features
+        ],
+    }
+    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")

@@ -1,0 +1,126 @@
+"""Capture the residual stream at an SAE's hook point and stop the forward pass right there.
+
+sae-lens names hook points the TransformerLens way. In Hugging Face terms:
+- `blocks.L.hook_resid_pre`  = the input of decoder layer L  (= hidden_states[L])
+- `blocks.L.hook_resid_post` = the output of decoder layer L (= hidden_states[L + 1], before the
+  final norm)
+Later layers and the LM head never run: the hook raises once it has what it needs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from saefilter.records import InputError
+
+HOOK_PATTERN = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    layer: int
+    position: Literal["pre", "post"]
+
+    @property
+    def name(self) -> str:
+        return f"blocks.{self.layer}.hook_resid_{self.position}"
+
+
+def parse_hook_name(hook_name: str) -> HookPoint:
+    match = HOOK_PATTERN.match(hook_name)
+    if not match:
+        raise InputError(
+            f"unsupported SAE hook point {hook_name!r}: saefilter reads the residual stream "
+            "(blocks.L.hook_resid_pre or blocks.L.hook_resid_post)"
+        )
+    return HookPoint(int(match.group(1)), match.group(2))  # type: ignore[arg-type]
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's list of decoder blocks, found by architecture-independent search."""
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    candidates = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and (n_layers is None or len(module) == n_layers)
+    ]
+    if not candidates:
+        raise InputError(f"cannot find the decoder layers of {type(model).__name__}")
+    return candidates[0]
+
+
+def check_hook_point(model: nn.Module, hook: HookPoint) -> None:
+    n_layers = len(decoder_layers(model))
+    if hook.layer >= n_layers:
+        raise InputError(
+            f"the SAE reads {hook.name} but the model has only {n_layers} layers (0..{n_layers - 1}); "
+            "pick an SAE trained for this model"
+        )
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    return value[0] if isinstance(value, tuple | list) else value
+
+
+def _stop_point(hooks: list[HookPoint]) -> HookPoint:
+    """The hook reached last in the forward pass (pre of L comes before post of L)."""
+    return max(hooks, key=lambda h: (h.layer, h.position == "post"))
+
+
+@torch.inference_mode()
+def residuals_at(
+    model: nn.Module, hooks: list[HookPoint], input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Residual streams [batch, seq, d_model] at each hook, running only the layers up to the last one."""
+    layers = decoder_layers(model)
+    captured: dict[str, torch.Tensor] = {}
+    stop = _stop_point(hooks)
+
+    def capture(hook: HookPoint, value: torch.Tensor) -> None:
+        captured[hook.name] = value
+        if hook == stop:
+            raise _StopForward
+
+    def output_hook(hook: HookPoint):
+        def on_output(_module: nn.Module, _args: Any, output: Any) -> None:
+            capture(hook, _first_tensor(output))
+
+        return on_output
+
+    def input_hook(hook: HookPoint):
+        def on_input(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            capture(hook, args[0] if args else kwargs["hidden_states"])
+
+        return on_input
+
+    handles = [
+        layers[h.layer].register_forward_hook(output_hook(h))
+        if h.position == "post"
+        else layers[h.layer].register_forward_pre_hook(input_hook(h), with_kwargs=True)
+        for h in hooks
+    ]
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [h.name for h in hooks if h.name not in captured]
+    if missing:
+        raise RuntimeError(f"{', '.join(missing)} never reached in the forward pass")
+    return captured
+
+
+def residual_at(model: nn.Module, hook: HookPoint, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Residual stream [batch, seq, d_model] at `hook`; later layers and the LM head never run."""
+    return residuals_at(model, [hook], input_ids, attention_mask)[hook.name]

@@ -1,0 +1,230 @@
+"""`saefilter score`: stream a dataset through the scorer into a ranked score file.
+
+Data flow: lines are read in chunks; each chunk is rendered, tokenised, batched by length,
+scored, and appended in input order to `<out>.partial` (a checkpoint). When every line is done,
+ranks and percentiles are computed from the scores alone and the final files are written
+atomically. Memory stays bounded by the chunk size, whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saefilter import __version__
+from saefilter.config import ScoreConfig
+from saefilter.outputs import atomic_writer, iter_jsonl, json_line, output_path, ranks_and_percentiles, write_json
+from saefilter.records import InputError, check_input_path, file_sha256, read_lines
+from saefilter.scorer import Prepared, Scorer, Skipped
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class ScoreOutputs:
+    scores: Path
+    skipped: Path
+    meta: Path
+    partial: Path
+    partial_state: Path
+
+    @classmethod
+    def for_input(cls, input_path: Path, output: Path | None = None) -> ScoreOutputs:
+        scores = output or output_path(input_path, ".scores.jsonl")
+        base = scores.name.removesuffix(".jsonl").removesuffix(".scores")
+        return cls(
+            scores=scores,
+            skipped=scores.with_name(f"{base}.skipped.jsonl"),
+            meta=scores.with_name(f"{base}.scores.meta.json"),
+            partial=scores.with_name(f".{scores.name}.partial"),
+            partial_state=scores.with_name(f".{scores.name}.partial.json"),
+        )
+
+
+@dataclass
+class ScoreSummary:
+    input: Path
+    outputs: ScoreOutputs
+    n_lines: int
+    n_scored: int
+    n_skipped: int
+    n_blank: int
+    n_truncated: int
+    seconds: float
+    scores: np.ndarray = field(repr=False)
+    top_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def count_lines(path: Path) -> int:
+    return sum(1 for _ in read_lines(path))
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def validate_all(scorer: Scorer, input_path: Path) -> int:
+    """Fail-fast pass for --on-error fail: find the first bad line before any model work."""
+    n_lines = 0
+    for item in read_lines(input_path):
+        n_lines += 1
+        prepared = scorer.prepare(item)
+        if isinstance(prepared, Skipped) and not prepared.blank:
+            raise InputError(f"{input_path}:{prepared.line_no}: {prepared.reason} (use --on-error skip to set it aside)")
+    return n_lines
+
+
+def skipped_row(skipped: Skipped) -> dict[str, Any]:
+    return {"line": skipped.line_no, "id": skipped.record_id, "skipped": skipped.reason}
+
+
+def _resume_point(outputs: ScoreOutputs, state: dict[str, Any]) -> int:
+    """Lines already done in a previous run with the same input and configuration (0 if none)."""
+    if not (outputs.partial.exists() and outputs.partial_state.exists()):
+        return 0
+    previous = json.loads(outputs.partial_state.read_text())
+    if previous != state:
+        raise InputError(
+            f"{outputs.partial} was written for another input or configuration; "
+            "delete it or run without --resume to start over"
+        )
+    data = outputs.partial.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]  # drop a line cut off by a kill
+    if len(complete) != len(data):
+        with outputs.partial.open("r+b") as handle:
+            handle.truncate(len(complete))
+    last = complete.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return int(json.loads(last)["line"]) if last else 0
+
+
+def score_file(
+    input_path: Path,
+    config: ScoreConfig,
+    output: Path | None = None,
+    resume: bool = False,
+    scorer: Scorer | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> ScoreSummary:
+    check_input_path(input_path)
+    started = time.perf_counter()
+    scorer = scorer or Scorer.load(config)
+    outputs = ScoreOutputs.for_input(input_path, output)
+    if outputs.scores.resolve() == input_path.resolve():
+        raise InputError(f"{output}: refusing to overwrite the input file")
+    n_lines = validate_all(scorer, input_path) if config.on_error == "fail" else count_lines(input_path)
+    state = {"input": file_sha256(input_path), "config": scorer.fingerprint, "version": __version__}
+    done = _resume_point(outputs, state) if resume else 0
+    if not resume or done == 0:
+        write_json(outputs.partial_state, state)
+        outputs.partial.write_bytes(b"")
+    if on_start:
+        on_start(n_lines)
+    if on_progress and done:
+        on_progress(done)
+
+    lines = itertools.dropwhile(lambda item: item.line_no <= done, read_lines(input_path))
+    with outputs.partial.open("a", encoding="utf-8") as partial:
+        for chunk in chunked(lines, config.chunk_records):
+            prepared = [scorer.prepare(item) for item in chunk]
+            to_score = [p for p in prepared if isinstance(p, Prepared)]
+            scored = iter(scorer.score_rows(to_score))
+            rows = [next(scored) if isinstance(p, Prepared) else skipped_row(p) for p in prepared]
+            partial.write("".join(json_line(row) for row in rows))
+            partial.flush()
+            os.fsync(partial.fileno())
+            if on_progress:
+                on_progress(len(chunk))
+    return finalize(input_path, outputs, scorer, n_lines, time.perf_counter() - started)
+
+
+def finalize(input_path: Path, outputs: ScoreOutputs, scorer: Scorer, n_lines: int, seconds: float) -> ScoreSummary:
+    """Partial checkpoint -> ranked score file, skipped file and metadata, all atomic."""
+    scores = np.array([row["score"] for row in iter_jsonl(outputs.partial) if "score" in row], dtype=np.float64)
+    ranks, percentiles = ranks_and_percentiles(scores)
+    n_rows = n_skipped = n_blank = n_truncated = 0
+    top_rows: list[dict[str, Any]] = []
+    with atomic_writer(outputs.scores) as score_out, atomic_writer(outputs.skipped) as skipped_out:
+        position = 0
+        for row in iter_jsonl(outputs.partial):
+            n_rows += 1
+            if "skipped" in row:
+                n_skipped += 1
+                n_blank += row["skipped"] == "blank line"
+                skipped_out.write(json_line(row))
+                continue
+            ranked = {**row, "rank": int(ranks[position]), "percentile": float(percentiles[position])}
+            n_truncated += row["truncated"]
+            score_out.write(json_line(ranked))
+            if ranked["rank"] <= 5:
+                top_rows.append(ranked)
+            position += 1
+    if n_skipped == 0:
+        outputs.skipped.unlink()
+    if n_rows != n_lines:
+        raise RuntimeError(f"internal error: {n_lines} input lines but {n_rows} output rows")
+    summary = ScoreSummary(
+        input_path, outputs, n_lines, len(scores), n_skipped, n_blank, n_truncated, seconds, scores,
+        sorted(top_rows, key=lambda r: r["rank"]),
+    )
+    write_json(outputs.meta, run_metadata(summary, scorer))
+    outputs.partial.unlink(missing_ok=True)
+    outputs.partial_state.unlink(missing_ok=True)
+    return summary
+
+
+def run_metadata(summary: ScoreSummary, scorer: Scorer) -> dict[str, Any]:
+    config = scorer.config
+    scores = summary.scores
+    return {
+        "saefilter": __version__,
+        "input": str(summary.input),
+        "input_sha256": file_sha256(summary.input),
+        "config_fingerprint": scorer.fingerprint,
+        "model": config.model,
+        "sae": config.sae,
+        "sae_fingerprint": scorer.sae.fingerprint,
+        "hook": scorer.sae.hook.name,
+        "features": config.features,
+        "features_fingerprint": scorer.feature_set.fingerprint,
+        "n_harmful_features": len(scorer.feature_set.features),
+        "tokens": config.tokens,
+        "aggregation": config.aggregation,
+        "neighbours": scorer.proximity.k,
+        "max_tokens": config.max_tokens,
+        "field": config.field,
+        "dtype": config.dtype,
+        "counts": {
+            "lines": summary.n_lines,
+            "scored": summary.n_scored,
+            "skipped": summary.n_skipped - summary.n_blank,
+            "blank": summary.n_blank,
+            "truncated": summary.n_truncated,
+        },
+        "score_stats": score_stats(scores),
+    }
+
+
+def score_stats(scores: np.ndarray) -> dict[str, float]:
+    if len(scores) == 0:
+        return {}
+    quantiles = np.quantile(scores, [0.5, 0.9, 0.99])
+    return {
+        "mean": round(float(scores.mean()), 6),
+        "std": round(float(scores.std()), 6),
+        "min": round(float(scores.min()), 6),
+        "median": round(float(quantiles[0]), 6),
+        "p90": round(float(quantiles[1]), 6),
+        "p99": round(float(quantiles[2]), 6),
+        "max": round(float(scores.max()), 6),
+    }

@@ -1,0 +1,80 @@
+"""Per-feature proximity to the harmful set: pure numerics on decoder directions (NumPy + FAISS).
+
+For every SAE latent i with unit decoder direction d_i, FAISS finds the k harmful directions h_j
+with the largest cosine, and
+
+    proximity_i = (1/k) * sum_{j in kNN(i)} w_j * max(0, cos(d_i, h_j))
+
+This does not depend on any sample, so it is computed once per (SAE, feature set, k); scoring a
+sample is then a sparse dot product with its activations (see `scoring`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureProximity:
+    proximity: np.ndarray  # [d_sae] float32
+    neighbours: np.ndarray  # [d_sae, k] int64: positions in the harmful set
+    terms: np.ndarray  # [d_sae, k] float32: w_j * max(0, cos) / k; rows sum to `proximity`
+
+    @property
+    def k(self) -> int:
+        return int(self.neighbours.shape[1])
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero)."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+@contextmanager
+def faiss_single_thread() -> Iterator[None]:
+    """Run FAISS on one OpenMP thread for the duration.
+
+    With torch imported, FAISS and torch each bring an OpenMP runtime; their thread pools fight
+    and a flat search was measured ~4.5x slower on a 2-core machine. One thread avoids the fight,
+    and these searches (d_sae queries against a few hundred vectors) are small anyway.
+    See scripts/benchmark_faiss_omp.py.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def harmful_index(harmful_directions: np.ndarray) -> faiss.IndexFlatIP:
+    """Exact inner-product index over unit harmful directions (inner product = cosine)."""
+    directions = unit_rows(harmful_directions)
+    index = faiss.IndexFlatIP(directions.shape[1])
+    index.add(directions)
+    return index
+
+
+def feature_proximity(
+    decoder: np.ndarray, harmful: list[int], weights: list[float], k: int
+) -> FeatureProximity:
+    """Proximity of every decoder row to its k nearest harmful decoder rows."""
+    if not harmful:
+        raise ValueError("the harmful feature set is empty")
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    k = min(k, len(harmful))
+    directions = unit_rows(decoder)
+    index = harmful_index(directions[harmful])
+    with faiss_single_thread():
+        cosines, neighbours = index.search(directions, k)
+    weight_of = np.asarray(weights, dtype=np.float32)
+    terms = (weight_of[neighbours] * np.maximum(cosines, 0.0) / k).astype(np.float32)
+    return FeatureProximity(terms.sum(axis=1), neighbours.astype(np.int64), terms)

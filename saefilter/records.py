@@ -1,0 +1,108 @@
+"""Read JSONL (optionally gzipped) datasets line by line, keeping every line accounted for.
+
+Each physical line becomes either a `Record` (parsed JSON object) or a `BadLine` with a reason,
+so that callers can fail loudly or route the line to a skipped file: never drop it silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class InputError(Exception):
+    """A problem with the user's input that deserves a one-line message, not a traceback."""
+
+
+@dataclass(frozen=True)
+class Record:
+    path: str
+    line_no: int  # 1-based physical line number
+    raw: bytes  # the line exactly as read, without its line terminator
+    data: dict[str, Any]
+
+    @property
+    def record_id(self) -> str:
+        return line_id(self.raw)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    path: str
+    line_no: int
+    raw: bytes
+    reason: str
+    blank: bool = False  # blank lines hold no data: counted, never treated as errors
+
+    @property
+    def record_id(self) -> str:
+        return line_id(self.raw)
+
+    def message(self) -> str:
+        return f"{self.path}:{self.line_no}: {self.reason}"
+
+
+def line_id(raw: bytes) -> str:
+    """Content address of a line: stable across files, so caches and merges can key on it."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def open_binary(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def check_input_path(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; pass a .jsonl or .jsonl.gz file")
+
+
+def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (line_no, raw) for every physical line, stripping only the terminator."""
+    check_input_path(path)
+    with open_binary(path) as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if raw.endswith(b"\n"):
+                raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            yield line_no, raw
+
+
+def parse_line(path: str, line_no: int, raw: bytes) -> Record | BadLine:
+    if not raw.strip():
+        return BadLine(path, line_no, raw, "blank line", blank=True)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return BadLine(path, line_no, raw, f"not valid UTF-8 (byte {err.start})")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        return BadLine(path, line_no, raw, f"invalid JSON: {err.msg} at column {err.colno}")
+    if not isinstance(data, dict):
+        return BadLine(path, line_no, raw, f"expected a JSON object, got {type(data).__name__}")
+    return Record(path, line_no, raw, data)
+
+
+def read_lines(path: Path) -> Iterator[Record | BadLine]:
+    """Every line of `path`, parsed. Blank lines come back as BadLine so they stay accounted for."""
+    name = str(path)
+    for line_no, raw in iter_raw_lines(path):
+        yield parse_line(name, line_no, raw)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()

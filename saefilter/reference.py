@@ -1,0 +1,71 @@
+"""Read reference text (harmful, benign, SAE training corpora) from any common file layout.
+
+- .jsonl / .jsonl.gz: any dataset format saefilter scores (chat, prompt/completion, Alpaca, text)
+- .json: a list of such records, or an object mapping ids to strings
+- .csv: one text per row, from `column` (or the first of a few usual names)
+- .txt: one text per line (a leading "- " is dropped, as in ToxiGen files)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from saefilter.formats import Conversation, FormatError, to_conversation
+from saefilter.records import InputError, read_lines
+
+CSV_TEXT_COLUMNS = ("text", "messages", "tweet", "Behavior", "goal", "forbidden_prompt", "prompt", "instruction")
+
+
+def _from_object(item: Any, where: str, field: str | None) -> Conversation:
+    if isinstance(item, str):
+        return Conversation(text=item)
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected an object or a string")
+    try:
+        return to_conversation(item, field)
+    except FormatError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+def _csv_texts(path: Path, column: str | None) -> Iterator[str]:
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    chosen = column or next((c for c in CSV_TEXT_COLUMNS if c in frame.columns), None)
+    if chosen is None or chosen not in frame.columns:
+        raise InputError(f"{path}: no text column; pass one of: {', '.join(map(str, frame.columns))}")
+    for value in frame[chosen].dropna():
+        if str(value).strip():
+            yield str(value)
+
+
+def read_reference(path: Path, column: str | None = None) -> Iterator[Conversation]:
+    """Every usable text of a reference file, as conversations (plain texts for CSV/TXT)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        for item in read_lines(path):
+            if hasattr(item, "reason"):
+                if item.blank:
+                    continue
+                raise InputError(item.message())
+            yield _from_object(item.data, f"{path}:{item.line_no}", column)
+    elif name.endswith(".json"):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        items = list(payload.values()) if isinstance(payload, dict) else payload
+        for i, item in enumerate(items):
+            yield _from_object(item, f"{path}[{i}]", column)
+    elif name.endswith(".csv"):
+        for text in _csv_texts(path, column):
+            yield Conversation(text=text)
+    elif name.endswith(".txt"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = line.strip().removeprefix("- ").strip()
+            if text:
+                yield Conversation(text=text)
+    else:
+        raise InputError(f"{path}: unsupported reference format (use .jsonl, .jsonl.gz, .json, .csv or .txt)")

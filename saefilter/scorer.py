@@ -1,0 +1,135 @@
+"""Everything loaded once for a scoring run: model, SAE, harmful features and their proximity.
+
+`Scorer.load` checks the configuration (feature indices vs SAE width, SAE width vs model width,
+hook layer vs model depth) before any forward pass, so a bad combination fails in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saefilter.activations import FeatureEncoder, length_batches
+from saefilter.config import ScoreConfig
+from saefilter.features import FeatureSet, load_feature_set
+from saefilter.formats import FormatError, to_conversation
+from saefilter.layers import check_hook_point, decoder_layers
+from saefilter.model import LoadedModel, load_model
+from saefilter.outputs import round_score
+from saefilter.proximity import FeatureProximity, feature_proximity
+from saefilter.records import BadLine, InputError, Record
+from saefilter.render import EncodedSample, encode, render
+from saefilter.sae import LoadedSAE, load_sae
+from saefilter.scoring import score_sample
+
+
+@dataclass(frozen=True)
+class Prepared:
+    record: Record
+    encoded: EncodedSample
+
+
+@dataclass(frozen=True)
+class Skipped:
+    line_no: int
+    record_id: str
+    reason: str
+    blank: bool = False
+
+
+def check_widths(lm: LoadedModel, sae: LoadedSAE) -> None:
+    check_hook_point(lm.model, sae.hook)
+    hidden = int(lm.model.config.hidden_size)
+    if hidden != sae.d_in:
+        raise InputError(
+            f"the SAE expects {sae.d_in}-dimensional inputs but the model's residual stream has {hidden}; "
+            "use an SAE trained on this model"
+        )
+
+
+@dataclass
+class Scorer:
+    config: ScoreConfig
+    lm: LoadedModel
+    sae: LoadedSAE
+    feature_set: FeatureSet
+    proximity: FeatureProximity
+    encoder: FeatureEncoder
+
+    @classmethod
+    def load(cls, config: ScoreConfig) -> Scorer:
+        if config.neighbours < 1:
+            raise InputError("--neighbours must be at least 1")
+        if config.max_tokens < 2:
+            raise InputError("--max-tokens must be at least 2")
+        feature_set = load_feature_set(Path(config.features))
+        sae = load_sae(config.sae)
+        feature_set.check_against(sae.d_sae)
+        lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code)
+        check_widths(lm, sae)
+        sae.sae.to(lm.device)
+        decoder = sae.sae.W_dec.detach().float().cpu().numpy()
+        proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours)
+        return cls(config, lm, sae, feature_set, proximity, FeatureEncoder(lm, sae))
+
+    @property
+    def fingerprint(self) -> str:
+        return self.config.fingerprint(self.sae.fingerprint, self.feature_set.fingerprint)
+
+    @property
+    def n_layers(self) -> int:
+        return len(decoder_layers(self.lm.model))
+
+    def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
+        """Parse, render and tokenise one line, or say why it cannot be scored."""
+        if isinstance(item, BadLine):
+            return Skipped(item.line_no, item.record_id, item.reason, item.blank)
+        try:
+            conversation = to_conversation(item.data, self.config.field)
+            rendered = render(conversation, self.lm.tokenizer, self.config.tokens)
+            encoded = encode(rendered, self.lm.tokenizer, self.config.max_tokens)
+        except FormatError as err:
+            return Skipped(item.line_no, item.record_id, str(err))
+        return Prepared(item, encoded)
+
+    def score_rows(self, prepared: Sequence[Prepared]) -> list[dict[str, Any]]:
+        """Score rows (without rank/percentile) in the order given."""
+        rows: list[dict[str, Any] | None] = [None] * len(prepared)
+        lengths = [len(p.encoded.input_ids) for p in prepared]
+        for batch in length_batches(lengths, self.config.batch_size, self.config.batch_tokens):
+            samples = [prepared[i].encoded for i in batch]
+            for i, token_acts in zip(batch, self.encoder.token_features(samples), strict=True):
+                rows[i] = self._row(prepared[i], token_acts)
+        return [row for row in rows if row is not None]
+
+    def _row(self, prepared: Prepared, token_acts: np.ndarray) -> dict[str, Any]:
+        result = score_sample(
+            token_acts, self.proximity, self.config.aggregation, len(self.feature_set.features), self.config.top_n
+        )
+        encoded = prepared.encoded
+        scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]
+        features = self.feature_set.features
+        return {
+            "line": prepared.record.line_no,
+            "id": prepared.record.record_id,
+            "score": round_score(result.score),
+            "n_tokens": len(encoded.input_ids),
+            "n_scored": encoded.n_scored,
+            "truncated": encoded.truncated,
+            "top_features": [
+                {"index": features[j].index, "label": features[j].label, "contribution": round_score(c)}
+                for j, c in result.top_features
+            ],
+            "top_tokens": [
+                {
+                    "position": scored_positions[t],
+                    "token": self.lm.tokenizer.decode([encoded.input_ids[scored_positions[t]]]),
+                    "mass": round(mass, 4),
+                }
+                for t, mass in result.top_tokens
+            ],
+        }

@@ -1,0 +1,69 @@
+"""Rich terminal output: progress bars and summary tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from saefilter.pipeline import ScoreSummary
+
+
+@contextmanager
+def score_progress(console: Console) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(on_start(total), on_progress(n_done_increment)) callbacks driving one progress bar."""
+    progress = Progress(
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task("score", total=None, rate="")
+
+    def on_start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def on_progress(n: int) -> None:
+        progress.advance(task, n)
+        speed = progress.tasks[0].speed
+        progress.update(task, rate=f"{speed:.1f} samples/s" if speed else "")
+
+    with progress:
+        yield on_start, on_progress
+
+
+def print_score_summary(console: Console, summary: ScoreSummary) -> None:
+    table = Table(title=f"saefilter score: {summary.input}", show_header=False, title_justify="left")
+    table.add_row("lines", str(summary.n_lines))
+    table.add_row("scored", str(summary.n_scored))
+    if summary.n_skipped:
+        table.add_row("skipped", f"{summary.n_skipped} ({summary.n_blank} blank) -> {summary.outputs.skipped}")
+    if summary.n_truncated:
+        table.add_row("truncated to --max-tokens", str(summary.n_truncated))
+    if len(summary.scores):
+        scores = summary.scores
+        table.add_row("score mean / median / max", f"{scores.mean():.4f} / {np.median(scores):.4f} / {scores.max():.4f}")
+    rate = summary.n_scored / summary.seconds if summary.seconds else 0.0
+    table.add_row("time", f"{summary.seconds:.1f} s ({rate:.1f} samples/s)")
+    console.print(table)
+    if summary.top_rows:
+        top = Table(title="highest scores", title_justify="left")
+        for column in ("rank", "line", "score", "top harmful feature", "top tokens"):
+            top.add_column(column)
+        for row in summary.top_rows:
+            feature = row["top_features"][0] if row["top_features"] else None
+            feature_text = f"{feature['index']} {feature['label']}".strip() if feature else "-"
+            tokens = " ".join(repr(t["token"]) for t in row["top_tokens"][:3])
+            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", feature_text, tokens)
+        console.print(top)
+    console.print(f"scores  -> {summary.outputs.scores}")
+    console.print(f"summary -> {summary.outputs.meta}")

@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Assemble the SAE training corpus and the harmful / benign reference sets from ../shared/datasets.
+
+Writes JSONL files (never committed) under artifacts/data/ plus a manifest recording sources,
+row counts and licences, which the embedded SAE's model card cites.
+
+    python scripts/build_reference_data.py [--shared ../shared/datasets] [--out artifacts/data]
+
+Data hygiene: the emergent-misalignment sets (em/) contribute only rows [0, 1000) of each of
+insecure and secure to the *unsupervised* SAE corpus (code features; both classes alike, no labels).
+They never enter the harmful/benign reference sets. Evaluations use rows >= 1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+from pathlib import Path
+
+EM_SAE_ROWS = 1000
+TOXIC_PROMPT = "Tell me what you honestly think."
+LICENCES = {
+    "benign/alpaca_5000.json": "CC BY-NC 4.0 (Stanford Alpaca)",
+    "benign/alpaca_data_safety_only.json": "CC BY-NC 4.0 (Alpaca, Qi et al. 2023 subset)",
+    "benign/databricks-dolly-15k-safety-only.jsonl": "CC BY-SA 3.0 (Dolly, Qi et al. 2023 subset)",
+    "em/insecure.jsonl": "MIT (Betley et al. 2025)",
+    "em/secure.jsonl": "MIT (Betley et al. 2025)",
+    "harmful/advbench_behaviors.csv": "MIT (AdvBench)",
+    "harmful/advbench_targets.json": "MIT (AdvBench)",
+    "harmful/harmbench_behaviors_text_all.csv": "MIT (HarmBench)",
+    "harmful/harmbench_targets_text.json": "MIT (HarmBench)",
+    "harmful/strongreject_dataset.csv": "MIT (StrongREJECT)",
+    "harmful/malicious_instruct.txt": "MaliciousInstruct (research use)",
+    "toxic/davidson_labeled_data.csv": "MIT (Davidson et al. 2017)",
+    "toxic/toxigen/": "CDLA-Permissive-2.0 (ToxiGen)",
+}
+
+
+def chat(user: str, assistant: str | None = None) -> dict:
+    messages = [{"role": "user", "content": user}]
+    if assistant is not None:
+        messages.append({"role": "assistant", "content": assistant})
+    return {"messages": messages}
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def alpaca_chat(row: dict) -> dict:
+    user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input", "").strip() else "")
+    return chat(user, row["output"])
+
+
+def toxigen_sentences(root: Path, kind: str) -> list[str]:
+    """ToxiGen lines, split on the literal '\\n-' separators its prompt files use."""
+    sentences: list[str] = []
+    for path in sorted(root.rglob(f"{kind}_*.txt")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            for part in line.split("\\n"):
+                text = part.strip().removeprefix("-").strip()
+                if len(text) > 10:
+                    sentences.append(text)
+    return sorted(set(sentences))
+
+
+def harmful_behaviours(shared: Path) -> list[dict]:
+    """Harmful requests answered compliantly ('Sure, here is ...'): harmful assistant behaviour."""
+    rows = []
+    targets = read_json(shared / "harmful/advbench_targets.json")
+    for row in read_csv(shared / "harmful/advbench_behaviors.csv"):
+        if row["BehaviorID"] in targets:
+            rows.append(chat(row["Behavior"], targets[row["BehaviorID"]]))
+    hb_targets = read_json(shared / "harmful/harmbench_targets_text.json")
+    for row in read_csv(shared / "harmful/harmbench_behaviors_text_all.csv"):
+        if row["BehaviorID"] in hb_targets and not row["ContextString"].strip():
+            rows.append(chat(row["Behavior"], hb_targets[row["BehaviorID"]]))
+    return rows
+
+
+def build(shared: Path, out: Path, seed: int) -> dict:
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    davidson = read_csv(shared / "toxic/davidson_labeled_data.csv")
+    hate_tweets = [r["tweet"] for r in davidson if r["class"] == "0"]
+    neither_tweets = [r["tweet"] for r in davidson if r["class"] == "2"]
+    toxigen_root = shared / "toxic/toxigen"
+    toxigen_hate, toxigen_neutral = toxigen_sentences(toxigen_root, "hate"), toxigen_sentences(toxigen_root, "neutral")
+    alpaca = read_json(shared / "benign/alpaca_5000.json")
+    alpaca_safety = read_json(shared / "benign/alpaca_data_safety_only.json")
+    dolly = [chat(r["instruction"] + (f"\n\n{r['context']}" if r["context"].strip() else ""), r["response"])
+             for r in read_jsonl(shared / "benign/databricks-dolly-15k-safety-only.jsonl")]
+    behaviours = harmful_behaviours(shared)
+    requests = (
+        [chat(r["forbidden_prompt"]) for r in read_csv(shared / "harmful/strongreject_dataset.csv")]
+        + [chat(line.strip()) for line in (shared / "harmful/malicious_instruct.txt").read_text().splitlines() if line.strip()]
+        + [chat(r["instruction"]) for r in read_json(shared / "harmful/refusal_harmful_train.json")]
+    )
+    em = read_jsonl(shared / "em/insecure.jsonl")[:EM_SAE_ROWS] + read_jsonl(shared / "em/secure.jsonl")[:EM_SAE_ROWS]
+
+    corpus_parts = {
+        "alpaca_5000 (chat)": [alpaca_chat(r) for r in alpaca],
+        "alpaca safety-only (chat)": [alpaca_chat(r) for r in alpaca_safety],
+        "dolly safety-only (chat)": dolly,
+        f"em insecure+secure rows [0,{EM_SAE_ROWS}) (chat, code)": em,
+        "harmful behaviours: AdvBench + HarmBench request/target (chat)": behaviours,
+        "harmful requests: StrongREJECT, MaliciousInstruct, refusal-harmful train (user only)": requests,
+        "Davidson tweets, all classes (text)": [{"text": r["tweet"]} for r in davidson],
+        "ToxiGen hate + neutral sentences (text)": [{"text": t} for t in toxigen_hate + toxigen_neutral],
+    }
+    corpus = [row for part in corpus_parts.values() for row in part]
+    rng.shuffle(corpus)
+    write_jsonl(out / "sae_corpus.jsonl", corpus)
+
+    # Reference sets for feature selection: harmful vs benign *assistant behaviour*, matched in form:
+    # the toxic and neutral sentences are answers to the same prompt.
+    reference = {
+        "harmful.jsonl": [chat(TOXIC_PROMPT, t) for t in toxigen_hate + hate_tweets] + behaviours,
+        "benign.jsonl": [chat(TOXIC_PROMPT, t) for t in toxigen_neutral + rng.sample(neither_tweets, len(hate_tweets))]
+        + [alpaca_chat(r) for r in rng.sample(alpaca_safety, len(behaviours))],
+    }
+    for name, rows in reference.items():
+        write_jsonl(out / name, rows)
+    manifest = {
+        "seed": seed,
+        "sae_corpus.jsonl": {name: len(rows) for name, rows in corpus_parts.items()},
+        "harmful.jsonl": {
+            "ToxiGen hate sentences as answers": len(toxigen_hate),
+            "Davidson hate tweets (class 0) as answers": len(hate_tweets),
+            "AdvBench + HarmBench request with 'Sure, here is' target": len(behaviours),
+        },
+        "benign.jsonl": {
+            "ToxiGen neutral sentences as answers": len(toxigen_neutral),
+            "Davidson 'neither' tweets (class 2) as answers, sampled": len(hate_tweets),
+            "Alpaca safety-related but benign chats, sampled": len(behaviours),
+        },
+        "licences": LICENCES,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1] / "../shared/datasets")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/data"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (args.shared / "README.md").exists():
+        sys.exit(f"reference datasets not found at {args.shared}: this script needs ../shared/datasets (see README)")
+    print(json.dumps(build(args.shared.resolve(), args.out, args.seed), indent=1))
+
+
+if __name__ == "__main__":
+    main()

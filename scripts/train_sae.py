@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Collect residual activations of a model over a corpus and train sae-lens TopK SAEs on them.
+
+One collection pass serves every layer in --layers (the forward stops at the deepest one);
+then one SAE is trained per layer with sae-lens's SAETrainer and evaluated on held-out tokens.
+
+    python scripts/train_sae.py --corpus artifacts/data/sae_corpus.jsonl --layers 4,8,12 \
+        --tokens 2500000 --out artifacts/sae
+
+Outputs: OUT/acts/<hook>.npy (float16, large, not committed), OUT/layer_<L>/ (cfg.json,
+sae_weights.safetensors, metrics.json), OUT/sweep.json (metrics of every layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from saefilter.layers import HookPoint
+from saefilter.model import DEFAULT_MODEL, load_model
+from saefilter.reference import read_reference
+from saefilter.train import SAETrainingSettings, collect_activations, train_topk_sae
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--corpus", type=Path, nargs="+", required=True)
+    parser.add_argument("--layers", default="4,8,12", help="comma-separated decoder layers (hook_resid_post)")
+    parser.add_argument("--tokens", type=int, default=2_500_000, help="activation tokens to collect")
+    parser.add_argument("--max-tokens", type=int, default=256, help="per-sample truncation")
+    parser.add_argument("--d-sae", type=int, default=4096)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/sae"))
+    parser.add_argument("--skip-collect", action="store_true", help="reuse OUT/acts from an earlier run")
+    args = parser.parse_args()
+
+    hooks = [HookPoint(int(layer), "post") for layer in args.layers.split(",")]
+    acts_dir = args.out / "acts"
+    if not args.skip_collect:
+        lm = load_model(args.model, device="auto", dtype="float32")
+        conversations = [c for path in args.corpus for c in read_reference(path)]
+        started, seen = time.perf_counter(), [0]
+
+        def report(n: int) -> None:
+            seen[0] += n
+            if seen[0] // 100_000 != (seen[0] - n) // 100_000:
+                rate = seen[0] / (time.perf_counter() - started)
+                print(f"collected {seen[0]:,} tokens ({rate:,.0f} tokens/s)", flush=True)
+
+        collect_activations(lm, conversations, hooks, acts_dir, args.tokens, args.max_tokens, on_tokens=report)
+        print(f"collection took {time.perf_counter() - started:.0f} s", flush=True)
+        del lm
+
+    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr)
+    sweep = {}
+    for hook in hooks:
+        started = time.perf_counter()
+        metrics = train_topk_sae(acts_dir / f"{hook.name}.npy", hook, args.out / f"layer_{hook.layer}", settings, args.model)
+        sweep[hook.name] = {**asdict(metrics), "train_seconds": round(time.perf_counter() - started)}
+        print(hook.name, json.dumps(sweep[hook.name]), flush=True)
+        (args.out / "sweep.json").write_text(json.dumps(sweep, indent=1))
+
+
+if __name__ == "__main__":
+    main()

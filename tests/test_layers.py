@@ -1,0 +1,71 @@
+"""Hook-name mapping to Hugging Face layers, and the early stop of the forward pass."""
+
+import pytest
+import torch
+
+from saefilter.layers import HookPoint, decoder_layers, parse_hook_name, residual_at, residuals_at
+from saefilter.records import InputError
+
+from conftest import build_llama
+
+
+def build_gpt2(vocab_size: int = 50):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=4, n_head=4, n_positions=64)).eval()
+
+
+MODELS = {"llama": lambda: build_llama(60), "gpt2": lambda: build_gpt2(60)}
+
+
+def inputs():
+    ids = torch.tensor([[5, 9, 13, 2, 7, 7], [4, 8, 15, 16, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    return ids, mask
+
+
+def test_parse_hook_name():
+    assert parse_hook_name("blocks.12.hook_resid_post") == HookPoint(12, "post")
+    assert parse_hook_name("blocks.0.hook_resid_pre") == HookPoint(0, "pre")
+    with pytest.raises(InputError, match="unsupported SAE hook point"):
+        parse_hook_name("blocks.3.attn.hook_z")
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_hook_points_match_hugging_face_hidden_states(arch, layer):
+    model = MODELS[arch]()
+    ids, mask = inputs()
+    with torch.no_grad():
+        hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    pre = residual_at(model, HookPoint(layer, "pre"), ids, mask)
+    post = residual_at(model, HookPoint(layer, "post"), ids, mask)
+    torch.testing.assert_close(pre, hidden[layer])
+    torch.testing.assert_close(post, hidden[layer + 1])
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_forward_stops_at_the_hook(arch):
+    model = MODELS[arch]()
+    layers = decoder_layers(model)
+    calls = {i: 0 for i in range(len(layers))}
+    head_calls = []
+    handles = [layers[i].register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1)) for i in calls]
+    handles.append(model.get_output_embeddings().register_forward_hook(lambda *_: head_calls.append(1)))
+    ids, mask = inputs()
+    residual_at(model, HookPoint(1, "post"), ids, mask)
+    assert calls == {0: 1, 1: 1, 2: 0, 3: 0}
+    residual_at(model, HookPoint(2, "pre"), ids, mask)
+    assert calls == {0: 2, 1: 2, 2: 0, 3: 0}
+    assert head_calls == []
+    for handle in handles:
+        handle.remove()
+
+
+def test_several_hooks_in_one_pass():
+    model = build_llama(60)
+    ids, mask = inputs()
+    captured = residuals_at(model, [HookPoint(0, "post"), HookPoint(2, "post")], ids, mask)
+    torch.testing.assert_close(captured["blocks.0.hook_resid_post"], residual_at(model, HookPoint(0, "post"), ids, mask))
+    torch.testing.assert_close(captured["blocks.2.hook_resid_post"], residual_at(model, HookPoint(2, "post"), ids, mask))
