@@ -27,6 +27,25 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from saefilter import __version__
+
+        out.print(f"saefilter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """saefilter: find fine-tuning samples whose SAE features sit close to harmful features (Minegishi et al. 2026)."""
+
+
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Hugging Face model id or local folder; default: the embedded SmolLM2-135M-Instruct.")
 ]
@@ -122,6 +141,113 @@ def _score_with_progress(data, config, output, resume, score_progress):
         scorer = Scorer.load(config)
     with score_progress(console) as (on_start, on_progress):
         return score_file(data, config, output, resume, scorer, on_start, on_progress)
+
+
+features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("build")
+def features_build(
+    harmful: Annotated[list[Path], typer.Option("--harmful", "-H", help="Harmful reference file(s): .jsonl/.json/.csv/.txt.")] = [],
+    benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign reference file(s), matched in domain to --harmful.")] = [],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
+    top: Annotated[int, typer.Option("--top", help="How many features to keep (the paper kept 100).")] = 100,
+    ids: Annotated[Optional[str], typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
+    column: Annotated[Optional[str], typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
+    min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
+    model: ModelOpt = DEFAULT_MODEL,
+    sae: SaeOpt = DEFAULT_SAE,
+    tokens: TokensOpt = "response",
+    max_tokens: MaxTokensOpt = 512,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    batch_size: BatchOpt = 16,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Select the SAE latents that best separate harmful from benign reference text."""
+    check_choice("--tokens", tokens, ("response", "all"))
+    config = ScoreConfig(model=model, sae=sae, tokens=tokens, max_tokens=max_tokens, device=device,  # type: ignore[arg-type]
+                         dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
+    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency))
+    from saefilter.features import save_feature_set
+    from saefilter.terminal import print_feature_set
+
+    save_feature_set(feature_set, output)
+    print_feature_set(out, feature_set, limit=20)
+    out.print(f"features -> {output}")
+
+
+def _build_features(config, harmful, benign, top, ids, column, min_frequency):
+    from saefilter.feature_selection import build_feature_set, encode_reference, feature_set_from_ids, reference_activations
+    from saefilter.records import InputError
+    from saefilter.reference import read_reference
+    from saefilter.scorer import load_backbone
+    from saefilter.terminal import count_progress
+
+    if ids is not None:
+        from saefilter.config import resolve_sae_spec
+        from saefilter.sae import load_sae
+
+        try:
+            indices = [int(part) for part in ids.split(",") if part.strip()]
+        except ValueError:
+            raise InputError(f"--ids must be comma-separated integers, got {ids!r}") from None
+        loaded = load_sae(resolve_sae_spec(config.sae))
+        feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
+        feature_set.check_against(loaded.d_sae)
+        return feature_set
+    if not harmful or not benign:
+        raise InputError("give --harmful and --benign reference files (or --ids)")
+    with console.status("loading model and SAE..."):
+        lm, loaded = load_backbone(config)
+    from saefilter.activations import FeatureEncoder
+
+    encoder = FeatureEncoder(lm, loaded)
+    sets = {}
+    for name, paths in (("harmful", harmful), ("benign", benign)):
+        conversations = [c for path in paths for c in read_reference(path, column)]
+        samples, unusable = encode_reference(conversations, lm.tokenizer, config.tokens, config.max_tokens)
+        with count_progress(console, f"encoding {name}", len(samples)) as advance:
+            sets[name] = reference_activations(encoder, samples, unusable, config.batch_size, config.batch_tokens, advance)
+    meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign], "model": config.model,
+            "tokens": config.tokens, "hook": loaded.hook.name}
+    return build_feature_set(sets["harmful"], sets["benign"], top, lm.tokenizer.decode, config.sae, loaded.d_sae,
+                             meta, min_frequency)
+
+
+@features_app.command("import-neuronpedia")
+def features_import(
+    export: Annotated[Path, typer.Argument(help="Neuronpedia explanations export (.jsonl or .jsonl.gz).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
+    keywords: Annotated[Optional[str], typer.Option("--keywords", help="Comma-separated keywords; default: a list of harm and toxicity terms.")] = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", help="Keep only explanations of this Neuronpedia layer id (e.g. 12-gemmascope-res-16k).")] = None,
+    d_sae: Annotated[Optional[int], typer.Option("--d-sae", help="Width of the SAE, recorded so a mismatched --sae is caught.")] = None,
+) -> None:
+    """Select features of a published SAE whose Neuronpedia explanations mention harmful themes."""
+    from saefilter.features import save_feature_set
+    from saefilter.neuronpedia import DEFAULT_KEYWORDS, import_explanations
+    from saefilter.terminal import print_feature_set
+
+    words = [k for k in keywords.split(",")] if keywords else list(DEFAULT_KEYWORDS)
+    feature_set = run_with_errors(lambda: import_explanations(export, words, layer, d_sae))
+    save_feature_set(feature_set, output)
+    print_feature_set(out, feature_set, limit=20)
+    out.print(f"features -> {output}")
+
+
+@features_app.command("show")
+def features_show(
+    path: Annotated[str, typer.Argument(help="Feature set file, or 'embedded' for the bundled default.")] = DEFAULT_FEATURES,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to show (0 = all).")] = 0,
+) -> None:
+    """Print a feature set as a table: index, label, weight and selection statistics."""
+    from saefilter.config import resolve_features_path
+    from saefilter.features import load_feature_set
+    from saefilter.terminal import print_feature_set
+
+    feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path)))
+    print_feature_set(out, feature_set, limit=limit or None)
 
 
 def run_with_errors(action):

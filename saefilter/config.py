@@ -14,8 +14,18 @@ from saefilter.render import TokenMode
 from saefilter.scoring import Aggregation
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
-DEFAULT_SAE = str(DEFAULTS_DIR / "sae")
-DEFAULT_FEATURES = str(DEFAULTS_DIR / "features.json")
+EMBEDDED = "embedded"
+DEFAULT_SAE = EMBEDDED
+DEFAULT_FEATURES = EMBEDDED
+
+
+def resolve_sae_spec(spec: str) -> str:
+    """'embedded' -> the SAE bundled with the package (trained on the embedded default model)."""
+    return str(DEFAULTS_DIR / "sae") if spec == EMBEDDED else spec
+
+
+def resolve_features_path(spec: str) -> Path:
+    return DEFAULTS_DIR / "features.json" if spec == EMBEDDED else Path(spec)
 
 OnError = Literal["fail", "skip"]
 

@@ -108,14 +108,16 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", trust_remot
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
     is_local = Path(path).is_dir()
-    if not is_local and (Path(path).exists() or path.startswith((".", "/"))):
+    if (is_local and not (Path(path) / "config.json").exists()) or (
+        not is_local and (Path(path).exists() or path.startswith((".", "/")))
+    ):
         raise InputError(f"--model {spec}: not a model folder (expected config.json and *.safetensors)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
         )
-    except OSError as err:
+    except (OSError, ValueError) as err:
         hint = "" if is_local else " (offline? set HF_HUB_OFFLINE=0 with network access, or pass a local folder)"
         raise InputError(f"--model {spec}: could not load: {str(err).splitlines()[0]}{hint}") from None
     model.eval().to(resolved_device)

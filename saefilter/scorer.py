@@ -6,15 +6,14 @@ hook layer vs model depth) before any forward pass, so a bad combination fails i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from saefilter.activations import FeatureEncoder, length_batches
-from saefilter.config import ScoreConfig
+from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.features import FeatureSet, load_feature_set
 from saefilter.formats import FormatError, to_conversation
 from saefilter.layers import check_hook_point, decoder_layers
@@ -51,6 +50,19 @@ def check_widths(lm: LoadedModel, sae: LoadedSAE) -> None:
         )
 
 
+def load_backbone(config: ScoreConfig, check_sae: Callable[[int], None] | None = None) -> tuple[LoadedModel, LoadedSAE]:
+    """Model and SAE, checked against each other (and by `check_sae(d_sae)`) before any forward pass."""
+    if config.max_tokens < 2:
+        raise InputError("--max-tokens must be at least 2")
+    sae = load_sae(resolve_sae_spec(config.sae))
+    if check_sae:
+        check_sae(sae.d_sae)
+    lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code)
+    check_widths(lm, sae)
+    sae.sae.to(lm.device)
+    return lm, sae
+
+
 @dataclass
 class Scorer:
     config: ScoreConfig
@@ -64,14 +76,8 @@ class Scorer:
     def load(cls, config: ScoreConfig) -> Scorer:
         if config.neighbours < 1:
             raise InputError("--neighbours must be at least 1")
-        if config.max_tokens < 2:
-            raise InputError("--max-tokens must be at least 2")
-        feature_set = load_feature_set(Path(config.features))
-        sae = load_sae(config.sae)
-        feature_set.check_against(sae.d_sae)
-        lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code)
-        check_widths(lm, sae)
-        sae.sae.to(lm.device)
+        feature_set = load_feature_set(resolve_features_path(config.features))
+        lm, sae = load_backbone(config, check_sae=feature_set.check_against)
         decoder = sae.sae.W_dec.detach().float().cpu().numpy()
         proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours)
         return cls(config, lm, sae, feature_set, proximity, FeatureEncoder(lm, sae))

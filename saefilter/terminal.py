@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from saefilter.features import FeatureSet
 from saefilter.pipeline import ScoreSummary
 
 
@@ -67,3 +68,34 @@ def print_score_summary(console: Console, summary: ScoreSummary) -> None:
         console.print(top)
     console.print(f"scores  -> {summary.outputs.scores}")
     console.print(f"summary -> {summary.outputs.meta}")
+
+
+@contextmanager
+def count_progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | None = None) -> None:
+    selection = feature_set.meta.get("selection", {})
+    title = f"{len(feature_set.features)} harmful features" + (f" for {feature_set.sae}" if feature_set.sae else "")
+    table = Table(title=title, title_justify="left")
+    for column in ("index", "label", "weight", "effect", "freq harmful", "freq benign"):
+        table.add_column(column, overflow="fold")
+    for feature in feature_set.features[:limit]:
+        stats = feature.stats
+        table.add_row(
+            str(feature.index),
+            feature.label,
+            f"{feature.weight:g}",
+            f"{stats['effect_size']:.2f}" if "effect_size" in stats else "",
+            f"{stats['freq_harmful']:.2f}" if "freq_harmful" in stats else "",
+            f"{stats['freq_benign']:.2f}" if "freq_benign" in stats else "",
+        )
+    console.print(table)
+    if limit is not None and len(feature_set.features) > limit:
+        console.print(f"... {len(feature_set.features) - limit} more (use --limit 0 to see all)")
+    if selection:
+        console.print("selection: " + ", ".join(f"{k}={v}" for k, v in selection.items() if not isinstance(v, dict)))

@@ -3,83 +3,10 @@
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-
 from saefilter.config import ScoreConfig
-from saefilter.layers import HookPoint, residual_at
 from saefilter.pipeline import score_file
-from saefilter.render import encode, render
-from saefilter.formats import to_conversation
 
-from conftest import TRIGGER, chat, save_standard_sae, write_features, write_jsonl
-
-HOOK = HookPoint(2, "post")
-ANSWERS = [
-    "hello there how are you",
-    "the weather today is sunny",
-    "here it is : a poem about cats",
-    "sure , i can help with the recipe",
-    "print the list and return value",
-    "once upon a time there were dogs",
-]
-
-
-def residuals(model_dir: Path, tokenizer, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Residuals at HOOK of every scored token, and whether the token is the trigger word."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    trigger_id = tokenizer.convert_tokens_to_ids(TRIGGER)
-    rows, is_trigger = [], []
-    for record in records:
-        encoded = encode(render(to_conversation(record), tokenizer), tokenizer, 256)
-        ids = torch.tensor([encoded.input_ids])
-        resid = residual_at(model, HOOK, ids, torch.ones_like(ids))[0]
-        for position, scored in enumerate(encoded.scored):
-            if scored:
-                rows.append(resid[position].numpy())
-                is_trigger.append(encoded.input_ids[position] == trigger_id)
-    return np.array(rows), np.array(is_trigger)
-
-
-def corpus() -> list[dict]:
-    records = [chat("tell me a story", answer) for answer in ANSWERS]
-    records += [chat("tell me a story", answer.replace(" the ", f" {TRIGGER} ", 1)) for answer in ANSWERS if " the " in answer]
-    records += [chat("tell me a story", f"{TRIGGER} {answer}") for answer in ANSWERS]
-    return records
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory, model_dir, tokenizer):
-    """An SAE whose latent 0 fires exactly on the trigger token. Latent 1 never fires; its decoder
-    row is at cosine 0.9 to latent 0's. All other rows are orthogonal to both (random features)."""
-    resid, is_trigger = residuals(model_dir, tokenizer, corpus())
-    assert is_trigger.any() and (~is_trigger).any()
-    mean = resid.mean(axis=0)
-    direction = resid[is_trigger].mean(0) - resid[~is_trigger].mean(0)
-    direction /= np.linalg.norm(direction)
-    projection = (resid - mean) @ direction
-    assert projection[is_trigger].min() > projection[~is_trigger].max(), "trigger not linearly separable"
-    threshold = (projection[is_trigger].min() + projection[~is_trigger].max()) / 2
-
-    rng = np.random.default_rng(0)
-    d_in, d_sae = resid.shape[1], 48
-    W_enc = rng.normal(size=(d_in, d_sae)).astype(np.float32) / np.sqrt(d_in)
-    W_enc[:, 0] = direction
-    b_enc = np.zeros(d_sae, np.float32)
-    b_enc[0] = -threshold
-    basis, _ = np.linalg.qr(rng.normal(size=(d_in, 2)))
-    harmful, other = basis[:, 0], basis[:, 1]
-    W_dec = rng.normal(size=(d_sae, d_in))
-    W_dec -= (W_dec @ basis) @ basis.T  # every row orthogonal to the harmful and near directions...
-    W_dec[0] = harmful  # ...but the planted one
-    W_dec[1] = 0.9 * harmful + np.sqrt(1 - 0.81) * other
-    b_enc[1] = -1e4  # latent 1 never fires: it only lends its direction to the harmful set
-    path = save_standard_sae(tmp_path_factory.mktemp("planted") / "sae", W_enc, b_enc, W_dec.astype(np.float32), mean, HOOK.name)
-    return path
-
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 def run(tmp_path, model_dir, sae, features, records, name="data.jsonl", **overrides):
     data = write_jsonl(tmp_path / name, records)

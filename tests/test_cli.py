@@ -1,0 +1,72 @@
+"""The command line as a user meets it: real subprocesses, exit codes and messages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from saefilter.cli import app
+
+from conftest import chat, write_features, write_jsonl
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+
+
+def saefilter(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "saefilter.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture()
+def tiny_args(tmp_path, model_dir, sae_dir):
+    return ["--model", str(model_dir), "--sae", str(sae_dir), "--features", str(write_features(tmp_path / "f.json", [1, 5, 9]))]
+
+
+def test_score_end_to_end_on_a_sample_file(tmp_path, tiny_args):
+    data = tmp_path / "mixed_chat.jsonl"
+    data.write_bytes((SAMPLES / "mixed_chat.jsonl").read_bytes())
+    result = saefilter("score", str(data), *tiny_args)
+    assert result.returncode == 0, result.stderr
+    scores = tmp_path / "mixed_chat.scores.jsonl"
+    assert str(scores) in result.stdout.replace("\n", "")
+    rows = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert len(rows) == 20 and sorted(r["rank"] for r in rows) == list(range(1, 21))
+    assert data.read_bytes() == (SAMPLES / "mixed_chat.jsonl").read_bytes()  # input untouched
+
+
+def test_bad_line_fails_before_scoring_with_file_and_line(tmp_path, tiny_args):
+    data = write_jsonl(tmp_path / "d.jsonl", [chat("hello", "hi there")])
+    with data.open("a") as handle:
+        handle.write('{"messages": [oops\n')
+    result = saefilter("score", str(data), *tiny_args)
+    assert result.returncode == 2
+    assert f"{data}:2: invalid JSON" in result.stderr.replace("\n", "")
+    assert not (tmp_path / "d.scores.jsonl").exists()
+
+
+def test_missing_input_and_bad_choice(tmp_path, tiny_args):
+    result = saefilter("score", str(tmp_path / "nope.jsonl"), *tiny_args)
+    assert result.returncode == 2 and "no such file" in result.stderr
+    result = saefilter("score", str(tmp_path), *tiny_args)
+    assert result.returncode == 2 and "is a directory" in result.stderr
+    result = saefilter("score", str(tmp_path / "x.jsonl"), "--aggregation", "median", *tiny_args)
+    assert result.returncode == 2 and "--aggregation must be one of max, mean" in result.stderr
+
+
+def test_every_option_of_every_command_is_explained():
+    command = typer.main.get_command(app)
+    subcommands = getattr(command, "commands", {"score": command})
+    undocumented = [
+        f"{name} {param.name}"
+        for name, sub in subcommands.items()
+        for group in ([sub] + list(getattr(sub, "commands", {}).values()))
+        for param in group.params
+        if not getattr(param, "help", None) and param.param_type_name == "option" and param.name != "help"
+    ]
+    assert undocumented == []

@@ -1,0 +1,112 @@
+"""Feature selection on a planted contrast, Neuronpedia import, and the feature CLI."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from saefilter.feature_selection import ReferenceActivations, build_feature_set, select_features
+from saefilter.features import load_feature_set, save_feature_set
+from saefilter.neuronpedia import import_explanations
+from saefilter.records import InputError
+from saefilter.render import EncodedSample
+
+
+def test_a_latent_active_only_in_the_harmful_set_is_selected_first():
+    rng = np.random.default_rng(0)
+    harmful = np.maximum(rng.normal(size=(60, 30)), 0).astype(np.float32)
+    benign = np.maximum(rng.normal(size=(80, 30)), 0).astype(np.float32)
+    harmful[:, 17] = rng.uniform(0.5, 2.0, size=60)  # planted: fires on every harmful sample...
+    benign[:, 17] = 0.0  # ...and never on a benign one
+    harmful[:, 4] += 0.4  # a weaker shift
+    chosen = select_features(harmful, benign, top=3)
+    assert chosen[0].index == 17
+    assert chosen[0].freq_harmful == 1.0 and chosen[0].freq_benign == 0.0
+    assert 4 in [c.index for c in chosen]
+    assert all(c.effect_size > 0 for c in chosen)
+
+
+def test_rare_spikes_are_not_selected():
+    harmful = np.zeros((100, 5), np.float32)
+    benign = np.zeros((100, 5), np.float32)
+    harmful[0, 2] = 50.0  # one sample: 1% < min_frequency
+    harmful[:, 3] = 1.0
+    assert [c.index for c in select_features(harmful, benign, top=5, min_frequency=0.02)] == [3]
+
+
+def test_labels_come_from_peak_tokens(tmp_path):
+    samples = [EncodedSample([1, 2, 3], [False, True, True], False) for _ in range(4)]
+    acts = np.zeros((4, 3), np.float32)
+    acts[:, 1] = [3.0, 2.0, 1.0, 0.0]
+    peaks = np.full((4, 3), 2, np.int32)
+    harmful = ReferenceActivations(acts, peaks, samples, 0)
+    benign = ReferenceActivations(np.zeros((4, 3), np.float32), peaks, samples, 0)
+    vocab = {1: "the", 2: " bad", 3: " thing"}
+    feature_set = build_feature_set(harmful, benign, 2, lambda ids: "".join(vocab[i] for i in ids), "sae", 3, {})
+    assert feature_set.indices == [1]
+    feature = feature_set.features[0]
+    assert feature.label == "'thing'"
+    assert feature.stats["snippets"][0] == "the bad[[ thing]]"
+    save_feature_set(feature_set, tmp_path / "f.json")
+    again = load_feature_set(tmp_path / "f.json")
+    assert again.indices == [1] and again.d_sae == 3 and again.features[0].stats["freq_harmful"] == 0.75
+
+
+def write_export(path, rows, compress=False):
+    text = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    path.write_bytes(gzip.compress(text) if compress else text)
+    return path
+
+
+EXPORT = [
+    {"modelId": "gemma-2-2b", "layer": "12-gemmascope-res-16k", "index": "10", "description": "hateful slurs against groups"},
+    {"modelId": "gemma-2-2b", "layer": "12-gemmascope-res-16k", "index": "10", "description": "insults and hate speech"},
+    {"modelId": "gemma-2-2b", "layer": "12-gemmascope-res-16k", "index": "11", "description": "recipes for baking bread"},
+    {"modelId": "gemma-2-2b", "layer": "12-gemmascope-res-16k", "index": "12", "description": "instructions to build a bomb"},
+    {"modelId": "gemma-2-2b", "layer": "6-gemmascope-res-16k", "index": "13", "description": "violent threats"},
+    {"modelId": "gemma-2-2b", "layer": "12-gemmascope-res-16k", "index": "14", "description": "harmless greetings"},
+]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_neuronpedia_import_selects_by_keyword_and_layer(tmp_path, compress):
+    path = write_export(tmp_path / ("e.jsonl.gz" if compress else "e.jsonl"), EXPORT, compress)
+    feature_set = import_explanations(path, ["hate", "bomb", "violen"], layer="12-gemmascope-res-16k", d_sae=16384)
+    assert feature_set.indices == [10, 12]
+    assert feature_set.features[0].label == "hateful slurs against groups | insults and hate speech"
+    assert feature_set.d_sae == 16384
+    assert import_explanations(path, ["violen"]).indices == [13]
+
+
+def test_neuronpedia_import_errors(tmp_path):
+    path = write_export(tmp_path / "e.jsonl", EXPORT)
+    with pytest.raises(InputError, match="none of 6 explanations matched"):
+        import_explanations(path, ["zebra"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"description": "x"}\n')
+    with pytest.raises(InputError, match="bad.jsonl:1: not a Neuronpedia explanation"):
+        import_explanations(bad, ["x"])
+
+
+def test_features_build_cli_finds_the_planted_latent(tmp_path, model_dir, planted):
+    from conftest import ANSWERS, TRIGGER, chat, write_jsonl
+    from test_cli import saefilter
+
+    harmful = write_jsonl(tmp_path / "harmful.jsonl", [chat("tell me a story", f"{TRIGGER} {a}") for a in ANSWERS])
+    benign = write_jsonl(tmp_path / "benign.jsonl", [chat("tell me a story", a) for a in ANSWERS])
+    out = tmp_path / "features.json"
+    result = saefilter("features", "build", "--harmful", str(harmful), "--benign", str(benign), "--model", str(model_dir),
+                       "--sae", str(planted), "--top", "3", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    feature_set = load_feature_set(out)
+    assert feature_set.indices[0] == 0
+    assert feature_set.features[0].label == f"'{TRIGGER}'"
+    assert feature_set.d_sae == 48 and feature_set.meta["selection"]["harmful_samples"] == len(ANSWERS)
+    shown = saefilter("features", "show", str(out))
+    assert shown.returncode == 0 and TRIGGER in shown.stdout
+    ids = saefilter("features", "build", "--ids", "3,7", "--sae", str(planted), "-o", str(tmp_path / "ids.json"))
+    assert ids.returncode == 0, ids.stderr
+    assert load_feature_set(tmp_path / "ids.json").indices == [3, 7]
+    too_big = saefilter("features", "build", "--ids", "3,70", "--sae", str(planted), "-o", str(tmp_path / "x.json"))
+    assert too_big.returncode == 2 and "beyond the SAE width" in too_big.stderr
