@@ -5,6 +5,7 @@ Heavy imports (torch, transformers, sae-lens) happen inside commands so `--help`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -97,6 +98,18 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         fail(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
+CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
+
+
+def make_config(options: dict) -> ScoreConfig:
+    """A ScoreConfig from a command's options (its locals()), choices checked first."""
+    for name, choices in CHOICES.items():
+        if name in options:
+            check_choice("--" + name.replace("_", "-"), options[name], choices)
+    fields = {f.name for f in dataclasses.fields(ScoreConfig)}
+    return ScoreConfig(**{k: v for k, v in options.items() if k in fields})
+
+
 @app.command()
 def score(
     data: Annotated[Path, typer.Argument(help="Dataset: .jsonl or .jsonl.gz (chat messages, prompt/completion, Alpaca or text).")],
@@ -118,15 +131,7 @@ def score(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
-    check_choice("--tokens", tokens, ("response", "all"))
-    check_choice("--aggregation", aggregation, ("max", "mean"))
-    check_choice("--on-error", on_error, ("fail", "skip"))
-    config = ScoreConfig(
-        model=model, sae=sae, features=features, tokens=tokens, aggregation=aggregation,  # type: ignore[arg-type]
-        neighbours=neighbours, max_tokens=max_tokens, field=field, device=device, dtype=dtype,
-        batch_size=batch_size, batch_tokens=batch_tokens, on_error=on_error,  # type: ignore[arg-type]
-        trust_remote_code=trust_remote_code,
-    )
+    config = make_config(locals())
     from saefilter.terminal import print_score_summary, score_progress
 
     summary = run_with_errors(lambda: _score_with_progress(data, config, output, resume, score_progress))
@@ -141,6 +146,60 @@ def _score_with_progress(data, config, output, resume, score_progress):
         scorer = Scorer.load(config)
     with score_progress(console) as (on_start, on_progress):
         return score_file(data, config, output, resume, scorer, on_start, on_progress)
+
+
+@app.command()
+def prune(
+    data: Annotated[Path, typer.Argument(help="The dataset that was (or will be) scored.")],
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Remove the N highest-scoring records.")] = None,
+    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Remove this share of records (the paper removed 0.5).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Remove every record scoring at or above T.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random-removal baseline.")] = 20260522,
+    out_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Folder for the outputs; default: next to the input.")] = None,
+    scores: Annotated[Optional[Path], typer.Option("--scores", help="Score file to use; default <stem>.scores.jsonl next to the input.")] = None,
+    rescore: Annotated[bool, typer.Option("--rescore", help="Score again even if a matching score file exists.")] = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    sae: SaeOpt = DEFAULT_SAE,
+    features: FeaturesOpt = DEFAULT_FEATURES,
+    tokens: TokensOpt = "response",
+    aggregation: AggOpt = "max",
+    neighbours: NeighboursOpt = 1,
+    max_tokens: MaxTokensOpt = 1024,
+    field: FieldOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    batch_size: BatchOpt = 16,
+    batch_tokens: BatchTokensOpt = 8192,
+    on_error: OnErrorOpt = "fail",
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Write the pruned dataset, the removed records and a same-size random-removal baseline.
+
+    Reuses <stem>.scores.jsonl when it was made from this input with this configuration (checked by
+    hash), so one scoring pass serves many cut-offs.
+    """
+    config = make_config(locals())
+    from saefilter.prune import Cutoff, prune_dataset
+    from saefilter.terminal import print_prune_summary
+
+    cutoff = Cutoff(top_k, fraction, threshold)
+    run_with_errors(cutoff.validate)
+
+    def scores_file() -> Path:
+        from saefilter.pipeline import current_scores
+
+        if scores is not None and not rescore:
+            return scores
+        existing = None if rescore else current_scores(data, config, scores)
+        if existing is not None:
+            console.print(f"reusing {existing} (same input and configuration)")
+            return existing
+        from saefilter.terminal import score_progress
+
+        return _score_with_progress(data, config, scores, False, score_progress).outputs.scores
+
+    result = run_with_errors(lambda: prune_dataset(data, scores_file(), cutoff, seed, out_dir))
+    print_prune_summary(out, result)
 
 
 features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)
@@ -166,9 +225,7 @@ def features_build(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Select the SAE latents that best separate harmful from benign reference text."""
-    check_choice("--tokens", tokens, ("response", "all"))
-    config = ScoreConfig(model=model, sae=sae, tokens=tokens, max_tokens=max_tokens, device=device,  # type: ignore[arg-type]
-                         dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
+    config = make_config(locals())
     feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency))
     from saefilter.features import save_feature_set
     from saefilter.terminal import print_feature_set

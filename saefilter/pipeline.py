@@ -63,6 +63,24 @@ class ScoreSummary:
     top_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+def current_scores(input_path: Path, config: ScoreConfig, output: Path | None = None) -> Path | None:
+    """The existing score file if it was made from this exact input and configuration, else None."""
+    from saefilter.config import resolve_features_path, resolve_sae_spec
+    from saefilter.sae import sae_fingerprint
+
+    outputs = ScoreOutputs.for_input(input_path, output)
+    if not (outputs.scores.exists() and outputs.meta.exists()):
+        return None
+    meta = json.loads(outputs.meta.read_text())
+    features = resolve_features_path(config.features)
+    if not features.is_file():
+        return None
+    expected = config.fingerprint(sae_fingerprint(resolve_sae_spec(config.sae)), file_sha256(features))
+    if meta.get("config_fingerprint") != expected or meta.get("input_sha256") != file_sha256(input_path):
+        return None
+    return outputs.scores
+
+
 def count_lines(path: Path) -> int:
     return sum(1 for _ in read_lines(path))
 

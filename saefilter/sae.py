@@ -50,6 +50,17 @@ def hook_name_of(sae: Any) -> str:
     return str(hook_name)
 
 
+def sae_fingerprint(spec: str) -> str:
+    """The fingerprint `load_sae` would record, without loading any weights."""
+    path = Path(spec)
+    if path.is_dir():
+        return file_sha256(path / "sae_weights.safetensors")
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    split = split_registry_spec(spec, set(get_pretrained_saes_directory()))
+    return f"registry:{split[0]}/{split[1]}" if split else f"unknown:{spec}"
+
+
 def load_sae(spec: str, device: str = "cpu", hook_override: str | None = None) -> LoadedSAE:
     from sae_lens import SAE
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from saefilter.features import FeatureSet
 from saefilter.pipeline import ScoreSummary
+from saefilter.prune import PruneResult
 
 
 @contextmanager
@@ -99,3 +100,19 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
         console.print(f"... {len(feature_set.features) - limit} more (use --limit 0 to see all)")
     if selection:
         console.print("selection: " + ", ".join(f"{k}={v}" for k, v in selection.items() if not isinstance(v, dict)))
+
+
+def print_prune_summary(console: Console, result: PruneResult) -> None:
+    counts, stats = result.summary["counts"], result.summary["score_stats"]
+    table = Table(title=f"saefilter prune: {result.summary['input']}", title_justify="left")
+    for column in ("", "records", "mean score", "max score"):
+        table.add_column(column)
+    for name, key in (("kept", "kept"), ("removed (by score)", "removed"), ("removed (random baseline)", "random_removed")):
+        s = stats[key]
+        table.add_row(name, str(counts[key]), f"{s.get('mean', float('nan')):.4f}", f"{s.get('max', float('nan')):.4f}")
+    if counts["unscorable"]:
+        table.add_row("unscorable (see prune.json)", str(counts["unscorable"]), "", "")
+    console.print(table)
+    console.print(f"cut-off {result.summary['cutoff']}, seed {result.summary['seed']}; kept + removed + unscorable = input: checked")
+    for label, path in (("pruned", result.pruned), ("removed", result.removed), ("random", result.random), ("report", result.report)):
+        console.print(f"{label:8s}-> {path}")
