@@ -202,6 +202,55 @@ def prune(
     print_prune_summary(out, result)
 
 
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="JSONL files to check (a pre-commit hook passes the staged ones).")],
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Block records scoring at or above T; default: the setting, else the feature set's calibrated threshold.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Overrides the setting; default: the embedded model.")] = None,
+    sae: Annotated[Optional[str], typer.Option("--sae", help="Overrides the setting; default: the embedded SAE.")] = None,
+    features: Annotated[Optional[str], typer.Option("--features", "-f", help="Overrides the setting; default: the embedded feature set.")] = None,
+    aggregation: Annotated[Optional[str], typer.Option("--aggregation", "-a", help="max or mean; overrides the setting.")] = None,
+    tokens: Annotated[Optional[str], typer.Option("--tokens", help="response or all; overrides the setting.")] = None,
+    field: FieldOpt = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Score cache (SQLite); default: in the user cache dir.")] = None,
+) -> None:
+    """Exit 1 and list file:line, score and top feature of every record above the threshold; 0 otherwise.
+
+    Settings: [tool.saefilter] in pyproject.toml, or saefilter.toml (keys: model, sae, features, threshold,
+    aggregation, tokens, neighbours, max_tokens, field). Flags override them.
+    """
+    from saefilter.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
+    from saefilter.model import cache_dir
+
+    def run():
+        settings, source = find_settings(Path.cwd())
+        flags = {"model": model, "sae": sae, "features": features, "aggregation": aggregation, "tokens": tokens,
+                 "field": field, "threshold": threshold}
+        config, limit = merge_settings(settings, flags, source)
+        for name, choices in CHOICES.items():
+            check_choice("--" + name.replace("_", "-"), getattr(config, name), choices)
+        limit = limit if limit is not None else suggested_threshold(config)
+        if limit is None:
+            from saefilter.records import InputError
+
+            raise InputError("no threshold: pass --threshold or set `threshold` in [tool.saefilter]")
+        score_cache = ScoreCache(cache or cache_dir() / "check-cache.sqlite3")
+        return check_files(files, config, limit, score_cache), limit
+
+    result, limit = run_with_errors(run)
+    for message in result.errors:
+        out.print(f"{message}", highlight=False)
+    for finding in result.findings:
+        out.print(finding.format(), highlight=False)
+    verdict = "blocked" if (result.findings or result.errors) else "ok"
+    console.print(
+        f"saefilter check: {result.n_records} records ({result.n_cached} cached), threshold {limit:g}: "
+        f"{len(result.findings)} above, {len(result.errors)} unreadable -> {verdict}"
+    )
+    if result.findings or result.errors:
+        raise typer.Exit(1)
+
+
 features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 

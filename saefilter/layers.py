@@ -1,44 +1,17 @@
-"""Capture the residual stream at an SAE's hook point and stop the forward pass right there.
+"""Capture the residual stream at an SAE's hook point (see `hooks`) and stop the forward pass there.
 
-sae-lens names hook points the TransformerLens way. In Hugging Face terms:
-- `blocks.L.hook_resid_pre`  = the input of decoder layer L  (= hidden_states[L])
-- `blocks.L.hook_resid_post` = the output of decoder layer L (= hidden_states[L + 1], before the
-  final norm)
 Later layers and the LM head never run: the hook raises once it has what it needs.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from saefilter.hooks import HookPoint
 from saefilter.records import InputError
-
-HOOK_PATTERN = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
-
-
-@dataclass(frozen=True)
-class HookPoint:
-    layer: int
-    position: Literal["pre", "post"]
-
-    @property
-    def name(self) -> str:
-        return f"blocks.{self.layer}.hook_resid_{self.position}"
-
-
-def parse_hook_name(hook_name: str) -> HookPoint:
-    match = HOOK_PATTERN.match(hook_name)
-    if not match:
-        raise InputError(
-            f"unsupported SAE hook point {hook_name!r}: saefilter reads the residual stream "
-            "(blocks.L.hook_resid_pre or blocks.L.hook_resid_post)"
-        )
-    return HookPoint(int(match.group(1)), match.group(2))  # type: ignore[arg-type]
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

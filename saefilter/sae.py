@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.layers import HookPoint, parse_hook_name
+from saefilter.hooks import HookPoint, parse_hook_name
 from saefilter.records import InputError, file_sha256
 
 
@@ -55,10 +55,7 @@ def sae_fingerprint(spec: str) -> str:
     path = Path(spec)
     if path.is_dir():
         return file_sha256(path / "sae_weights.safetensors")
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    split = split_registry_spec(spec, set(get_pretrained_saes_directory()))
-    return f"registry:{split[0]}/{split[1]}" if split else f"unknown:{spec}"
+    return f"registry:{spec}"
 
 
 def load_sae(spec: str, device: str = "cpu", hook_override: str | None = None) -> LoadedSAE:
@@ -99,4 +96,4 @@ def _load_registry_sae(spec: str, device: str) -> tuple[Any, str]:
             f"--sae {spec}: not in the local Hugging Face cache and the hub is unreachable "
             f"({type(err).__name__}); download it once with network access, or pass a local folder"
         ) from None
-    return sae, f"registry:{release}/{sae_id}"
+    return sae, sae_fingerprint(spec)

@@ -20,7 +20,8 @@ import torch
 
 from saefilter.activations import length_batches, pad_batch
 from saefilter.formats import Conversation
-from saefilter.layers import HookPoint, residuals_at
+from saefilter.hooks import HookPoint
+from saefilter.layers import residuals_at
 from saefilter.model import LoadedModel
 from saefilter.render import EncodedSample, encode, render
 

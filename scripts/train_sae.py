@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from saefilter.layers import HookPoint
+from saefilter.hooks import HookPoint
 from saefilter.model import DEFAULT_MODEL, load_model
 from saefilter.reference import read_reference
 from saefilter.train import SAETrainingSettings, collect_activations, train_topk_sae

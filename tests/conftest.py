@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from saefilter.formats import to_conversation
-from saefilter.layers import HookPoint, residual_at
+from saefilter.hooks import HookPoint
+from saefilter.layers import residual_at
 from saefilter.render import encode, render
 
 CHATML = (

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from saefilter.layers import HookPoint, decoder_layers, parse_hook_name, residual_at, residuals_at
+from saefilter.hooks import HookPoint, parse_hook_name
+from saefilter.layers import decoder_layers, residual_at, residuals_at
 from saefilter.records import InputError
 
 from conftest import build_llama
