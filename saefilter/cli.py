@@ -251,6 +251,29 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    scores: Annotated[Path, typer.Argument(help="A <stem>.scores.jsonl file written by `saefilter score`.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file; default <stem>.report.html next to the scores.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="The scored dataset, if it moved since scoring.")] = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="How many flagged samples to show.")] = 25,
+    fraction: Annotated[float, typer.Option("--fraction", help="Draw the cut-off that removes this share of records.")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Draw this score cut-off instead of --fraction.")] = None,
+) -> None:
+    """Write a self-contained HTML report (and a PNG histogram) of a score file."""
+    from saefilter.report import write_report
+
+    target = output or scores.with_name(scores.name.replace(".scores.jsonl", "") + ".report.html")
+    if not scores.is_file():
+        fail(f"{scores}: no such file")
+    html_path, png_path, summary = write_report(scores, target, data, top, fraction, threshold)
+    cut = f"{summary['cutoff']:.4f} ({summary['above']} records at or above)" if summary["cutoff"] is not None else "none"
+    out.print(f"{summary['records']} records; cut-off {cut}")
+    for feature in summary["top_features"]:
+        out.print(f"  feature {feature['index']:>6} {feature['label'][:40]:40s} contribution {feature['contribution']:.4f}", highlight=False)
+    out.print(f"report -> {html_path}\nplot   -> {png_path}")
+
+
 features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 

@@ -1,0 +1,32 @@
+"""The HTML report: self-contained, showing the flagged samples with their features and tokens."""
+
+import json
+import re
+
+from saefilter.config import ScoreConfig
+from saefilter.pipeline import score_file
+from saefilter.report import highlight, write_report
+
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
+
+
+def test_report_shows_flagged_samples_and_is_self_contained(tmp_path, model_dir, planted):
+    records = [chat("tell me a story", a) for a in ANSWERS] + [chat("tell me a story", f"{TRIGGER} {ANSWERS[2]}")]
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+    features = write_features(tmp_path / "f.json", [0], d_sae=48)
+    summary = score_file(data, ScoreConfig(model=str(model_dir), sae=str(planted), features=str(features)))
+    html_path, png_path, info = write_report(summary.outputs.scores, tmp_path / "r.html", top_n=3)
+    page = html_path.read_text()
+    assert png_path.read_bytes().startswith(b"\x89PNG")
+    assert "data:image/png;base64," in page
+    assert not re.search(r"(src|href)=['\"]https?://", page)  # nothing fetched when viewed
+    first_row = page.split("<th>scored text")[1].split("</tr>")[1]
+    assert f"<td>{len(records)}</td>" in first_row  # rank 1 is the planted line
+    assert f">{TRIGGER}</mark>" in first_row
+    assert "feature 0" in first_row
+    assert info["top_features"][0]["index"] == 0
+
+
+def test_highlight_escapes_html():
+    marked = highlight("<b>bomb</b> and more", [{"token": " bomb", "mass": 2.0}])
+    assert "&lt;b&gt;" in marked and ">bomb</mark>" in marked
