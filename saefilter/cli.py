@@ -128,6 +128,7 @@ def score(
     batch_tokens: BatchTokensOpt = 8192,
     on_error: OnErrorOpt = "fail",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
+    chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""

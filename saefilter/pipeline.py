@@ -141,6 +141,8 @@ def score_file(
     if outputs.scores.resolve() == input_path.resolve():
         raise InputError(f"{output}: refusing to overwrite the input file")
     n_lines = validate_all(scorer, input_path) if config.on_error == "fail" else count_lines(input_path)
+    if n_lines == 0:
+        raise InputError(f"{input_path}: empty file, nothing to score")
     state = {"input": file_sha256(input_path), "config": scorer.fingerprint, "version": __version__}
     done = _resume_point(outputs, state) if resume else 0
     if not resume or done == 0:
