@@ -24,6 +24,8 @@ test: install
 
 demo: install
 	$(BIN)/saefilter score data/samples/mixed_chat.jsonl
+	$(BIN)/saefilter prune data/samples/mixed_chat.jsonl --fraction 0.25
+	$(BIN)/saefilter report data/samples/mixed_chat.scores.jsonl --top 10 --fraction 0.25
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
