@@ -57,17 +57,25 @@ class FeatureEncoder:
         self.sae_dtype = next(sae.sae.parameters()).dtype
 
     @torch.inference_mode()
-    def residuals(self, samples: Sequence[EncodedSample]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residual vectors of all scored positions [n_scored_total, d_model], and the scored mask."""
+    def residuals(self, samples: Sequence[EncodedSample]) -> torch.Tensor:
+        """Residual vectors of all scored positions, concatenated: [n_scored_total, d_model]."""
         ids, attention, scored = pad_batch(samples, self.lm.tokenizer.pad_token_id)
         device = self.lm.device
         resid = residual_at(self.lm.model, self.sae.hook, ids.to(device), attention.to(device))
-        return resid[scored.to(device)], scored
+        return resid[scored.to(device)]
+
+    def _split(self, values: np.ndarray, samples: Sequence[EncodedSample]) -> list[np.ndarray]:
+        return np.split(values, np.cumsum([s.n_scored for s in samples])[:-1])
 
     @torch.inference_mode()
     def token_features(self, samples: Sequence[EncodedSample]) -> list[np.ndarray]:
         """Per sample: [n_scored, d_sae] float32 SAE activations of its scored tokens."""
-        selected, _ = self.residuals(samples)
+        selected = self.residuals(samples)
+        return self._split(self.sae.sae.encode(selected.to(self.sae_dtype)).float().cpu().numpy(), samples)
+
+    @torch.inference_mode()
+    def token_residuals_and_features(self, samples: Sequence[EncodedSample]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per sample: residuals [n_scored, d_model] and SAE activations [n_scored, d_sae], one forward pass."""
+        selected = self.residuals(samples)
         features = self.sae.sae.encode(selected.to(self.sae_dtype)).float().cpu().numpy()
-        counts = np.cumsum([s.n_scored for s in samples])[:-1]
-        return np.split(features, counts)
+        return list(zip(self._split(selected.float().cpu().numpy(), samples), self._split(features, samples), strict=True))

@@ -33,16 +33,23 @@ class ReferenceActivations:
     n_unusable: int
 
 
+def encode_each(conversations: Iterable[Conversation], tokenizer, tokens: TokenMode, max_tokens: int) -> list[EncodedSample | None]:
+    """One entry per conversation; None where it has nothing to score."""
+    encoded: list[EncodedSample | None] = []
+    for conversation in conversations:
+        try:
+            encoded.append(encode(render(conversation, tokenizer, tokens), tokenizer, max_tokens))
+        except FormatError:
+            encoded.append(None)
+    return encoded
+
+
 def encode_reference(
     conversations: Iterable[Conversation], tokenizer, tokens: TokenMode, max_tokens: int
 ) -> tuple[list[EncodedSample], int]:
-    samples, unusable = [], 0
-    for conversation in conversations:
-        try:
-            samples.append(encode(render(conversation, tokenizer, tokens), tokenizer, max_tokens))
-        except FormatError:
-            unusable += 1
-    return samples, unusable
+    encoded = encode_each(conversations, tokenizer, tokens, max_tokens)
+    usable = [s for s in encoded if s is not None]
+    return usable, len(encoded) - len(usable)
 
 
 def reference_activations(

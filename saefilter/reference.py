@@ -69,3 +69,18 @@ def read_reference(path: Path, column: str | None = None) -> Iterator[Conversati
                 yield Conversation(text=text)
     else:
         raise InputError(f"{path}: unsupported reference format (use .jsonl, .jsonl.gz, .json, .csv or .txt)")
+
+
+def read_labelled(path: Path, column: str, field: str | None = None) -> tuple[list[Conversation], list[int]]:
+    """Conversations and 0/1 labels from a JSONL file whose records carry a label key."""
+    conversations, labels = [], []
+    for item in read_lines(path):
+        if hasattr(item, "reason"):
+            if item.blank:
+                continue
+            raise InputError(item.message())
+        if column not in item.data:
+            raise InputError(f"{path}:{item.line_no}: no label key {column!r}")
+        conversations.append(_from_object(item.data, f"{path}:{item.line_no}", field))
+        labels.append(1 if item.data[column] else 0)
+    return conversations, labels

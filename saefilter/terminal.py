@@ -116,3 +116,21 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
     console.print(f"cut-off {result.summary['cutoff']}, seed {result.summary['seed']}; kept + removed + unscorable = input: checked")
     for label, path in (("pruned", result.pruned), ("removed", result.removed), ("random", result.random), ("report", result.report)):
         console.print(f"{label:8s}-> {path}")
+
+
+def print_eval(console: Console, report: dict) -> None:
+    table = Table(
+        title=f"saefilter eval: {report['n_positive']} positive vs {report['n_negative']} negative ({report['hook']})",
+        title_justify="left",
+    )
+    for column in ("method", "variant", "AUROC [95% CI]", "AP", "removed@10%", "removed@25%", "removed@50%"):
+        table.add_column(column)
+    for result in report["results"]:
+        m, ci = result["metrics"], result["intervals"]
+        table.add_row(
+            result["method"], result["variant"],
+            f"{m['auroc']:.3f} [{ci['auroc'][0]:.3f}, {ci['auroc'][1]:.3f}]",
+            f"{m['average_precision']:.3f}",
+            *(f"{m[f'removed_at_{p}']:.2f}" for p in (10, 25, 50)),
+        )
+    console.print(table)

@@ -1,0 +1,113 @@
+"""`saefilter eval`: how well does the geometric score find the samples it should, against baselines
+computed in the same run from the same activations?
+
+Methods (each a score per sample; higher = remove first):
+- geometric: saefilter's score (see `scoring`), for each aggregation, k and feature count asked for
+- direct: share of the sample's SAE activation mass on the harmful features themselves (no geometry)
+- repmatch: representation matching (He, Xia & Henderson 2024, "What's in your safe data?"):
+  mean cosine of the sample's mean hidden state (same layer, scored tokens) to its top-n nearest
+  harmful anchor examples
+- random: a seeded uniform draw, beside the analytic expectation
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from saefilter.activations import FeatureEncoder, length_batches
+from saefilter.features import FeatureSet
+from saefilter.metrics import all_metrics, bootstrap_intervals, random_expectation
+from saefilter.proximity import feature_proximity, unit_rows
+from saefilter.render import EncodedSample
+
+
+@dataclass
+class EvalActivations:
+    aggregated: dict[str, np.ndarray]  # "max" / "mean" -> [n, d_sae]
+    mean_residual: np.ndarray  # [n, d_model]
+
+
+def collect(
+    encoder: FeatureEncoder, samples: Sequence[EncodedSample], batch_size: int, batch_tokens: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> EvalActivations:
+    n, d_sae, d_model = len(samples), encoder.sae.d_sae, int(encoder.lm.model.config.hidden_size)
+    agg = {"max": np.zeros((n, d_sae), np.float32), "mean": np.zeros((n, d_sae), np.float32)}
+    mean_resid = np.zeros((n, d_model), np.float32)
+    for batch in length_batches([len(s.input_ids) for s in samples], batch_size, batch_tokens):
+        outputs = encoder.token_residuals_and_features([samples[i] for i in batch])
+        for i, (resid, feats) in zip(batch, outputs, strict=True):
+            agg["max"][i], agg["mean"][i] = feats.max(0), feats.mean(0)
+            mean_resid[i] = resid.mean(0)
+        if on_progress:
+            on_progress(len(batch))
+    return EvalActivations(agg, mean_resid)
+
+
+def geometric_scores(acts: np.ndarray, proximity: np.ndarray) -> np.ndarray:
+    """Vectorised `scoring.score_sample(...).score` over many samples."""
+    acts = np.maximum(acts, 0).astype(np.float64)
+    totals = acts.sum(1)
+    return np.divide(acts @ proximity.astype(np.float64), totals, out=np.zeros(len(acts)), where=totals > 0)
+
+
+def direct_scores(acts: np.ndarray, harmful: list[int], weights: list[float]) -> np.ndarray:
+    acts = np.maximum(acts, 0).astype(np.float64)
+    totals = acts.sum(1)
+    mass = acts[:, harmful] @ np.asarray(weights, dtype=np.float64)
+    return np.divide(mass, totals, out=np.zeros(len(acts)), where=totals > 0)
+
+
+def representation_matching(mean_residual: np.ndarray, anchors: np.ndarray, top_n: int) -> np.ndarray:
+    similarity = unit_rows(mean_residual) @ unit_rows(anchors).T
+    top_n = min(top_n, anchors.shape[0])
+    return np.sort(similarity, axis=1)[:, -top_n:].mean(1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    method: str
+    variant: str
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+
+
+def evaluate_scores(method: str, variant: str, scores: np.ndarray, labels: np.ndarray, n_boot: int, seed: int) -> MethodResult:
+    return MethodResult(method, variant, all_metrics(scores, labels), bootstrap_intervals(scores, labels, n_boot, seed))
+
+
+def run_methods(
+    acts: EvalActivations,
+    labels: np.ndarray,
+    feature_set: FeatureSet,
+    decoder: np.ndarray,
+    anchors: np.ndarray | None,
+    neighbours: Sequence[int] = (1, 5),
+    feature_counts: Sequence[int] | None = None,
+    repmatch_top_n: int = 5,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[MethodResult]:
+    results = []
+    counts = sorted({min(c, len(feature_set.features)) for c in (feature_counts or [len(feature_set.features)])})
+    for count in counts:
+        harmful, weights = feature_set.indices[:count], feature_set.weights[:count]
+        for k in neighbours:
+            proximity = feature_proximity(decoder, harmful, weights, k).proximity
+            for aggregation, matrix in acts.aggregated.items():
+                variant = f"{aggregation}, k={k}, {count} features"
+                results.append(evaluate_scores("geometric", variant, geometric_scores(matrix, proximity), labels, n_boot, seed))
+        for aggregation, matrix in acts.aggregated.items():
+            variant = f"{aggregation}, {count} features"
+            results.append(evaluate_scores("direct", variant, direct_scores(matrix, harmful, weights), labels, n_boot, seed))
+    if anchors is not None:
+        scores = representation_matching(acts.mean_residual, anchors, repmatch_top_n)
+        results.append(evaluate_scores("repmatch", f"top-{repmatch_top_n} of {len(anchors)} anchors", scores, labels, n_boot, seed))
+    draw = np.random.default_rng(seed).random(len(labels))
+    results.append(evaluate_scores("random", f"seeded draw (seed {seed})", draw, labels, n_boot, seed))
+    expectation = random_expectation(labels)
+    results.append(MethodResult("random", "expectation", expectation, {k: (v, v) for k, v in expectation.items()}))
+    return results

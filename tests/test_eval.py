@@ -1,0 +1,63 @@
+"""Metrics, and `saefilter eval` on the planted SAE."""
+
+import json
+
+import numpy as np
+import pytest
+
+from saefilter.evaluate import direct_scores, geometric_scores
+from saefilter.metrics import all_metrics, auroc, average_precision, bootstrap_intervals, positives_removed
+from saefilter.proximity import feature_proximity
+from saefilter.scoring import score_sample
+
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
+
+
+def test_auroc_matches_pairwise_counting_with_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=60).astype(float)
+    labels = rng.integers(0, 2, size=60)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert auroc(scores, labels) == pytest.approx(pairwise)
+
+
+def test_perfect_and_inverted_rankings():
+    labels = np.array([1, 1, 0, 0, 0, 0])
+    good = np.array([0.9, 0.8, 0.3, 0.2, 0.1, 0.0])
+    assert auroc(good, labels) == 1.0 and average_precision(good, labels) == 1.0
+    assert auroc(-good, labels) == 0.0
+    assert positives_removed(good, labels, 0.5) == 1.0
+    assert all_metrics(good, labels)["removed_at_25"] == pytest.approx(1.0)  # top round(1.5) = 2 rows: both positives
+    low, high = bootstrap_intervals(good, labels, n_resamples=50)["auroc"]
+    assert low == high == 1.0
+
+
+def test_vectorised_scores_equal_the_per_sample_score():
+    rng = np.random.default_rng(2)
+    decoder = rng.normal(size=(30, 8)).astype(np.float32)
+    prox = feature_proximity(decoder, [1, 4], [1.0, 1.0], 2)
+    acts = np.maximum(rng.normal(size=(6, 30)), 0).astype(np.float32)
+    expected = [score_sample(acts[i : i + 1], prox, "max", 2).score for i in range(6)]
+    np.testing.assert_allclose(geometric_scores(acts, prox.proximity), expected, rtol=1e-6)
+    np.testing.assert_allclose(direct_scores(acts, [1, 4], [1.0, 1.0]), (acts[:, 1] + acts[:, 4]) / acts.sum(1), rtol=1e-6)
+
+
+def test_eval_cli_separates_planted_positives(tmp_path, model_dir, planted):
+    from test_cli import saefilter
+
+    positive = write_jsonl(tmp_path / "pos.jsonl", [chat("tell me a story", f"{TRIGGER} {a}") for a in ANSWERS])
+    negative = write_jsonl(tmp_path / "neg.jsonl", [chat("tell me a story", a) for a in ANSWERS])
+    features = write_features(tmp_path / "f.json", [0], d_sae=48)
+    out = tmp_path / "eval.json"
+    result = saefilter("eval", "--positive", str(positive), "--negative", str(negative), "--anchors", str(positive),
+                       "--model", str(model_dir), "--sae", str(planted), "--features", str(features),
+                       "--bootstrap", "50", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    by_method = {(r["method"], r["variant"]): r["metrics"] for r in report["results"]}
+    assert by_method[("geometric", "max, k=1, 1 features")]["auroc"] == 1.0
+    assert by_method[("direct", "max, 1 features")]["auroc"] == 1.0
+    assert by_method[("random", "expectation")]["auroc"] == 0.5
+    assert any(method == "repmatch" for method, _ in by_method)
+    assert report["n_positive"] == report["n_negative"] == len(ANSWERS)
