@@ -133,6 +133,15 @@ def build(shared: Path, out: Path, seed: int) -> dict:
     }
     for name, rows in reference.items():
         write_jsonl(out / name, rows)
+        # a held-out split for evaluation; features are selected on the rest
+        shuffled = rows[:]
+        random.Random(seed + 1).shuffle(shuffled)
+        n_held = len(shuffled) // 5
+        write_jsonl(out / name.replace(".jsonl", "_heldout.jsonl"), shuffled[:n_held])
+        write_jsonl(out / name.replace(".jsonl", "_select.jsonl"), shuffled[n_held:])
+    # evaluation rows of the emergent-misalignment pair: never seen by the SAE or the feature selection
+    write_jsonl(out / "em_insecure_eval.jsonl", read_jsonl(shared / "em/insecure.jsonl")[EM_SAE_ROWS:])
+    write_jsonl(out / "em_secure_eval.jsonl", read_jsonl(shared / "em/secure.jsonl")[EM_SAE_ROWS:])
     manifest = {
         "seed": seed,
         "sae_corpus.jsonl": {name: len(rows) for name, rows in corpus_parts.items()},
@@ -146,6 +155,8 @@ def build(shared: Path, out: Path, seed: int) -> dict:
             "Davidson 'neither' tweets (class 2) as answers, sampled": len(hate_tweets),
             "Alpaca safety-related but benign chats, sampled": len(behaviours),
         },
+        "splits": "harmful/benign: 20% held out (*_heldout.jsonl), features selected on *_select.jsonl; "
+                  f"em_*_eval.jsonl: rows >= {EM_SAE_ROWS}",
         "licences": LICENCES,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
