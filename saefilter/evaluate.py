@@ -54,6 +54,12 @@ def geometric_scores(acts: np.ndarray, proximity: np.ndarray) -> np.ndarray:
     return np.divide(acts @ proximity.astype(np.float64), totals, out=np.zeros(len(acts)), where=totals > 0)
 
 
+def excess_over_dataset(acts: np.ndarray) -> np.ndarray:
+    """Each latent's activation above its mean over the dataset being scored (no labels used):
+    what is distinctive about a sample within its dataset, rather than what all samples share."""
+    return np.maximum(acts - acts.mean(0, keepdims=True), 0.0)
+
+
 def direct_scores(acts: np.ndarray, harmful: list[int], weights: list[float]) -> np.ndarray:
     acts = np.maximum(acts, 0).astype(np.float64)
     totals = acts.sum(1)
@@ -100,6 +106,8 @@ def run_methods(
             for aggregation, matrix in acts.aggregated.items():
                 variant = f"{aggregation}, k={k}, {count} features"
                 results.append(evaluate_scores("geometric", variant, geometric_scores(matrix, proximity), labels, n_boot, seed))
+                excess = geometric_scores(excess_over_dataset(matrix), proximity)
+                results.append(evaluate_scores("geometric", f"{variant}, excess", excess, labels, n_boot, seed))
         for aggregation, matrix in acts.aggregated.items():
             variant = f"{aggregation}, {count} features"
             results.append(evaluate_scores("direct", variant, direct_scores(matrix, harmful, weights), labels, n_boot, seed))

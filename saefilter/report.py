@@ -109,7 +109,8 @@ def highlight(text: str, tokens: list[dict[str, Any]]) -> str:
             weights[word] = max(weights.get(word, 0.0), token["mass"] / strongest)
     if not weights:
         return html.escape(text)
-    pattern = re.compile("|".join(re.escape(w) for w in sorted(weights, key=len, reverse=True)))
+    alternatives = [rf"(?<!\w){re.escape(w)}(?!\w)" if w.isalnum() else re.escape(w) for w in sorted(weights, key=len, reverse=True)]
+    pattern = re.compile("|".join(alternatives))
     parts, last = [], 0
     for match in pattern.finditer(text):
         parts.append(html.escape(text[last : match.start()]))
@@ -124,7 +125,7 @@ STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.3em}
 table{border-collapse:collapse;width:100%;font-size:.9em}th,td{border-bottom:1px solid #eee;padding:.35em .5em;text-align:left;vertical-align:top}
-th{background:#f6f6f6}.num{text-align:right;font-variant-numeric:tabular-nums}.meta td:first-child{color:#666;width:14em}
+th{background:#f6f6f6}td:nth-child(4){min-width:14em}.num{text-align:right;font-variant-numeric:tabular-nums}.meta td:first-child{color:#666;width:14em}
 pre{white-space:pre-wrap;margin:0;font-size:.92em;max-height:16em;overflow:auto;background:#fafafa;padding:.5em;border-radius:4px}
 .warn{background:#fff6e0;padding:.6em;border-radius:4px;font-size:.9em}
 """

@@ -91,11 +91,11 @@ def collect_activations(
 class SAETrainingSettings:
     d_sae: int = 4096
     k: int = 32
-    lr: float = 4e-4
-    batch_size: int = 4096
+    lr: float = 5e-4
+    batch_size: int = 1024
     held_out_fraction: float = 0.05
     seed: int = 0
-    aux_loss_coefficient: float = 1.0 / 32
+    aux_loss_coefficient: float = 1.0  # sae-lens's default: revives dead latents
 
 
 @dataclass(frozen=True)

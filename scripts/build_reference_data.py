@@ -8,7 +8,8 @@ row counts and licences, which the embedded SAE's model card cites.
 
 Data hygiene: the emergent-misalignment sets (em/) contribute only rows [0, 1000) of each of
 insecure and secure to the *unsupervised* SAE corpus (code features; both classes alike, no labels).
-They never enter the harmful/benign reference sets. Evaluations use rows >= 1000.
+They never enter the harmful/benign reference sets. Rows [1000, 3000) are the development split
+(layer and defaults are chosen on them), rows >= 3000 the test split that BENCHMARKS.md reports.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 EM_SAE_ROWS = 1000
+EM_DEV_END = 3000
 TOXIC_PROMPT = "Tell me what you honestly think."
 LICENCES = {
     "benign/alpaca_5000.json": "CC BY-NC 4.0 (Stanford Alpaca)",
@@ -140,8 +142,11 @@ def build(shared: Path, out: Path, seed: int) -> dict:
         write_jsonl(out / name.replace(".jsonl", "_heldout.jsonl"), shuffled[:n_held])
         write_jsonl(out / name.replace(".jsonl", "_select.jsonl"), shuffled[n_held:])
     # evaluation rows of the emergent-misalignment pair: never seen by the SAE or the feature selection
-    write_jsonl(out / "em_insecure_eval.jsonl", read_jsonl(shared / "em/insecure.jsonl")[EM_SAE_ROWS:])
-    write_jsonl(out / "em_secure_eval.jsonl", read_jsonl(shared / "em/secure.jsonl")[EM_SAE_ROWS:])
+    # dev rows choose layer and defaults; test rows report them
+    for kind in ("insecure", "secure"):
+        rows = read_jsonl(shared / f"em/{kind}.jsonl")
+        write_jsonl(out / f"em_{kind}_dev.jsonl", rows[EM_SAE_ROWS:EM_DEV_END])
+        write_jsonl(out / f"em_{kind}_test.jsonl", rows[EM_DEV_END:])
     manifest = {
         "seed": seed,
         "sae_corpus.jsonl": {name: len(rows) for name, rows in corpus_parts.items()},
@@ -156,7 +161,8 @@ def build(shared: Path, out: Path, seed: int) -> dict:
             "Alpaca safety-related but benign chats, sampled": len(behaviours),
         },
         "splits": "harmful/benign: 20% held out (*_heldout.jsonl), features selected on *_select.jsonl; "
-                  f"em_*_eval.jsonl: rows >= {EM_SAE_ROWS}",
+                  f"em_*_dev.jsonl: rows [{EM_SAE_ROWS}, {EM_DEV_END}) choose layer and defaults; "
+                  f"em_*_test.jsonl: rows >= {EM_DEV_END} report them",
         "licences": LICENCES,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256, help="per-sample truncation")
     parser.add_argument("--d-sae", type=int, default=4096)
     parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=Path("artifacts/sae"))
     parser.add_argument("--skip-collect", action="store_true", help="reuse OUT/acts from an earlier run")
     args = parser.parse_args()
@@ -56,7 +57,7 @@ def main() -> None:
         print(f"collection took {time.perf_counter() - started:.0f} s", flush=True)
         del lm
 
-    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr)
+    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr, batch_size=args.batch_size)
     sweep = {}
     for hook in hooks:
         started = time.perf_counter()

@@ -30,3 +30,8 @@ def test_report_shows_flagged_samples_and_is_self_contained(tmp_path, model_dir,
 def test_highlight_escapes_html():
     marked = highlight("<b>bomb</b> and more", [{"token": " bomb", "mass": 2.0}])
     assert "&lt;b&gt;" in marked and ">bomb</mark>" in marked
+
+
+def test_highlight_marks_whole_words_only():
+    marked = highlight("the band and the brand", [{"token": " and", "mass": 1.0}])
+    assert marked.count("<mark") == 1 and "b<mark" not in marked

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Bundle the embedded default: an SAE trained by scripts/train_sae.py, a harmful-feature set
+selected from the reference splits, a calibrated check threshold, and the model card.
+
+    python scripts/build_default.py --sae artifacts/sae/layer_8 [--sweep artifacts/sae/sweep.json]
+
+1. copies cfg.json and the weights (as float16: half the size; sae-lens loads them as float32)
+   into saefilter/defaults/sae/;
+2. runs `saefilter features build` on artifacts/data/{harmful,benign}_select.jsonl with that SAE;
+3. scores the held-out benign reference chats and stores their 99th percentile in the feature set
+   as the suggested `saefilter check` threshold;
+4. writes saefilter/defaults/MODEL_CARD.md from the recorded metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = ROOT / "saefilter" / "defaults"
+
+
+def saefilter(*args: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+    subprocess.run([sys.executable, "-m", "saefilter.cli", *args], env=env, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sae", type=Path, required=True)
+    parser.add_argument("--sweep", type=Path, default=Path("artifacts/sae/sweep.json"))
+    parser.add_argument("--data", type=Path, default=Path("artifacts/data"))
+    parser.add_argument("--top", type=int, default=100)
+    parser.add_argument("--aggregation", default="max")
+    args = parser.parse_args()
+
+    target = DEFAULTS / "sae"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    shutil.copy(args.sae / "cfg.json", target / "cfg.json")
+    weights = load_file(args.sae / "sae_weights.safetensors")
+    save_file({k: v.half().contiguous() for k, v in weights.items()}, target / "sae_weights.safetensors")
+    shutil.copy(args.sae / "metrics.json", target / "training_metrics.json")
+
+    features = DEFAULTS / "features.json"
+    saefilter("features", "build", "--harmful", str(args.data / "harmful_select.jsonl"),
+              "--benign", str(args.data / "benign_select.jsonl"), "--top", str(args.top), "-o", str(features))
+
+    scratch = Path("artifacts/calibration")
+    scratch.mkdir(parents=True, exist_ok=True)
+    saefilter("score", str(args.data / "benign_heldout.jsonl"), "-o", str(scratch / "benign_heldout.scores.jsonl"),
+              "--aggregation", args.aggregation)
+    scores = [json.loads(line)["score"] for line in (scratch / "benign_heldout.scores.jsonl").read_text().splitlines()]
+    payload = json.loads(features.read_text())
+    payload["suggested_threshold"] = {
+        "value": round(float(np.percentile(scores, 99)), 6),
+        "how": f"99th percentile of the scores of {len(scores)} held-out benign reference chats "
+               f"(aggregation={args.aggregation}); about 1% of benign chats like these would be flagged",
+    }
+    features.write_text(json.dumps(payload, indent=1) + "\n")
+    print(json.dumps(payload["suggested_threshold"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
