@@ -129,24 +129,44 @@ def score(
     on_error: OnErrorOpt = "fail",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Score only shard I of N (I/N, lines with (line-1) %% N == I); join with `saefilter merge`.")] = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
     config = make_config(locals())
+    from saefilter.pipeline import Shard
     from saefilter.terminal import print_score_summary, score_progress
 
-    summary = run_with_errors(lambda: _score_with_progress(data, config, output, resume, score_progress))
-    print_score_summary(out, summary)
+    shard_spec = run_with_errors(lambda: Shard.parse(shard)) if shard else None
+    result = run_with_errors(lambda: _score_with_progress(data, config, output, resume, score_progress, shard_spec))
+    if shard_spec is not None:
+        out.print(f"shard {shard} -> {result}\njoin all shards with: saefilter merge {data}")
+    else:
+        print_score_summary(out, result)
 
 
-def _score_with_progress(data, config, output, resume, score_progress):
+def _score_with_progress(data, config, output, resume, score_progress, shard=None):
     from saefilter.pipeline import score_file
     from saefilter.scorer import Scorer
 
     with console.status("loading model, SAE and features..."):
         scorer = Scorer.load(config)
     with score_progress(console) as (on_start, on_progress):
-        return score_file(data, config, output, resume, scorer, on_start, on_progress)
+        return score_file(data, config, output, resume, scorer, on_start, on_progress, shard)
+
+
+@app.command()
+def merge(
+    data: Annotated[Path, typer.Argument(help="The dataset the shards were scored from.")],
+    shards: Annotated[list[Path], typer.Option("--shard-file", help="Shard files; default: every <stem>.scores.shard-I-of-N.jsonl next to the output.")] = [],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
+) -> None:
+    """Join the shard files of `score --shard I/N` into one ranked score file, identical to a single-process run."""
+    from saefilter.shards import find_shards, merge_shards
+    from saefilter.terminal import print_score_summary
+
+    summary = run_with_errors(lambda: merge_shards(data, shards or find_shards(data, output), output))
+    print_score_summary(out, summary)
 
 
 @app.command()

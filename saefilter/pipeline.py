@@ -28,6 +28,30 @@ from saefilter.scorer import Prepared, Scorer, Skipped
 ProgressFn = Callable[[int], None]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard I of N owns every line with (line_no - 1) % N == I: deterministic and balanced."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise InputError(f"--shard must look like I/N (e.g. 0/8), got {text!r}") from None
+        if count < 1 or not 0 <= index < count:
+            raise InputError(f"--shard {text}: need 0 <= I < N")
+        return cls(index, count)
+
+    def owns(self, line_no: int) -> bool:
+        return (line_no - 1) % self.count == self.index
+
+    def expected_rows(self, lines_total: int) -> int:
+        return lines_total // self.count + (self.index < lines_total % self.count)
+
+
 @dataclass
 class ScoreOutputs:
     scores: Path
@@ -37,8 +61,10 @@ class ScoreOutputs:
     partial_state: Path
 
     @classmethod
-    def for_input(cls, input_path: Path, output: Path | None = None) -> ScoreOutputs:
+    def for_input(cls, input_path: Path, output: Path | None = None, shard: Shard | None = None) -> ScoreOutputs:
         scores = output or output_path(input_path, ".scores.jsonl")
+        if shard is not None:
+            scores = scores.with_name(scores.name.removesuffix(".jsonl") + f".shard-{shard.index}-of-{shard.count}.jsonl")
         base = scores.name.removesuffix(".jsonl").removesuffix(".scores")
         return cls(
             scores=scores,
@@ -81,8 +107,8 @@ def current_scores(input_path: Path, config: ScoreConfig, output: Path | None = 
     return outputs.scores
 
 
-def count_lines(path: Path) -> int:
-    return sum(1 for _ in read_lines(path))
+def count_lines(path: Path, owned: Callable[[int], bool] = lambda _line_no: True) -> int:
+    return sum(1 for item in read_lines(path) if owned(item.line_no))
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -91,10 +117,12 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def validate_all(scorer: Scorer, input_path: Path) -> int:
+def validate_all(scorer: Scorer, input_path: Path, owned: Callable[[int], bool] = lambda _line_no: True) -> int:
     """Fail-fast pass for --on-error fail: find the first bad line before any model work."""
     n_lines = 0
     for item in read_lines(input_path):
+        if not owned(item.line_no):
+            continue
         n_lines += 1
         prepared = scorer.prepare(item)
         if isinstance(prepared, Skipped) and not prepared.blank:
@@ -133,15 +161,18 @@ def score_file(
     scorer: Scorer | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: ProgressFn | None = None,
-) -> ScoreSummary:
+    shard: Shard | None = None,
+) -> ScoreSummary | Path:
+    """Score a dataset into a ranked score file (or, with `shard`, one unranked shard file for `merge`)."""
     check_input_path(input_path)
     started = time.perf_counter()
     scorer = scorer or Scorer.load(config)
-    outputs = ScoreOutputs.for_input(input_path, output)
+    outputs = ScoreOutputs.for_input(input_path, output, shard)
     if outputs.scores.resolve() == input_path.resolve():
         raise InputError(f"{output}: refusing to overwrite the input file")
-    n_lines = validate_all(scorer, input_path) if config.on_error == "fail" else count_lines(input_path)
-    if n_lines == 0:
+    owned = shard.owns if shard else (lambda _line_no: True)
+    n_lines = validate_all(scorer, input_path, owned) if config.on_error == "fail" else count_lines(input_path, owned)
+    if n_lines == 0 and shard is None:
         raise InputError(f"{input_path}: empty file, nothing to score")
     state = {"input": file_sha256(input_path), "config": scorer.fingerprint, "version": __version__}
     done = _resume_point(outputs, state) if resume else 0
@@ -153,7 +184,7 @@ def score_file(
     if on_progress and done:
         on_progress(done)
 
-    lines = itertools.dropwhile(lambda item: item.line_no <= done, read_lines(input_path))
+    lines = (item for item in read_lines(input_path) if item.line_no > done and owned(item.line_no))
     with outputs.partial.open("a", encoding="utf-8") as partial:
         for chunk in chunked(lines, config.chunk_records):
             prepared = [scorer.prepare(item) for item in chunk]
@@ -165,10 +196,27 @@ def score_file(
             os.fsync(partial.fileno())
             if on_progress:
                 on_progress(len(chunk))
-    return finalize(input_path, outputs, scorer, n_lines, time.perf_counter() - started)
+    if shard is not None:
+        return write_shard(input_path, outputs, shard, run_description(scorer), n_lines)
+    return finalize(input_path, outputs, run_description(scorer), n_lines, time.perf_counter() - started)
 
 
-def finalize(input_path: Path, outputs: ScoreOutputs, scorer: Scorer, n_lines: int, seconds: float) -> ScoreSummary:
+def write_shard(input_path: Path, outputs: ScoreOutputs, shard: Shard, description: dict[str, Any], n_rows: int) -> Path:
+    """A finished shard: its unranked rows in line order, and what `merge` needs to check it."""
+    write_json(shard_meta_path(outputs.scores), {
+        "shard": [shard.index, shard.count], "input_sha256": file_sha256(input_path),
+        "lines_total": count_lines(input_path), "rows": n_rows, "run": description,
+    })
+    os.replace(outputs.partial, outputs.scores)
+    outputs.partial_state.unlink(missing_ok=True)
+    return outputs.scores
+
+
+def shard_meta_path(shard_file: Path) -> Path:
+    return shard_file.with_name(shard_file.name.removesuffix(".jsonl") + ".json")
+
+
+def finalize(input_path: Path, outputs: ScoreOutputs, description: dict[str, Any], n_lines: int, seconds: float) -> ScoreSummary:
     """Partial checkpoint -> ranked score file, skipped file and metadata, all atomic."""
     scores = np.array([row["score"] for row in iter_jsonl(outputs.partial) if "score" in row], dtype=np.float64)
     ranks, percentiles = ranks_and_percentiles(scores)
@@ -197,19 +245,16 @@ def finalize(input_path: Path, outputs: ScoreOutputs, scorer: Scorer, n_lines: i
         input_path, outputs, n_lines, len(scores), n_skipped, n_blank, n_truncated, seconds, scores,
         sorted(top_rows, key=lambda r: r["rank"]),
     )
-    write_json(outputs.meta, run_metadata(summary, scorer))
+    write_json(outputs.meta, run_metadata(summary, description))
     outputs.partial.unlink(missing_ok=True)
     outputs.partial_state.unlink(missing_ok=True)
     return summary
 
 
-def run_metadata(summary: ScoreSummary, scorer: Scorer) -> dict[str, Any]:
+def run_description(scorer: Scorer) -> dict[str, Any]:
+    """What produced the scores: enough to reproduce them and to tell two runs apart."""
     config = scorer.config
-    scores = summary.scores
     return {
-        "saefilter": __version__,
-        "input": str(summary.input),
-        "input_sha256": file_sha256(summary.input),
         "config_fingerprint": scorer.fingerprint,
         "model": config.model,
         "sae": config.sae,
@@ -224,6 +269,15 @@ def run_metadata(summary: ScoreSummary, scorer: Scorer) -> dict[str, Any]:
         "max_tokens": config.max_tokens,
         "field": config.field,
         "dtype": config.dtype,
+    }
+
+
+def run_metadata(summary: ScoreSummary, description: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "saefilter": __version__,
+        "input": str(summary.input),
+        "input_sha256": file_sha256(summary.input),
+        **description,
         "counts": {
             "lines": summary.n_lines,
             "scored": summary.n_scored,
@@ -231,7 +285,7 @@ def run_metadata(summary: ScoreSummary, scorer: Scorer) -> dict[str, Any]:
             "blank": summary.n_blank,
             "truncated": summary.n_truncated,
         },
-        "score_stats": score_stats(scores),
+        "score_stats": score_stats(summary.scores),
     }
 
 

@@ -134,7 +134,7 @@ def rss_benchmarks(counts: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=Path, required=True)
+    parser.add_argument("--records", type=Path, help="real records for the forward comparison")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -143,8 +143,13 @@ def main() -> None:
     parser.add_argument("--features", default=ScoreConfig.features)
     parser.add_argument("--rss-counts", default="1000,100000")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-forward", action="store_true")
     args = parser.parse_args()
-    report = {"forward": forward_benchmarks(args), "torch_threads": torch.get_num_threads()}
+    report: dict = {"torch_threads": torch.get_num_threads()}
+    if not args.skip_forward:
+        if args.records is None:
+            parser.error("--records is needed for the forward comparison")
+        report["forward"] = forward_benchmarks(args)
     if not args.skip_rss:
         report["peak_rss"] = rss_benchmarks([int(c) for c in args.rss_counts.split(",")])
     print(json.dumps(report, indent=1))

@@ -1,0 +1,83 @@
+"""Sharded scoring: merged shards equal the single-process file byte for byte; bad merges are refused."""
+
+import json
+
+import pytest
+
+from saefilter.config import ScoreConfig
+from saefilter.pipeline import Shard, score_file
+from saefilter.records import InputError
+from saefilter.scorer import Scorer
+from saefilter.shards import find_shards, merge_shards
+
+from conftest import ANSWERS, chat, write_features, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory, model_dir, sae_dir):
+    features = write_features(tmp_path_factory.mktemp("f") / "f.json", [1, 5, 9])
+    return Scorer.load(ScoreConfig(model=str(model_dir), sae=str(sae_dir), features=str(features), chunk_records=4, on_error="skip"))
+
+
+def dataset(folder):
+    data = write_jsonl(folder / "d.jsonl", [chat("tell me a story", " ".join([a] * (1 + i % 4))) for i, a in enumerate(ANSWERS * 4)])
+    with data.open("ab") as handle:
+        handle.write(b"\n{broken\n")  # a blank and a bad line, so skipped rows are sharded too
+    return data
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_merged_shards_equal_the_single_process_output(tmp_path, scorer, n):
+    data = dataset(tmp_path)
+    single = score_file(data, scorer.config, tmp_path / "single.scores.jsonl", scorer=scorer)
+    for i in range(n):
+        path = score_file(data, scorer.config, scorer=scorer, shard=Shard(i, n))
+        assert path.name == f"d.scores.shard-{i}-of-{n}.jsonl"
+    merged = merge_shards(data, find_shards(data))
+    assert merged.outputs.scores.read_bytes() == single.outputs.scores.read_bytes()
+    assert merged.outputs.skipped.read_bytes() == single.outputs.skipped.read_bytes()
+    meta_single = json.loads(single.outputs.meta.read_text())
+    meta_merged = json.loads(merged.outputs.meta.read_text())
+    assert meta_merged == meta_single
+
+
+def test_merge_refuses_missing_foreign_and_incomplete_shards(tmp_path, scorer):
+    data = dataset(tmp_path)
+    paths = [score_file(data, scorer.config, scorer=scorer, shard=Shard(i, 3)) for i in range(3)]
+    with pytest.raises(InputError, match="missing shard"):
+        merge_shards(data, paths[:2])
+    lines = paths[1].read_text().splitlines()
+    paths[1].write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(InputError, match="incomplete shard"):
+        merge_shards(data, paths)
+    with data.open("a") as handle:
+        handle.write(json.dumps(chat("hello", "hi there")) + "\n")
+    with pytest.raises(InputError, match="different version"):
+        merge_shards(data, paths)
+    with pytest.raises(InputError, match="no shard files"):
+        merge_shards(data, [])
+
+
+def test_shard_parsing():
+    assert Shard.parse("2/8") == Shard(2, 8)
+    assert Shard(2, 8).owns(3) and not Shard(2, 8).owns(4)
+    assert sum(Shard(i, 3).expected_rows(10) for i in range(3)) == 10
+    for bad in ("8/8", "a/b", "3"):
+        with pytest.raises(InputError):
+            Shard.parse(bad)
+
+
+def test_shard_and_merge_from_the_command_line(tmp_path, model_dir, sae_dir):
+    from test_cli import saefilter
+
+    data = write_jsonl(tmp_path / "d.jsonl", [chat("tell me a story", a) for a in ANSWERS])
+    args = ["--model", str(model_dir), "--sae", str(sae_dir), "--features", str(write_features(tmp_path / "f.json", [1, 5]))]
+    for shard in ("0/2", "1/2"):
+        result = saefilter("score", str(data), "--shard", shard, *args)
+        assert result.returncode == 0, result.stderr
+        assert "saefilter merge" in result.stdout
+    merged = saefilter("merge", str(data))
+    assert merged.returncode == 0, merged.stderr
+    rows = [json.loads(line) for line in (tmp_path / "d.scores.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, len(ANSWERS) + 1))
+    assert saefilter("score", str(data), "--shard", "2/2", *args).returncode == 2
