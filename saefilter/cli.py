@@ -402,6 +402,7 @@ def features_build(
     ids: Annotated[Optional[str], typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
     column: Annotated[Optional[str], typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
     min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
+    max_benign_frequency: Annotated[float, typer.Option("--max-benign-frequency", help="Ignore latents active in more benign samples than this share (structural latents).")] = 0.5,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     tokens: TokensOpt = "response",
@@ -413,7 +414,7 @@ def features_build(
 ) -> None:
     """Select the SAE latents that best separate harmful from benign reference text."""
     config = make_config(locals())
-    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency))
+    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency))
     from saefilter.features import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -422,7 +423,7 @@ def features_build(
     out.print(f"features -> {output}")
 
 
-def _build_features(config, harmful, benign, top, ids, column, min_frequency):
+def _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency):
     from saefilter.feature_selection import build_feature_set, encode_reference, feature_set_from_ids, reference_activations
     from saefilter.records import InputError
     from saefilter.reference import read_reference
@@ -457,7 +458,7 @@ def _build_features(config, harmful, benign, top, ids, column, min_frequency):
     meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign], "model": config.model,
             "tokens": config.tokens, "hook": loaded.hook.name}
     return build_feature_set(sets["harmful"], sets["benign"], top, lm.tokenizer.decode, config.sae, loaded.d_sae,
-                             meta, min_frequency)
+                             meta, min_frequency, max_benign_frequency)
 
 
 @features_app.command("import-neuronpedia")

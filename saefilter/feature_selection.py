@@ -4,7 +4,8 @@ benign samples, each with statistics and an offline label made from its top-acti
 Per latent, with a sample's activation aggregated over its scored tokens (max):
     effect size = (mean_harmful - mean_benign) / pooled standard deviation   (Cohen's d)
 Latents are ranked by effect size among those active in at least `min_frequency` of the harmful
-samples, so a latent that fires only on harmful text comes first, and a rare spike does not.
+samples and at most `max_benign_frequency` of the benign ones, so a latent that fires only on
+harmful text comes first, and neither a rare spike nor an always-on structural latent does.
 Contrasts should be matched in domain (same prompt, same genre), or the selection picks up
 the domain instead of the harm.
 """
@@ -100,11 +101,20 @@ def contrast_statistics(harmful: np.ndarray, benign: np.ndarray) -> dict[str, np
     }
 
 
-def select_features(harmful: np.ndarray, benign: np.ndarray, top: int, min_frequency: float = 0.02) -> list[FeatureStats]:
+def select_features(
+    harmful: np.ndarray, benign: np.ndarray, top: int, min_frequency: float = 0.02, max_benign_frequency: float = 0.5
+) -> list[FeatureStats]:
+    """Top latents by effect size, among those active in >= min_frequency of harmful samples and in
+    <= max_benign_frequency of benign ones: a latent that fires on most benign text (end-of-turn
+    markers, punctuation) encodes form, not harm, even when its magnitude differs between the sets."""
     if len(harmful) < 2 or len(benign) < 2:
         raise ValueError("need at least two usable samples in each reference set")
     stats = contrast_statistics(harmful, benign)
-    eligible = (stats["freq_harmful"] >= min_frequency) & (stats["effect_size"] > 0)
+    eligible = (
+        (stats["freq_harmful"] >= min_frequency)
+        & (stats["freq_benign"] <= max_benign_frequency)
+        & (stats["effect_size"] > 0)
+    )
     candidates = np.flatnonzero(eligible)
     order = candidates[np.argsort(-stats["effect_size"][candidates], kind="stable")][:top]
     return [
@@ -142,8 +152,9 @@ def build_feature_set(
     d_sae: int,
     meta: dict,
     min_frequency: float = 0.02,
+    max_benign_frequency: float = 0.5,
 ) -> FeatureSet:
-    chosen = select_features(harmful.acts, benign.acts, top, min_frequency)
+    chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency)
     features = []
     for stats in chosen:
         label, snippets = label_feature(stats.index, harmful, decode)
@@ -166,6 +177,7 @@ def build_feature_set(
               "unusable_harmful": harmful.n_unusable, "unusable_benign": benign.n_unusable}
     return FeatureSet(tuple(features), d_sae, sae_spec, {"selection": {**meta, **counts, "top": top,
                                                                         "min_frequency": min_frequency,
+                                                                        "max_benign_frequency": max_benign_frequency,
                                                                         "ranking": "Cohen's d of per-sample max activation"}})
 
 

@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -78,17 +79,28 @@ def toxigen_sentences(root: Path, kind: str) -> list[str]:
     return sorted(set(sentences))
 
 
-def harmful_behaviours(shared: Path) -> list[dict]:
-    """Harmful requests answered compliantly ('Sure, here is ...'): harmful assistant behaviour."""
+SURE_PREFIX = re.compile(r"^Sure,? here(?: is|'s| are)\s+", re.I)
+
+
+def comply(target: str) -> str:
+    """'Sure, here is a guide to X' -> 'A guide to X': keep the harmful content, drop the stock
+    compliance phrase, which the benign set lacks and which feature selection would latch onto."""
+    text = SURE_PREFIX.sub("", target).strip()
+    return text[:1].upper() + text[1:]
+
+
+def harmful_behaviours(shared: Path, strip_prefix: bool) -> list[dict]:
+    """Harmful requests answered compliantly: harmful assistant behaviour."""
+    answer = comply if strip_prefix else (lambda target: target)
     rows = []
     targets = read_json(shared / "harmful/advbench_targets.json")
     for row in read_csv(shared / "harmful/advbench_behaviors.csv"):
         if row["BehaviorID"] in targets:
-            rows.append(chat(row["Behavior"], targets[row["BehaviorID"]]))
+            rows.append(chat(row["Behavior"], answer(targets[row["BehaviorID"]])))
     hb_targets = read_json(shared / "harmful/harmbench_targets_text.json")
     for row in read_csv(shared / "harmful/harmbench_behaviors_text_all.csv"):
         if row["BehaviorID"] in hb_targets and not row["ContextString"].strip():
-            rows.append(chat(row["Behavior"], hb_targets[row["BehaviorID"]]))
+            rows.append(chat(row["Behavior"], answer(hb_targets[row["BehaviorID"]])))
     return rows
 
 
@@ -104,7 +116,8 @@ def build(shared: Path, out: Path, seed: int) -> dict:
     alpaca_safety = read_json(shared / "benign/alpaca_data_safety_only.json")
     dolly = [chat(r["instruction"] + (f"\n\n{r['context']}" if r["context"].strip() else ""), r["response"])
              for r in read_jsonl(shared / "benign/databricks-dolly-15k-safety-only.jsonl")]
-    behaviours = harmful_behaviours(shared)
+    behaviours = harmful_behaviours(shared, strip_prefix=True)  # reference sets
+    behaviours_raw = harmful_behaviours(shared, strip_prefix=False)  # the SAE corpus, as trained
     requests = (
         [chat(r["forbidden_prompt"]) for r in read_csv(shared / "harmful/strongreject_dataset.csv")]
         + [chat(line.strip()) for line in (shared / "harmful/malicious_instruct.txt").read_text().splitlines() if line.strip()]
@@ -117,7 +130,7 @@ def build(shared: Path, out: Path, seed: int) -> dict:
         "alpaca safety-only (chat)": [alpaca_chat(r) for r in alpaca_safety],
         "dolly safety-only (chat)": dolly,
         f"em insecure+secure rows [0,{EM_SAE_ROWS}) (chat, code)": em,
-        "harmful behaviours: AdvBench + HarmBench request/target (chat)": behaviours,
+        "harmful behaviours: AdvBench + HarmBench request/target (chat)": behaviours_raw,
         "harmful requests: StrongREJECT, MaliciousInstruct, refusal-harmful train (user only)": requests,
         "Davidson tweets, all classes (text)": [{"text": r["tweet"]} for r in davidson],
         "ToxiGen hate + neutral sentences (text)": [{"text": t} for t in toxigen_hate + toxigen_neutral],
@@ -153,7 +166,7 @@ def build(shared: Path, out: Path, seed: int) -> dict:
         "harmful.jsonl": {
             "ToxiGen hate sentences as answers": len(toxigen_hate),
             "Davidson hate tweets (class 0) as answers": len(hate_tweets),
-            "AdvBench + HarmBench request with 'Sure, here is' target": len(behaviours),
+            "AdvBench + HarmBench request with its target, 'Sure, here is' prefix removed": len(behaviours),
         },
         "benign.jsonl": {
             "ToxiGen neutral sentences as answers": len(toxigen_neutral),
