@@ -71,6 +71,7 @@ TokensOpt = Annotated[
 ]
 AggOpt = Annotated[str, typer.Option("--aggregation", "-a", help="How a feature's activations combine over tokens: max or mean.")]
 NeighboursOpt = Annotated[int, typer.Option("--neighbours", "-k", help="Harmful directions averaged per feature (kNN in FAISS).")]
+KernelOpt = Annotated[str, typer.Option("--kernel", help="Proximity of a cosine c: linear max(0,c); excess: above the SAE's background cosine; sq-excess: its square.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Truncate each record to this many tokens (from the right, like SFT).")]
 FieldOpt = Annotated[Optional[str], typer.Option("--field", help="Read the text or messages from this key instead of auto-detecting.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
@@ -98,7 +99,8 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         fail(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
-CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
+CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip"),
+           "kernel": ("linear", "excess", "sq-excess")}
 
 
 def make_config(options: dict) -> ScoreConfig:
@@ -120,6 +122,7 @@ def score(
     tokens: TokensOpt = "response",
     aggregation: AggOpt = "max",
     neighbours: NeighboursOpt = 1,
+    kernel: KernelOpt = "linear",
     max_tokens: MaxTokensOpt = 1024,
     field: FieldOpt = None,
     device: DeviceOpt = "auto",
@@ -185,6 +188,7 @@ def prune(
     tokens: TokensOpt = "response",
     aggregation: AggOpt = "max",
     neighbours: NeighboursOpt = 1,
+    kernel: KernelOpt = "linear",
     max_tokens: MaxTokensOpt = 1024,
     field: FieldOpt = None,
     device: DeviceOpt = "auto",
@@ -305,6 +309,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate a seeded random subsample of at most N per class.")] = None,
     neighbours_list: Annotated[str, typer.Option("--neighbours-list", help="Comma-separated k values to compare.")] = "1,5",
     feature_counts: Annotated[Optional[str], typer.Option("--feature-counts", help="Comma-separated numbers of top features to compare (default: all).")] = None,
+    kernels: Annotated[str, typer.Option("--kernels", help="Comma-separated proximity kernels to compare.")] = "linear,excess,sq-excess",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subsample, the random baseline and the bootstrap.")] = 0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write all results as JSON here.")] = None,
@@ -321,7 +326,7 @@ def evaluate(
     """Detection quality of the geometric score against direct activation, representation matching and random removal."""
     config = make_config(locals())
     report = run_with_errors(lambda: _evaluate(config, positive, negative, data, labels, anchors, limit,
-                                               neighbours_list, feature_counts, bootstrap, seed))
+                                               neighbours_list, feature_counts, bootstrap, seed, kernels))
     from saefilter.outputs import write_json
     from saefilter.terminal import print_eval
 
@@ -331,7 +336,7 @@ def evaluate(
         out.print(f"results -> {output}")
 
 
-def _evaluate(config, positive, negative, data, labels, anchors, limit, neighbours_list, feature_counts, bootstrap, seed):
+def _evaluate(config, positive, negative, data, labels, anchors, limit, neighbours_list, feature_counts, bootstrap, seed, kernels):
     import dataclasses as dc
 
     import numpy as np
@@ -380,7 +385,8 @@ def _evaluate(config, positive, negative, data, labels, anchors, limit, neighbou
     decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
     ks = [int(k) for k in neighbours_list.split(",")]
     counts = [int(c) for c in feature_counts.split(",")] if feature_counts else None
-    results = run_methods(acts, y, feature_set, decoder, anchor_matrix, ks, counts, n_boot=bootstrap, seed=seed)
+    results = run_methods(acts, y, feature_set, decoder, anchor_matrix, ks, counts, n_boot=bootstrap, seed=seed,
+                          kernels=kernels.split(","))
     return {
         "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()), "unusable": len(conversations) - len(y),
         "model": config.model, "sae": config.sae, "hook": loaded.hook.name, "features": config.features,

@@ -38,6 +38,7 @@ class ScoreConfig:
     tokens: TokenMode = "response"
     aggregation: Aggregation = "max"
     neighbours: int = 1
+    kernel: str = "linear"
     max_tokens: int = 1024
     field: str | None = None
     dtype: str = "auto"
@@ -51,7 +52,7 @@ class ScoreConfig:
 
     def fingerprint(self, sae_fingerprint: str, features_fingerprint: str) -> str:
         """Hash of everything that changes a score (not batch sizes, device or error policy)."""
-        keys = ("model", "tokens", "aggregation", "neighbours", "max_tokens", "field", "dtype")
+        keys = ("model", "tokens", "aggregation", "neighbours", "kernel", "max_tokens", "field", "dtype")
         payload = {key: asdict(self)[key] for key in keys}
         payload |= {"sae": sae_fingerprint, "features": features_fingerprint, "scorer": SCORER_VERSION}
         return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

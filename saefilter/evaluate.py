@@ -96,15 +96,16 @@ def run_methods(
     repmatch_top_n: int = 5,
     n_boot: int = 1000,
     seed: int = 0,
+    kernels: Sequence[str] = ("linear",),
 ) -> list[MethodResult]:
     results = []
     counts = sorted({min(c, len(feature_set.features)) for c in (feature_counts or [len(feature_set.features)])})
     for count in counts:
         harmful, weights = feature_set.indices[:count], feature_set.weights[:count]
-        for k in neighbours:
-            proximity = feature_proximity(decoder, harmful, weights, k).proximity
+        for k, kernel in ((k, kernel) for k in neighbours for kernel in kernels):
+            proximity = feature_proximity(decoder, harmful, weights, k, kernel).proximity
             for aggregation, matrix in acts.aggregated.items():
-                variant = f"{aggregation}, k={k}, {count} features"
+                variant = f"{aggregation}, k={k}, {kernel}, {count} features"
                 results.append(evaluate_scores("geometric", variant, geometric_scores(matrix, proximity), labels, n_boot, seed))
                 excess = geometric_scores(excess_over_dataset(matrix), proximity)
                 results.append(evaluate_scores("geometric", f"{variant}, excess", excess, labels, n_boot, seed))

@@ -266,6 +266,8 @@ def run_description(scorer: Scorer) -> dict[str, Any]:
         "tokens": config.tokens,
         "aggregation": config.aggregation,
         "neighbours": scorer.proximity.k,
+        "kernel": config.kernel,
+        "background_cosine": round(scorer.proximity.background, 6),
         "max_tokens": config.max_tokens,
         "field": config.field,
         "dtype": config.dtype,

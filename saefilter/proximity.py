@@ -3,7 +3,13 @@
 For every SAE latent i with unit decoder direction d_i, FAISS finds the k harmful directions h_j
 with the largest cosine, and
 
-    proximity_i = (1/k) * sum_{j in kNN(i)} w_j * max(0, cos(d_i, h_j))
+    proximity_i = (1/k) * sum_{j in kNN(i)} w_j * kernel(cos(d_i, h_j))
+
+with kernel "linear": max(0, c); "excess": max(0, c - b) / (1 - b); "sq-excess": the square of
+"excess". b is the SAE's background cosine: the median, over all latents, of the cosine to their
+nearest harmful direction. In a few hundred dimensions every latent has *some* harmful direction
+at cosine ~0.1-0.2; the excess kernels count only proximity beyond that, so a sample's score is not
+drowned by the background of its many unrelated features. A harmful latent itself always gets 1.
 
 This does not depend on any sample, so it is computed once per (SAE, feature set, k); scoring a
 sample is then a sparse dot product with its activations (see `scoring`).
@@ -19,11 +25,15 @@ import faiss
 import numpy as np
 
 
+KERNELS = ("linear", "excess", "sq-excess")
+
+
 @dataclass(frozen=True)
 class FeatureProximity:
     proximity: np.ndarray  # [d_sae] float32
     neighbours: np.ndarray  # [d_sae, k] int64: positions in the harmful set
-    terms: np.ndarray  # [d_sae, k] float32: w_j * max(0, cos) / k; rows sum to `proximity`
+    terms: np.ndarray  # [d_sae, k] float32: w_j * kernel(cos) / k; rows sum to `proximity`
+    background: float = 0.0  # median nearest-harmful cosine over all latents
 
     @property
     def k(self) -> int:
@@ -62,8 +72,19 @@ def harmful_index(harmful_directions: np.ndarray) -> faiss.IndexFlatIP:
     return index
 
 
+def apply_kernel(cosines: np.ndarray, kernel: str, background: float) -> np.ndarray:
+    if kernel == "linear":
+        return np.maximum(cosines, 0.0)
+    excess = np.maximum(cosines - background, 0.0) / max(1.0 - background, 1e-6)
+    if kernel == "excess":
+        return excess
+    if kernel == "sq-excess":
+        return excess**2
+    raise ValueError(f"unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
+
+
 def feature_proximity(
-    decoder: np.ndarray, harmful: list[int], weights: list[float], k: int
+    decoder: np.ndarray, harmful: list[int], weights: list[float], k: int, kernel: str = "linear"
 ) -> FeatureProximity:
     """Proximity of every decoder row to its k nearest harmful decoder rows."""
     if not harmful:
@@ -75,6 +96,7 @@ def feature_proximity(
     index = harmful_index(directions[harmful])
     with faiss_single_thread():
         cosines, neighbours = index.search(directions, k)
+    background = float(np.median(cosines[:, 0]))
     weight_of = np.asarray(weights, dtype=np.float32)
-    terms = (weight_of[neighbours] * np.maximum(cosines, 0.0) / k).astype(np.float32)
-    return FeatureProximity(terms.sum(axis=1), neighbours.astype(np.int64), terms)
+    terms = (weight_of[neighbours] * apply_kernel(cosines, kernel, background) / k).astype(np.float32)
+    return FeatureProximity(terms.sum(axis=1), neighbours.astype(np.int64), terms, background)

@@ -19,7 +19,7 @@ from saefilter.formats import FormatError, to_conversation
 from saefilter.layers import check_hook_point, decoder_layers
 from saefilter.model import LoadedModel, load_model
 from saefilter.outputs import round_score
-from saefilter.proximity import FeatureProximity, feature_proximity
+from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity
 from saefilter.records import BadLine, InputError, Record
 from saefilter.render import EncodedSample, encode, render
 from saefilter.sae import LoadedSAE, load_sae
@@ -79,7 +79,9 @@ class Scorer:
         feature_set = load_feature_set(resolve_features_path(config.features))
         lm, sae = load_backbone(config, check_sae=feature_set.check_against)
         decoder = sae.sae.W_dec.detach().float().cpu().numpy()
-        proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours)
+        if config.kernel not in KERNELS:
+            raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got {config.kernel!r}")
+        proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours, config.kernel)
         return cls(config, lm, sae, feature_set, proximity, FeatureEncoder(lm, sae))
 
     @property

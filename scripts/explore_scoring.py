@@ -22,7 +22,7 @@ from saefilter.config import ScoreConfig
 from saefilter.evaluate import collect, geometric_scores
 from saefilter.feature_selection import encode_reference, select_features
 from saefilter.metrics import auroc, positives_removed
-from saefilter.proximity import unit_rows
+from saefilter.proximity import KERNELS, apply_kernel, unit_rows
 from saefilter.reference import read_reference
 from saefilter.scorer import load_backbone
 
@@ -41,16 +41,6 @@ def cached_activations(encoder, tokenizer, path: Path, files: list[Path], limit:
     arrays = {"max": acts.aggregated["max"], "mean": acts.aggregated["mean"], "resid": acts.mean_residual}
     np.savez(path, **arrays)
     return arrays
-
-
-def kernel(cosines: np.ndarray, name: str, background: float) -> np.ndarray:
-    if name == "cos":
-        return np.maximum(cosines, 0)
-    if name == "excess":  # cosine above the SAE's typical nearest-harmful cosine
-        return np.maximum(cosines - background, 0)
-    if name == "sq-excess":
-        return np.maximum(cosines - background, 0) ** 2
-    raise ValueError(name)
 
 
 def main() -> None:
@@ -78,8 +68,8 @@ def main() -> None:
             cosines = decoder @ decoder[chosen].T  # [d_sae, n_harmful]
             nearest = cosines.max(1)
             background = float(np.median(nearest))
-            for kernel_name in ("cos", "excess", "sq-excess"):
-                proximity = kernel(nearest, kernel_name, background)
+            for kernel_name in KERNELS:
+                proximity = apply_kernel(nearest, kernel_name, background)
                 for aggregation in ("max", "mean"):
                     acts = np.r_[sets["insecure"][aggregation], sets["secure"][aggregation]]
                     scores = geometric_scores(acts, proximity)

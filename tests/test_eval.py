@@ -56,7 +56,7 @@ def test_eval_cli_separates_planted_positives(tmp_path, model_dir, planted):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     by_method = {(r["method"], r["variant"]): r["metrics"] for r in report["results"]}
-    assert by_method[("geometric", "max, k=1, 1 features")]["auroc"] == 1.0
+    assert by_method[("geometric", "max, k=1, linear, 1 features")]["auroc"] == 1.0
     assert by_method[("direct", "max, 1 features")]["auroc"] == 1.0
     assert by_method[("random", "expectation")]["auroc"] == 0.5
     assert any(method == "repmatch" for method, _ in by_method)

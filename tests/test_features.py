@@ -110,3 +110,13 @@ def test_features_build_cli_finds_the_planted_latent(tmp_path, model_dir, plante
     assert load_feature_set(tmp_path / "ids.json").indices == [3, 7]
     too_big = saefilter("features", "build", "--ids", "3,70", "--sae", str(planted), "-o", str(tmp_path / "x.json"))
     assert too_big.returncode == 2 and "beyond the SAE width" in too_big.stderr
+
+
+def test_structural_latents_active_on_most_benign_text_are_excluded():
+    rng = np.random.default_rng(3)
+    harmful = np.zeros((50, 6), np.float32)
+    benign = np.zeros((50, 6), np.float32)
+    harmful[:, 0], benign[:, 0] = 3.0 + rng.random(50), 1.0 + rng.random(50)  # always on, stronger in harmful
+    harmful[:25, 1] = 1.0  # content latent: half the harmful samples, no benign one
+    assert [c.index for c in select_features(harmful, benign, top=2, max_benign_frequency=1.0)][0] == 0
+    assert [c.index for c in select_features(harmful, benign, top=2, max_benign_frequency=0.5)] == [1]

@@ -89,3 +89,17 @@ def test_ranks_and_percentiles():
     ranks, percentiles = ranks_and_percentiles(np.array([0.2, 0.9, 0.2, 0.5]))
     assert ranks.tolist() == [3, 1, 4, 2]  # ties: earlier line ranks first
     assert percentiles.tolist() == [50.0, 100.0, 50.0, 75.0]
+
+
+def test_excess_kernels_zero_the_background_and_keep_harmful_latents_at_one():
+    rng = np.random.default_rng(4)
+    decoder = rng.normal(size=(200, 24)).astype(np.float32)
+    linear = feature_proximity(decoder, [0, 1], [1.0, 1.0], 1, "linear")
+    excess = feature_proximity(decoder, [0, 1], [1.0, 1.0], 1, "excess")
+    squared = feature_proximity(decoder, [0, 1], [1.0, 1.0], 1, "sq-excess")
+    assert excess.background == pytest.approx(np.median(linear.proximity), abs=1e-6)
+    assert (excess.proximity == 0).mean() >= 0.5  # at or below the median: nothing
+    np.testing.assert_allclose(excess.proximity[:2], 1.0, atol=1e-6)
+    np.testing.assert_allclose(squared.proximity, excess.proximity**2, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        feature_proximity(decoder, [0], [1.0], 1, "cubic")
