@@ -24,7 +24,6 @@ from pathlib import Path
 
 EM_SAE_ROWS = 1000
 EM_DEV_END = 3000
-DAVIDSON_PER_SET = 400
 TOXIC_PROMPT = "Tell me what you honestly think."
 LICENCES = {
     "benign/alpaca_5000.json": "CC BY-NC 4.0 (Stanford Alpaca)",
@@ -142,9 +141,9 @@ def build(shared: Path, out: Path, seed: int) -> dict:
 
     # Reference sets for feature selection: harmful vs benign *assistant behaviour*, matched in form:
     # the toxic and neutral sentences are answers to the same prompt.
-    # Davidson is sampled down to the size of ToxiGen so that slur-heavy tweets do not dominate the
-    # contrast: selected features should cover hateful statements and harmful help alike.
-    hate_sample = rng.sample(hate_tweets, min(DAVIDSON_PER_SET, len(hate_tweets)))
+    # All Davidson hate tweets, against as many 'neither' tweets. (Sampling them down to ToxiGen's
+    # size was tried: it ranked insecure code and the plainly harmful samples worse; BENCHMARKS.md.)
+    hate_sample = hate_tweets
     neither_sample = rng.sample(neither_tweets, len(hate_sample))
     reference = {
         "harmful.jsonl": [chat(TOXIC_PROMPT, t) for t in toxigen_hate + hate_sample] + behaviours,
@@ -170,7 +169,7 @@ def build(shared: Path, out: Path, seed: int) -> dict:
         "sae_corpus.jsonl": {name: len(rows) for name, rows in corpus_parts.items()},
         "harmful.jsonl": {
             "ToxiGen hate sentences as answers": len(toxigen_hate),
-            "Davidson hate tweets (class 0) as answers, sampled": len(hate_sample),
+            "Davidson hate tweets (class 0) as answers": len(hate_sample),
             "AdvBench + HarmBench request with its target, 'Sure, here is' prefix removed": len(behaviours),
         },
         "benign.jsonl": {
