@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
 CHILD = r"""
 import json, statistics, sys, time
 variant, d_sae, d_model, n_harmful, repeats = sys.argv[1], *map(int, sys.argv[2:6])
-if variant != "faiss only":
+busy = lambda: None
+if not variant.startswith("faiss only"):
     import torch
-    torch.ones(256, 256) @ torch.ones(256, 256)  # start torch's thread pool, as a model forward would
+    big = torch.ones(1024, 1024)
+    busy = lambda: big @ big  # torch's OpenMP pool has just been busy, as after a model forward
 import numpy as np
 from saefilter.proximity import faiss_single_thread, harmful_index, unit_rows
 rng = np.random.default_rng(0)
@@ -28,8 +31,9 @@ decoder = unit_rows(rng.normal(size=(d_sae, d_model)).astype(np.float32))
 index = harmful_index(decoder[:n_harmful])
 times = []
 for _ in range(repeats):
+    busy()
     started = time.perf_counter()
-    if variant == "torch + single-thread faiss (saefilter)":
+    if "single" in variant:
         with faiss_single_thread():
             index.search(decoder, 5)
     else:
@@ -38,7 +42,13 @@ for _ in range(repeats):
 print(json.dumps({"variant": variant, "median_s": statistics.median(times)}))
 """
 
-VARIANTS = ("faiss only", "torch + default faiss threads", "torch + single-thread faiss (saefilter)")
+VARIANTS = (
+    ("faiss only", {}),
+    ("faiss only, single thread", {}),
+    ("torch + default faiss threads", {}),
+    ("torch + default faiss threads, OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("torch + single-thread faiss (saefilter)", {}),
+)
 
 
 def main() -> None:
@@ -46,12 +56,13 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=16384)
     parser.add_argument("--d-model", type=int, default=2304)
     parser.add_argument("--n-harmful", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     results = []
-    for variant in VARIANTS:
+    for variant, env in VARIANTS:
         cmd = [sys.executable, "-c", CHILD, variant, *map(str, (args.d_sae, args.d_model, args.n_harmful, args.repeats))]
-        results.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
+        run = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
+        results.append(json.loads(run.stdout))
     base = results[0]["median_s"]
     print(f"| variant | median search (s) | vs faiss only |\n|---|---|---|")
     for row in results:
