@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from saefilter.formats import Conversation, FormatError, to_conversation
-from saefilter.records import InputError, read_lines
+from saefilter.records import BadLine, InputError, read_lines
 
 CSV_TEXT_COLUMNS = ("text", "messages", "tweet", "Behavior", "goal", "forbidden_prompt", "prompt", "instruction")
 
@@ -49,7 +49,7 @@ def read_reference(path: Path, column: str | None = None) -> Iterator[Conversati
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
         for item in read_lines(path):
-            if hasattr(item, "reason"):
+            if isinstance(item, BadLine):
                 if item.blank:
                     continue
                 raise InputError(item.message())
@@ -75,7 +75,7 @@ def read_labelled(path: Path, column: str, field: str | None = None) -> tuple[li
     """Conversations and 0/1 labels from a JSONL file whose records carry a label key."""
     conversations, labels = [], []
     for item in read_lines(path):
-        if hasattr(item, "reason"):
+        if isinstance(item, BadLine):
             if item.blank:
                 continue
             raise InputError(item.message())

@@ -111,7 +111,3 @@ def encode(rendered: RenderedText, tokenizer: Any, max_tokens: int) -> EncodedSa
             reason += f" within the first {max_tokens} tokens (raise --max-tokens)"
         raise FormatError(reason)
     return EncodedSample(ids, scored, truncated)
-
-
-def token_strings(tokenizer: Any, ids: list[int]) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]

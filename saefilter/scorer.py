@@ -16,7 +16,7 @@ from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.features import FeatureSet, load_feature_set
 from saefilter.formats import FormatError, to_conversation
-from saefilter.layers import check_hook_point, decoder_layers
+from saefilter.layers import check_hook_point
 from saefilter.model import LoadedModel, load_model
 from saefilter.outputs import round_score
 from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity
@@ -87,10 +87,6 @@ class Scorer:
     @property
     def fingerprint(self) -> str:
         return self.config.fingerprint(self.sae.fingerprint, self.feature_set.fingerprint)
-
-    @property
-    def n_layers(self) -> int:
-        return len(decoder_layers(self.lm.model))
 
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
         """Parse, render and tokenise one line, or say why it cannot be scored."""

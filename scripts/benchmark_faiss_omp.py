@@ -64,7 +64,7 @@ def main() -> None:
         run = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
         results.append(json.loads(run.stdout))
     base = results[0]["median_s"]
-    print(f"| variant | median search (s) | vs faiss only |\n|---|---|---|")
+    print("| variant | median search (s) | vs faiss only |\n|---|---|---|")
     for row in results:
         print(f"| {row['variant']} | {row['median_s']:.4f} | {row['median_s'] / base:.2f}x |")
 

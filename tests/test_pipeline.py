@@ -1,7 +1,6 @@
 """End to end on a tiny random Llama and sae-lens SAEs built here: ranking, formats, determinism."""
 
 import json
-from pathlib import Path
 
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import score_file

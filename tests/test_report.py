@@ -1,6 +1,5 @@
 """The HTML report: self-contained, showing the flagged samples with their features and tokens."""
 
-import json
 import re
 
 from saefilter.config import ScoreConfig
