@@ -33,14 +33,17 @@ def score_progress(console: Console) -> Iterator[tuple[Callable[[int], None], Ca
 
     def on_start(total: int) -> None:
         progress.update(task, total=total)
+        progress.start()  # only once the input has been validated: no bar before an input error
 
     def on_progress(n: int) -> None:
         progress.advance(task, n)
         speed = progress.tasks[0].speed
         progress.update(task, rate=f"{speed:.1f} samples/s" if speed else "")
 
-    with progress:
+    try:
         yield on_start, on_progress
+    finally:
+        progress.stop()
 
 
 def print_score_summary(console: Console, summary: ScoreSummary) -> None:
