@@ -16,10 +16,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.config import ScoreConfig, files_fingerprint, resolve_features_path
 from saefilter.features import load_feature_set
-from saefilter.records import BadLine, InputError, Record, file_sha256, read_lines
-from saefilter.sae import sae_fingerprint
+from saefilter.records import BadLine, InputError, Record, read_lines
 
 SETTINGS_FILES = ("saefilter.toml", "pyproject.toml")
 
@@ -105,16 +104,9 @@ class CheckResult:
     n_cached: int = 0
 
 
-def config_fingerprint(config: ScoreConfig) -> str:
-    features = resolve_features_path(config.features)
-    if not features.is_file():
-        raise InputError(f"--features {features}: no such file")
-    return config.fingerprint(sae_fingerprint(resolve_sae_spec(config.sae)), file_sha256(features))
-
-
 def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache: ScoreCache) -> CheckResult:
     result = CheckResult()
-    fingerprint = config_fingerprint(config)
+    fingerprint = files_fingerprint(config)
     scorer = None
     for path in paths:
         records: list[Record] = []

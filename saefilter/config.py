@@ -58,5 +58,17 @@ class ScoreConfig:
         return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def files_fingerprint(config: ScoreConfig) -> str:
+    """`ScoreConfig.fingerprint` from the SAE and feature files alone, without loading any model:
+    what a cached score must match to be reused (prune's score files, check's cache)."""
+    from saefilter.records import InputError, file_sha256
+    from saefilter.sae import sae_fingerprint
+
+    features = resolve_features_path(config.features)
+    if not features.is_file():
+        raise InputError(f"--features {features}: no such file")
+    return config.fingerprint(sae_fingerprint(resolve_sae_spec(config.sae)), file_sha256(features))
+
+
 # Bump when the score formula or the row schema changes, so cached scores are not reused.
 SCORER_VERSION = 1

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from saefilter import __version__
-from saefilter.config import ScoreConfig
+from saefilter.config import ScoreConfig, files_fingerprint
 from saefilter.outputs import atomic_writer, iter_jsonl, json_line, output_path, ranks_and_percentiles, write_json
 from saefilter.records import InputError, check_input_path, file_sha256, read_lines
 from saefilter.scorer import Prepared, Scorer, Skipped
@@ -91,23 +91,24 @@ class ScoreSummary:
 
 def current_scores(input_path: Path, config: ScoreConfig, output: Path | None = None) -> Path | None:
     """The existing score file if it was made from this exact input and configuration, else None."""
-    from saefilter.config import resolve_features_path, resolve_sae_spec
-    from saefilter.sae import sae_fingerprint
-
     outputs = ScoreOutputs.for_input(input_path, output)
     if not (outputs.scores.exists() and outputs.meta.exists()):
         return None
     meta = json.loads(outputs.meta.read_text())
-    features = resolve_features_path(config.features)
-    if not features.is_file():
-        return None
-    expected = config.fingerprint(sae_fingerprint(resolve_sae_spec(config.sae)), file_sha256(features))
+    try:
+        expected = files_fingerprint(config)
+    except InputError:
+        return None  # e.g. a missing feature file: scoring will say so
     if meta.get("config_fingerprint") != expected or meta.get("input_sha256") != file_sha256(input_path):
         return None
     return outputs.scores
 
 
-def count_lines(path: Path, owned: Callable[[int], bool] = lambda _line_no: True) -> int:
+def every_line(_line_no: int) -> bool:
+    return True
+
+
+def count_lines(path: Path, owned: Callable[[int], bool] = every_line) -> int:
     return sum(1 for item in read_lines(path) if owned(item.line_no))
 
 
@@ -117,7 +118,7 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def validate_all(scorer: Scorer, input_path: Path, owned: Callable[[int], bool] = lambda _line_no: True) -> int:
+def validate_all(scorer: Scorer, input_path: Path, owned: Callable[[int], bool] = every_line) -> int:
     """Fail-fast pass for --on-error fail: find the first bad line before any model work."""
     n_lines = 0
     for item in read_lines(input_path):
@@ -170,7 +171,7 @@ def score_file(
     outputs = ScoreOutputs.for_input(input_path, output, shard)
     if outputs.scores.resolve() == input_path.resolve():
         raise InputError(f"{output}: refusing to overwrite the input file")
-    owned = shard.owns if shard else (lambda _line_no: True)
+    owned = shard.owns if shard else every_line
     n_lines = validate_all(scorer, input_path, owned) if config.on_error == "fail" else count_lines(input_path, owned)
     if n_lines == 0 and shard is None:
         raise InputError(f"{input_path}: empty file, nothing to score")
