@@ -337,8 +337,6 @@ def evaluate(
 
 
 def _evaluate(config, positive, negative, data, labels, anchors, limit, neighbours_list, feature_counts, bootstrap, seed, kernels):
-    import dataclasses as dc
-
     import numpy as np
 
     from saefilter.activations import FeatureEncoder
@@ -391,7 +389,7 @@ def _evaluate(config, positive, negative, data, labels, anchors, limit, neighbou
         "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()), "unusable": len(conversations) - len(y),
         "model": config.model, "sae": config.sae, "hook": loaded.hook.name, "features": config.features,
         "tokens": config.tokens, "seed": seed, "bootstrap": bootstrap,
-        "results": [dc.asdict(r) for r in results],
+        "results": [dataclasses.asdict(r) for r in results],
     }
 
 
