@@ -114,7 +114,8 @@ def make_config(options: dict) -> ScoreConfig:
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Argument(help="Dataset: .jsonl or .jsonl.gz (chat messages, prompt/completion, Alpaca or text).")],
+    data: Annotated[str, typer.Argument(help="Dataset: .jsonl, .jsonl.gz or .parquet (chat messages, prompt/completion, Alpaca or text). "
+                                        "With --engine ray, also a URI such as s3://bucket/data.jsonl.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
@@ -133,6 +134,9 @@ def score(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Score only shard I of N (I/N, lines with (line-1) %% N == I); join with `saefilter merge`.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local: this process. ray: a Ray Data actor pool (pip install 'saefilter[ray]'); same score file.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
@@ -140,8 +144,17 @@ def score(
     from saefilter.pipeline import Shard
     from saefilter.terminal import print_score_summary, score_progress
 
+    check_choice("--engine", engine, ("local", "ray"))
+    if engine == "ray":
+        if shard or resume:
+            fail("--shard and --resume belong to the local engine; Ray splits the work and retries failed blocks itself")
+        summary = run_with_errors(lambda: _score_with_ray(data, config, output, ray_address, ray_actors, score_progress))
+        print_score_summary(out, summary)
+        return
+    if "://" in data:
+        fail(f"{data}: remote inputs need --engine ray; the local engine reads local files")
     shard_spec = run_with_errors(lambda: Shard.parse(shard)) if shard else None
-    result = run_with_errors(lambda: _score_with_progress(data, config, output, resume, score_progress, shard_spec))
+    result = run_with_errors(lambda: _score_with_progress(Path(data), config, output, resume, score_progress, shard_spec))
     if shard_spec is not None:
         out.print(f"shard {shard} -> {result}\njoin all shards with: saefilter merge {data}")
     else:
@@ -156,6 +169,14 @@ def _score_with_progress(data, config, output, resume, score_progress, shard=Non
         scorer = Scorer.load(config)
     with score_progress(console) as (on_start, on_progress):
         return score_file(data, config, output, resume, scorer, on_start, on_progress, shard)
+
+
+def _score_with_ray(data, config, output, address, actors, score_progress):
+    from saefilter.ray_engine import RayOptions, score_with_ray
+
+    with score_progress(console) as (on_start, on_progress):
+        console.print("starting Ray and the scoring actors (each loads the model once)...")
+        return score_with_ray(data, config, output, RayOptions(address, actors), on_start, on_progress)
 
 
 @app.command()

@@ -28,7 +28,10 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def check_hook_point(model: nn.Module, hook: HookPoint) -> None:
-    n_layers = len(decoder_layers(model))
+    check_hook_depth(len(decoder_layers(model)), hook)
+
+
+def check_hook_depth(n_layers: int, hook: HookPoint) -> None:
     if hook.layer >= n_layers:
         raise InputError(
             f"the SAE reads {hook.name} but the model has only {n_layers} layers (0..{n_layers - 1}); "

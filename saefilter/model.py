@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,12 @@ def convert_embedded_model() -> Path:
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    staging.rename(target)  # atomic: a half-written conversion is never picked up
+    try:
+        staging.rename(target)  # atomic: a half-written conversion is never picked up
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+        shutil.rmtree(staging)  # another process (a Ray actor, a shard) converted it first
     return target
 
 

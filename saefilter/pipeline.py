@@ -22,7 +22,7 @@ import numpy as np
 from saefilter import __version__
 from saefilter.config import ScoreConfig, files_fingerprint
 from saefilter.outputs import atomic_writer, iter_jsonl, json_line, output_path, ranks_and_percentiles, write_json
-from saefilter.records import InputError, check_input_path, file_sha256, read_lines
+from saefilter.records import BadLine, InputError, Record, check_input_path, file_sha256, read_lines
 from saefilter.scorer import Prepared, Scorer, Skipped
 
 ProgressFn = Callable[[int], None]
@@ -131,6 +131,13 @@ def validate_all(scorer: Scorer, input_path: Path, owned: Callable[[int], bool] 
     return n_lines
 
 
+def score_chunk(scorer: Scorer, chunk: list[Record | BadLine]) -> list[dict[str, Any]]:
+    """One output row per input line, in input order: a score row, or a skipped row with its reason."""
+    prepared = [scorer.prepare(item) for item in chunk]
+    scored = iter(scorer.score_rows([p for p in prepared if isinstance(p, Prepared)]))
+    return [next(scored) if isinstance(p, Prepared) else skipped_row(p) for p in prepared]
+
+
 def skipped_row(skipped: Skipped) -> dict[str, Any]:
     return {"line": skipped.line_no, "id": skipped.record_id, "skipped": skipped.reason}
 
@@ -188,18 +195,14 @@ def score_file(
     lines = (item for item in read_lines(input_path) if item.line_no > done and owned(item.line_no))
     with outputs.partial.open("a", encoding="utf-8") as partial:
         for chunk in chunked(lines, config.chunk_records):
-            prepared = [scorer.prepare(item) for item in chunk]
-            to_score = [p for p in prepared if isinstance(p, Prepared)]
-            scored = iter(scorer.score_rows(to_score))
-            rows = [next(scored) if isinstance(p, Prepared) else skipped_row(p) for p in prepared]
-            partial.write("".join(json_line(row) for row in rows))
+            partial.write("".join(json_line(row) for row in score_chunk(scorer, chunk)))
             partial.flush()
             os.fsync(partial.fileno())
             if on_progress:
                 on_progress(len(chunk))
     if shard is not None:
-        return write_shard(input_path, outputs, shard, run_description(scorer), n_lines)
-    return finalize(input_path, outputs, run_description(scorer), n_lines, time.perf_counter() - started)
+        return write_shard(input_path, outputs, shard, scorer.method.description(), n_lines)
+    return finalize(input_path, outputs, scorer.method.description(), n_lines, time.perf_counter() - started)
 
 
 def write_shard(input_path: Path, outputs: ScoreOutputs, shard: Shard, description: dict[str, Any], n_rows: int) -> Path:
@@ -250,29 +253,6 @@ def finalize(input_path: Path, outputs: ScoreOutputs, description: dict[str, Any
     outputs.partial.unlink(missing_ok=True)
     outputs.partial_state.unlink(missing_ok=True)
     return summary
-
-
-def run_description(scorer: Scorer) -> dict[str, Any]:
-    """What produced the scores: enough to reproduce them and to tell two runs apart."""
-    config = scorer.config
-    return {
-        "config_fingerprint": scorer.fingerprint,
-        "model": config.model,
-        "sae": config.sae,
-        "sae_fingerprint": scorer.sae.fingerprint,
-        "hook": scorer.sae.hook.name,
-        "features": config.features,
-        "features_fingerprint": scorer.feature_set.fingerprint,
-        "n_harmful_features": len(scorer.feature_set.features),
-        "tokens": config.tokens,
-        "aggregation": config.aggregation,
-        "neighbours": scorer.proximity.k,
-        "kernel": config.kernel,
-        "background_cosine": round(scorer.proximity.background, 6),
-        "max_tokens": config.max_tokens,
-        "field": config.field,
-        "dtype": config.dtype,
-    }
 
 
 def run_metadata(summary: ScoreSummary, description: dict[str, Any]) -> dict[str, Any]:

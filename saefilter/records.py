@@ -1,7 +1,9 @@
-"""Read JSONL (optionally gzipped) datasets line by line, keeping every line accounted for.
+"""Read JSONL (optionally gzipped) or Parquet datasets line by line, keeping every line accounted for.
 
 Each physical line becomes either a `Record` (parsed JSON object) or a `BadLine` with a reason,
 so that callers can fail loudly or route the line to a skipped file: never drop it silently.
+A Parquet row is line N+1 for row index N, read as its JSON text (`parquet_line`), so ids, prune
+outputs and every later step treat both formats alike.
 """
 
 from __future__ import annotations
@@ -65,16 +67,47 @@ def check_input_path(path: Path) -> None:
         raise InputError(f"{path}: is a directory; pass a .jsonl or .jsonl.gz file")
 
 
+def is_parquet(path: Path | str) -> bool:
+    return str(path).endswith(".parquet")
+
+
+def parquet_line(row: dict[str, Any]) -> bytes:
+    """A Parquet row as one JSON line, in column order; non-JSON values (dates, decimals) as text."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def strip_terminator(raw: bytes) -> bytes:
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw
+
+
 def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (line_no, raw) for every physical line, stripping only the terminator."""
+    """Yield (line_no, raw) for every physical line (or Parquet row), stripping only the terminator."""
     check_input_path(path)
+    if is_parquet(path):
+        yield from iter_parquet_lines(path)
+        return
     with open_binary(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            yield line_no, raw
+            yield line_no, strip_terminator(raw)
+
+
+def iter_parquet_lines(source: Any, batch_rows: int = 1024) -> Iterator[tuple[int, bytes]]:
+    """(row_index + 1, JSON line) for every row of a Parquet file (a path or an open file)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+    except Exception as err:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{source}: not a readable Parquet file ({err})") from None
+    line_no = 0
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            line_no += 1
+            yield line_no, parquet_line(row)
 
 
 def parse_line(path: str, line_no: int, raw: bytes) -> Record | BadLine:
@@ -100,9 +133,21 @@ def read_lines(path: Path) -> Iterator[Record | BadLine]:
         yield parse_line(name, line_no, raw)
 
 
-def file_sha256(path: Path) -> str:
+def is_uri(path: Path | str) -> bool:
+    """'s3://bucket/x.jsonl' and the like: read through pyarrow's filesystems (the Ray engine)."""
+    return "://" in str(path)
+
+
+def file_sha256(path: Path | str) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    if is_uri(path):
+        import pyarrow.fs
+
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(str(path))
+        handle = filesystem.open_input_stream(inner, compression=None)
+    else:
+        handle = Path(path).open("rb")
+    with handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return "sha256:" + digest.hexdigest()

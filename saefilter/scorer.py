@@ -42,7 +42,10 @@ class Skipped:
 
 def check_widths(lm: LoadedModel, sae: LoadedSAE) -> None:
     check_hook_point(lm.model, sae.hook)
-    hidden = int(lm.model.config.hidden_size)
+    check_width(int(lm.model.config.hidden_size), sae)
+
+
+def check_width(hidden: int, sae: LoadedSAE) -> None:
     if hidden != sae.d_in:
         raise InputError(
             f"the SAE expects {sae.d_in}-dimensional inputs but the model's residual stream has {hidden}; "
@@ -52,8 +55,7 @@ def check_widths(lm: LoadedModel, sae: LoadedSAE) -> None:
 
 def load_backbone(config: ScoreConfig, check_sae: Callable[[int], None] | None = None) -> tuple[LoadedModel, LoadedSAE]:
     """Model and SAE, checked against each other (and by `check_sae(d_sae)`) before any forward pass."""
-    if config.max_tokens < 2:
-        raise InputError("--max-tokens must be at least 2")
+    check_settings(config)
     sae = load_sae(resolve_sae_spec(config.sae))
     if check_sae:
         check_sae(sae.d_sae)
@@ -61,6 +63,65 @@ def load_backbone(config: ScoreConfig, check_sae: Callable[[int], None] | None =
     check_widths(lm, sae)
     sae.sae.to(lm.device)
     return lm, sae
+
+
+def check_settings(config: ScoreConfig) -> None:
+    if config.max_tokens < 2:
+        raise InputError("--max-tokens must be at least 2")
+    if config.neighbours < 1:
+        raise InputError("--neighbours must be at least 1")
+    if config.kernel not in KERNELS:
+        raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got {config.kernel!r}")
+
+
+@dataclass(frozen=True)
+class Method:
+    """What turns SAE features into a score: the SAE, the harmful features and their proximity.
+
+    Loads without the model, so a driver that never runs a forward pass (the Ray engine's) can
+    check the configuration and describe the run.
+    """
+
+    config: ScoreConfig
+    sae: LoadedSAE
+    feature_set: FeatureSet
+    proximity: FeatureProximity
+
+    @classmethod
+    def load(cls, config: ScoreConfig, sae: LoadedSAE | None = None, feature_set: FeatureSet | None = None) -> Method:
+        check_settings(config)
+        feature_set = feature_set or load_feature_set(resolve_features_path(config.features))
+        sae = sae or load_sae(resolve_sae_spec(config.sae))
+        feature_set.check_against(sae.d_sae)
+        decoder = sae.sae.W_dec.detach().float().cpu().numpy()
+        proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours, config.kernel)
+        return cls(config, sae, feature_set, proximity)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.config.fingerprint(self.sae.fingerprint, self.feature_set.fingerprint)
+
+    def description(self) -> dict[str, Any]:
+        """What produced the scores: enough to reproduce them and to tell two runs apart."""
+        config = self.config
+        return {
+            "config_fingerprint": self.fingerprint,
+            "model": config.model,
+            "sae": config.sae,
+            "sae_fingerprint": self.sae.fingerprint,
+            "hook": self.sae.hook.name,
+            "features": config.features,
+            "features_fingerprint": self.feature_set.fingerprint,
+            "n_harmful_features": len(self.feature_set.features),
+            "tokens": config.tokens,
+            "aggregation": config.aggregation,
+            "neighbours": self.proximity.k,
+            "kernel": config.kernel,
+            "background_cosine": round(self.proximity.background, 6),
+            "max_tokens": config.max_tokens,
+            "field": config.field,
+            "dtype": config.dtype,
+        }
 
 
 @dataclass
@@ -74,19 +135,18 @@ class Scorer:
 
     @classmethod
     def load(cls, config: ScoreConfig) -> Scorer:
-        if config.neighbours < 1:
-            raise InputError("--neighbours must be at least 1")
         feature_set = load_feature_set(resolve_features_path(config.features))
         lm, sae = load_backbone(config, check_sae=feature_set.check_against)
-        decoder = sae.sae.W_dec.detach().float().cpu().numpy()
-        if config.kernel not in KERNELS:
-            raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got {config.kernel!r}")
-        proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours, config.kernel)
-        return cls(config, lm, sae, feature_set, proximity, FeatureEncoder(lm, sae))
+        method = Method.load(config, sae, feature_set)
+        return cls(config, lm, sae, method.feature_set, method.proximity, FeatureEncoder(lm, sae))
+
+    @property
+    def method(self) -> Method:
+        return Method(self.config, self.sae, self.feature_set, self.proximity)
 
     @property
     def fingerprint(self) -> str:
-        return self.config.fingerprint(self.sae.fingerprint, self.feature_set.fingerprint)
+        return self.method.fingerprint
 
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
         """Parse, render and tokenise one line, or say why it cannot be scored."""
