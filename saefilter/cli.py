@@ -506,6 +506,24 @@ def features_import(
     out.print(f"features -> {output}")
 
 
+@features_app.command("merge")
+def features_merge(
+    sets: Annotated[list[Path], typer.Argument(help="Feature set files, ranked (as `features build` writes them).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the merged set (JSON).")] = Path("features.json"),
+    top_each: Annotated[Optional[int], typer.Option("--top-each", help="Take the first N features of each set (default: all).")] = None,
+) -> None:
+    """Join feature sets built from different contrasts (e.g. toxicity and harmful intent) into one."""
+    from saefilter.features import load_feature_set, merge_feature_sets, save_feature_set
+
+    def merge():
+        merged = merge_feature_sets([(path.stem, load_feature_set(path)) for path in sets], top_each)
+        save_feature_set(merged, output)
+        return merged
+
+    merged = run_with_errors(merge)
+    out.print(f"{len(merged.features)} features from {len(sets)} sets -> {output}")
+
+
 @features_app.command("show")
 def features_show(
     path: Annotated[str, typer.Argument(help="Feature set file, or 'embedded' for the bundled default.")] = DEFAULT_FEATURES,

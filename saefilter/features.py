@@ -114,3 +114,30 @@ def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
         ],
     }
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
+
+
+def merge_feature_sets(named_sets: list[tuple[str, FeatureSet]], top_each: int | None = None) -> FeatureSet:
+    """One set from several ranked sets (e.g. one per kind of harm): the first `top_each` of each, in
+    order, a latent listed twice kept once (first label wins). Each feature records which set it came
+    from, so `features show` and score rows can say what kind of harm a flag is about."""
+    if not named_sets:
+        raise InputError("features merge: give at least one feature set")
+    widths = {fs.d_sae for _, fs in named_sets if fs.d_sae is not None}
+    if len(widths) > 1:
+        raise InputError(f"features merge: the sets were built for SAEs of different widths {sorted(widths)}")
+    sae_specs = {fs.sae for _, fs in named_sets if fs.sae}
+    if len(sae_specs) > 1:
+        raise InputError(f"features merge: the sets were built for different SAEs {sorted(sae_specs)}")
+    if top_each is not None and top_each < 1:
+        raise InputError("--top-each must be at least 1")
+    merged: dict[int, HarmfulFeature] = {}
+    sources = []
+    for name, feature_set in named_sets:
+        taken = feature_set.features[:top_each]
+        for feature in taken:
+            if feature.index not in merged:
+                merged[feature.index] = HarmfulFeature(feature.index, feature.label, feature.weight,
+                                                       {**feature.stats, "source": name})
+        sources.append({"set": name, "fingerprint": feature_set.fingerprint, "taken": len(taken), **feature_set.meta})
+    return FeatureSet(tuple(merged.values()), widths.pop() if widths else None,
+                      sae_specs.pop() if sae_specs else None, {"merged_from": sources, "top_each": top_each})

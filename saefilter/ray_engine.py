@@ -166,7 +166,7 @@ def score_with_ray(
         raise InputError(f"{output}: refusing to overwrite the input file")
     ray = start_ray(options.address)
     plan = actor_plan(ray, config, options)
-    dataset = ray.data.read_datasource(line_datasource(source), ray_remote_args={"num_cpus": READ_CPUS}).map_batches(
+    dataset = ray.data.read_datasource(line_datasource(source), num_cpus=READ_CPUS).map_batches(
         ScoreActor,
         fn_constructor_kwargs={"config": config, "source": source, "threads": plan.threads},
         batch_size=config.chunk_records,

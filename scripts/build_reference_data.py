@@ -158,6 +158,8 @@ def build(shared: Path, out: Path, seed: int) -> dict:
         n_held = len(shuffled) // 5
         write_jsonl(out / name.replace(".jsonl", "_heldout.jsonl"), shuffled[:n_held])
         write_jsonl(out / name.replace(".jsonl", "_select.jsonl"), shuffled[n_held:])
+    contrasts = matched_contrasts(shared, out, seed, alpaca_safety, dolly, toxigen_hate + hate_sample,
+                                  toxigen_neutral + neither_sample)
     # evaluation rows of the emergent-misalignment pair: never seen by the SAE or the feature selection
     # dev rows choose layer and defaults; test rows report them
     for kind in ("insecure", "secure"):
@@ -177,6 +179,7 @@ def build(shared: Path, out: Path, seed: int) -> dict:
             "Davidson 'neither' tweets (class 2) as answers, sampled": len(neither_sample),
             "Alpaca safety-related but benign chats, sampled": len(behaviours),
         },
+        "matched contrasts (contrast_*_{harmful,benign}.jsonl)": contrasts,
         "splits": "harmful/benign: 20% held out (*_heldout.jsonl), features selected on *_select.jsonl; "
                   f"em_*_dev.jsonl: rows [{EM_SAE_ROWS}, {EM_DEV_END}) choose layer and defaults; "
                   f"em_*_test.jsonl: rows >= {EM_DEV_END} report them",
@@ -184,6 +187,51 @@ def build(shared: Path, out: Path, seed: int) -> dict:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def user_texts(path: Path) -> set[str]:
+    return {row["messages"][0]["content"].strip() for row in read_jsonl(path) if "messages" in row}
+
+
+def matched_contrasts(shared: Path, out: Path, seed: int, alpaca_safety: list[dict], dolly: list[dict],
+                      toxic: list[str], neutral: list[str]) -> dict:
+    """Two contrasts matched in form, for selecting features one kind of harm at a time:
+
+    - toxicity: toxic vs neutral sentences, as plain text (the same sentences harmful/benign.jsonl
+      use as answers, minus the held-out ones);
+    - harmful intent: harmful vs harmless *requests*, as plain text. Harmless are Alpaca
+      instructions (refusal-direction splits) and, half of them, the safety-related but benign
+      Alpaca/Dolly instructions of Qi et al. 2023, so that "mentions safety topics" is not what
+      separates the two sides.
+
+    Rows whose text appears in harmful/benign_heldout.jsonl are left out, so the held-out evaluation
+    stays unseen by every selection."""
+    rng = random.Random(seed + 2)
+    held = user_texts(out / "harmful_heldout.jsonl") | user_texts(out / "benign_heldout.jsonl")
+    held |= {row["messages"][1]["content"].strip() for name in ("harmful_heldout.jsonl", "benign_heldout.jsonl")
+             for row in read_jsonl(out / name) if len(row.get("messages", [])) > 1}
+    harmful_requests = (
+        [r["Behavior"] for r in read_csv(shared / "harmful/advbench_behaviors.csv")]
+        + [r["Behavior"] for r in read_csv(shared / "harmful/harmbench_behaviors_text_all.csv") if not r["ContextString"].strip()]
+        + [r["forbidden_prompt"] for r in read_csv(shared / "harmful/strongreject_dataset.csv")]
+        + [line for line in (shared / "harmful/malicious_instruct.txt").read_text().splitlines()]
+        + [r["instruction"] for r in read_json(shared / "harmful/refusal_harmful_train.json")]
+    )
+    harmful_requests = sorted({t.strip() for t in harmful_requests if t.strip() and t.strip() not in held})
+    hard_negatives = sorted({r["instruction"].strip() for r in alpaca_safety} | {r["messages"][0]["content"].strip() for r in dolly})
+    hard_negatives = [t for t in hard_negatives if t not in held]
+    general = [r["instruction"].strip() for r in read_json(shared / "benign/refusal_harmless_train.json")]
+    half = len(harmful_requests) // 2
+    harmless_requests = rng.sample(hard_negatives, min(half, len(hard_negatives)))
+    harmless_requests += rng.sample(general, len(harmful_requests) - len(harmless_requests))
+    pairs = {
+        "toxicity": ([t for t in toxic if t.strip() not in held], [t for t in neutral if t.strip() not in held]),
+        "intent": (harmful_requests, harmless_requests),
+    }
+    for name, (harmful, benign) in pairs.items():
+        write_jsonl(out / f"contrast_{name}_harmful.jsonl", [{"text": t} for t in harmful])
+        write_jsonl(out / f"contrast_{name}_benign.jsonl", [{"text": t} for t in benign])
+    return {name: {"harmful": len(h), "benign": len(b)} for name, (h, b) in pairs.items()}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -120,3 +120,25 @@ def test_structural_latents_active_on_most_benign_text_are_excluded():
     harmful[:25, 1] = 1.0  # content latent: half the harmful samples, no benign one
     assert [c.index for c in select_features(harmful, benign, top=2, max_benign_frequency=1.0)][0] == 0
     assert [c.index for c in select_features(harmful, benign, top=2, max_benign_frequency=0.5)] == [1]
+
+
+def test_merge_takes_the_top_of_each_set_once_and_records_where_each_came_from(tmp_path):
+    from saefilter.features import FeatureSet, HarmfulFeature, merge_feature_sets
+
+    def ranked(indices, name):
+        path = tmp_path / f"{name}.json"
+        save_feature_set(FeatureSet(tuple(HarmfulFeature(i, f"{name} {i}") for i in indices), 64, "sae"), path)
+        return name, load_feature_set(path)
+
+    merged = merge_feature_sets([ranked([5, 9, 2, 7], "toxicity"), ranked([9, 11, 3], "intent")], top_each=3)
+    assert merged.indices == [5, 9, 2, 11, 3]
+    assert [f.stats["source"] for f in merged.features] == ["toxicity"] * 3 + ["intent"] * 2
+    assert merged.label_of(9) == "toxicity 9" and merged.d_sae == 64
+    assert [s["taken"] for s in merged.meta["merged_from"]] == [3, 3]
+    path = tmp_path / "merged.json"
+    save_feature_set(merged, path)
+    assert load_feature_set(path).indices == merged.indices
+
+    other_width = FeatureSet((HarmfulFeature(1),), 128, "sae")
+    with pytest.raises(InputError, match="different widths"):
+        merge_feature_sets([ranked([1], "a"), ("b", other_width)])
