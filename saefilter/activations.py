@@ -74,6 +74,27 @@ class FeatureEncoder:
         return self._split(self.sae.sae.encode(selected.to(self.sae_dtype)).float().cpu().numpy(), samples)
 
     @torch.inference_mode()
+    def summaries(
+        self, samples: Sequence[EncodedSample], proximity: torch.Tensor, how: str
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per sample: its activations aggregated over its scored tokens ('max' or 'mean', [d_sae])
+        and each scored token's harmful mass (activations @ proximity, [n_scored]). Reduced here, in
+        torch, so only these small arrays leave the device."""
+        if how not in ("max", "mean"):
+            raise ValueError(f"unknown aggregation {how!r}")
+        features = self.sae.sae.encode(self.residuals(samples).to(self.sae_dtype)).float()
+        mass = features @ proximity.to(features.device)
+        sizes = [s.n_scored for s in samples]
+        result = []
+        for part, part_mass in zip(torch.split(features, sizes), torch.split(mass, sizes), strict=True):
+            if part.shape[0] == 0:
+                aggregated = torch.zeros(part.shape[1])
+            else:
+                aggregated = part.amax(dim=0) if how == "max" else part.mean(dim=0)
+            result.append((aggregated.cpu().numpy(), part_mass.cpu().numpy()))
+        return result
+
+    @torch.inference_mode()
     def token_residuals_and_features(self, samples: Sequence[EncodedSample]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per sample: residuals [n_scored, d_model] and SAE activations [n_scored, d_sae], one forward pass."""
         selected = self.residuals(samples)

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from saefilter.config import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
+from saefilter.config import DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, ScoreConfig
 from saefilter.model import DEFAULT_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -123,7 +123,7 @@ def score(
     tokens: TokensOpt = "response",
     aggregation: AggOpt = "max",
     neighbours: NeighboursOpt = 1,
-    kernel: KernelOpt = "linear",
+    kernel: KernelOpt = DEFAULT_KERNEL,
     max_tokens: MaxTokensOpt = 1024,
     field: FieldOpt = None,
     device: DeviceOpt = "auto",
@@ -209,7 +209,7 @@ def prune(
     tokens: TokensOpt = "response",
     aggregation: AggOpt = "max",
     neighbours: NeighboursOpt = 1,
-    kernel: KernelOpt = "linear",
+    kernel: KernelOpt = DEFAULT_KERNEL,
     max_tokens: MaxTokensOpt = 1024,
     field: FieldOpt = None,
     device: DeviceOpt = "auto",
@@ -330,7 +330,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate a seeded random subsample of at most N per class.")] = None,
     neighbours_list: Annotated[str, typer.Option("--neighbours-list", help="Comma-separated k values to compare.")] = "1,5",
     feature_counts: Annotated[Optional[str], typer.Option("--feature-counts", help="Comma-separated numbers of top features to compare (default: all).")] = None,
-    kernels: Annotated[str, typer.Option("--kernels", help="Comma-separated proximity kernels to compare.")] = "linear,excess,sq-excess",
+    kernels: Annotated[str, typer.Option("--kernels", help="Comma-separated proximity kernels to compare (the first is the default's).")] = f"{DEFAULT_KERNEL},linear,excess",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subsample, the random baseline and the bootstrap.")] = 0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write all results as JSON here.")] = None,
@@ -346,72 +346,25 @@ def evaluate(
 ) -> None:
     """Detection quality of the geometric score against direct activation, representation matching and random removal."""
     config = make_config(locals())
-    report = run_with_errors(lambda: _evaluate(config, positive, negative, data, labels, anchors, limit,
-                                               neighbours_list, feature_counts, bootstrap, seed, kernels))
+    from functools import partial
+
+    from saefilter.evaluate import EvalRequest, evaluate_config
     from saefilter.outputs import write_json
-    from saefilter.terminal import print_eval
+    from saefilter.terminal import count_progress, print_eval
+
+    request = EvalRequest(
+        positive, negative, data, labels, anchors, limit,
+        neighbours=[int(k) for k in neighbours_list.split(",")],
+        feature_counts=[int(c) for c in feature_counts.split(",")] if feature_counts else None,
+        kernels=kernels.split(","), bootstrap=bootstrap, seed=seed,
+    )
+    console.print("[dim]loading model and SAE...[/]")
+    report = run_with_errors(lambda: evaluate_config(config, request, partial(count_progress, console)))
 
     print_eval(out, report)
     if output:
         write_json(output, report)
         out.print(f"results -> {output}")
-
-
-def _evaluate(config, positive, negative, data, labels, anchors, limit, neighbours_list, feature_counts, bootstrap, seed, kernels):
-    import numpy as np
-
-    from saefilter.activations import FeatureEncoder
-    from saefilter.config import resolve_features_path
-    from saefilter.evaluate import collect, run_methods
-    from saefilter.feature_selection import encode_each, encode_reference
-    from saefilter.features import load_feature_set
-    from saefilter.records import InputError
-    from saefilter.reference import read_labelled, read_reference
-    from saefilter.scorer import load_backbone
-    from saefilter.terminal import count_progress
-
-    if data is not None:
-        if not labels:
-            raise InputError("--data needs --labels COLUMN")
-        conversations, y = read_labelled(data, labels, config.field)
-    else:
-        if not positive or not negative:
-            raise InputError("give --positive and --negative files, or --data with --labels")
-        pos = [c for p in positive for c in read_reference(p)]
-        neg = [c for p in negative for c in read_reference(p)]
-        conversations, y = pos + neg, [1] * len(pos) + [0] * len(neg)
-    y = np.array(y, dtype=np.int64)
-    if limit is not None:
-        rng = np.random.default_rng(seed)
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:limit] for c in (1, 0)]))
-        conversations, y = [conversations[i] for i in keep], y[keep]
-    feature_set = load_feature_set(resolve_features_path(config.features))
-    with console.status("loading model and SAE..."):
-        lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
-    encoder = FeatureEncoder(lm, loaded)
-    encoded = encode_each(conversations, lm.tokenizer, config.tokens, config.max_tokens)
-    samples = [s for s in encoded if s is not None]
-    y = np.array([label for s, label in zip(encoded, y, strict=True) if s is not None], dtype=np.int64)
-    if y.sum() == 0 or y.sum() == len(y):
-        raise InputError("need usable samples of both classes")
-    with count_progress(console, "encoding", len(samples)) as advance:
-        acts = collect(encoder, samples, config.batch_size, config.batch_tokens, advance)
-    anchor_matrix = None
-    if anchors:
-        anchor_samples, _ = encode_reference([c for p in anchors for c in read_reference(p)], lm.tokenizer, config.tokens, config.max_tokens)
-        with count_progress(console, "anchors", len(anchor_samples)) as advance:
-            anchor_matrix = collect(encoder, anchor_samples, config.batch_size, config.batch_tokens, advance).mean_residual
-    decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
-    ks = [int(k) for k in neighbours_list.split(",")]
-    counts = [int(c) for c in feature_counts.split(",")] if feature_counts else None
-    results = run_methods(acts, y, feature_set, decoder, anchor_matrix, ks, counts, n_boot=bootstrap, seed=seed,
-                          kernels=kernels.split(","))
-    return {
-        "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()), "unusable": len(conversations) - len(y),
-        "model": config.model, "sae": config.sae, "hook": loaded.hook.name, "features": config.features,
-        "tokens": config.tokens, "seed": seed, "bootstrap": bootstrap,
-        "results": [dataclasses.asdict(r) for r in results],
-    }
 
 
 features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)

@@ -17,6 +17,9 @@ DEFAULTS_DIR = Path(__file__).parent / "defaults"
 EMBEDDED = "embedded"
 DEFAULT_SAE = EMBEDDED
 DEFAULT_FEATURES = EMBEDDED
+# Chosen on the development split with the embedded default (BENCHMARKS.md, "Detection quality"):
+# proximity counts only cosine beyond the SAE's background level, squared.
+DEFAULT_KERNEL = "sq-excess"
 
 
 def resolve_sae_spec(spec: str) -> str:
@@ -38,7 +41,7 @@ class ScoreConfig:
     tokens: TokenMode = "response"
     aggregation: Aggregation = "max"
     neighbours: int = 1
-    kernel: str = "linear"
+    kernel: str = DEFAULT_KERNEL
     max_tokens: int = 1024
     field: str | None = None
     dtype: str = "auto"

@@ -12,13 +12,17 @@ Methods (each a score per sample; higher = remove first):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from saefilter.activations import FeatureEncoder, length_batches
-from saefilter.features import FeatureSet
+from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
+from saefilter.features import FeatureSet, load_feature_set
 from saefilter.metrics import all_metrics, bootstrap_intervals, random_expectation
 from saefilter.proximity import feature_proximity, unit_rows
 from saefilter.render import EncodedSample
@@ -96,7 +100,7 @@ def run_methods(
     repmatch_top_n: int = 5,
     n_boot: int = 1000,
     seed: int = 0,
-    kernels: Sequence[str] = ("linear",),
+    kernels: Sequence[str] = (DEFAULT_KERNEL,),
 ) -> list[MethodResult]:
     results = []
     counts = sorted({min(c, len(feature_set.features)) for c in (feature_counts or [len(feature_set.features)])})
@@ -120,3 +124,87 @@ def run_methods(
     expectation = random_expectation(labels)
     results.append(MethodResult("random", "expectation", expectation, {k: (v, v) for k, v in expectation.items()}))
     return results
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate: labelled samples (positive/negative files, or one file with a label key),
+    the anchors of the representation-matching baseline, and the variants to compare."""
+
+    positive: Sequence[Path] = ()
+    negative: Sequence[Path] = ()
+    data: Path | None = None
+    labels: str | None = None
+    anchors: Sequence[Path] = ()
+    limit: int | None = None  # at most this many per class, a seeded subsample
+    neighbours: Sequence[int] = (1, 5)
+    feature_counts: Sequence[int] | None = None
+    kernels: Sequence[str] = (DEFAULT_KERNEL,)
+    bootstrap: int = 1000
+    seed: int = 0
+
+
+# (label, total) -> a context yielding on_progress(n): how the CLI draws its bars
+ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+@contextmanager
+def no_progress(_label: str, _total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda _n: None
+
+
+def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[list[Any], np.ndarray]:
+    from saefilter.records import InputError
+    from saefilter.reference import read_labelled, read_reference
+
+    if request.data is not None:
+        if not request.labels:
+            raise InputError("--data needs --labels COLUMN")
+        conversations, y = read_labelled(request.data, request.labels, field)
+    else:
+        if not request.positive or not request.negative:
+            raise InputError("give --positive and --negative files, or --data with --labels")
+        pos = [c for p in request.positive for c in read_reference(p)]
+        neg = [c for p in request.negative for c in read_reference(p)]
+        conversations, y = pos + neg, [1] * len(pos) + [0] * len(neg)
+    labels = np.array(y, dtype=np.int64)
+    if request.limit is not None:
+        rng = np.random.default_rng(request.seed)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: request.limit] for c in (1, 0)]))
+        conversations, labels = [conversations[i] for i in keep], labels[keep]
+    return conversations, labels
+
+
+def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    """Every method on the same activations of the same samples, as one JSON-ready report."""
+    from saefilter.feature_selection import encode_each, encode_reference
+    from saefilter.records import InputError
+    from saefilter.reference import read_reference
+    from saefilter.scorer import load_backbone
+
+    conversations, y = labelled_conversations(request, config.field)
+    feature_set = load_feature_set(resolve_features_path(config.features))
+    lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
+    encoder = FeatureEncoder(lm, loaded)
+    encoded = encode_each(conversations, lm.tokenizer, config.tokens, config.max_tokens)
+    samples = [s for s in encoded if s is not None]
+    y = np.array([label for s, label in zip(encoded, y, strict=True) if s is not None], dtype=np.int64)
+    if y.sum() == 0 or y.sum() == len(y):
+        raise InputError("need usable samples of both classes")
+    with progress("encoding", len(samples)) as advance:
+        acts = collect(encoder, samples, config.batch_size, config.batch_tokens, advance)
+    anchor_matrix = None
+    if request.anchors:
+        anchor_conversations = [c for p in request.anchors for c in read_reference(p)]
+        anchor_samples, _ = encode_reference(anchor_conversations, lm.tokenizer, config.tokens, config.max_tokens)
+        with progress("anchors", len(anchor_samples)) as advance:
+            anchor_matrix = collect(encoder, anchor_samples, config.batch_size, config.batch_tokens, advance).mean_residual
+    decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
+    results = run_methods(acts, y, feature_set, decoder, anchor_matrix, request.neighbours, request.feature_counts,
+                          n_boot=request.bootstrap, seed=request.seed, kernels=request.kernels)
+    return {
+        "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()), "unusable": len(conversations) - len(y),
+        "model": config.model, "sae": config.sae, "hook": loaded.hook.name, "features": config.features,
+        "tokens": config.tokens, "seed": request.seed, "bootstrap": request.bootstrap,
+        "results": [asdict(r) for r in results],
+    }

@@ -124,10 +124,27 @@ def select_features(
     ]
 
 
+def word_at(ids: Sequence[int], position: int, decode: Callable[[list[int]], str], reach: int = 3) -> str:
+    """The whole word a token sits in (' b' + 'itch' -> 'bitch'), so labels read as words rather than
+    subword fragments. Two tokens belong to one word when they decode with nothing between them
+    and meet letter to letter or digit to digit."""
+
+    def joined(left: int, right: int) -> bool:
+        a, b = decode([ids[left]]), decode([ids[right]])
+        return bool(a) and bool(b) and a[-1].isalnum() and b[0].isalnum() and decode([ids[left], ids[right]]) == a + b
+
+    start = end = position
+    while start > 0 and position - start < reach and joined(start - 1, start):
+        start -= 1
+    while end + 1 < len(ids) and end - position < reach and joined(end, end + 1):
+        end += 1
+    return decode(list(ids[start : end + 1])).strip()
+
+
 def label_feature(
     index: int, reference: ReferenceActivations, decode: Callable[[list[int]], str], n_top: int = 10, window: int = 6
 ) -> tuple[str, list[str]]:
-    """A label from the tokens where the latent peaks most strongly, and a few context snippets."""
+    """A label from the words where the latent peaks most strongly, and a few context snippets."""
     column = reference.acts[:, index]
     top_samples = [i for i in np.argsort(-column, kind="stable")[:n_top] if column[i] > 0]
     tokens: Counter[str] = Counter()
@@ -135,7 +152,7 @@ def label_feature(
     for i in top_samples:
         ids = reference.samples[i].input_ids
         peak = int(reference.peak_position[i, index])
-        tokens[decode([ids[peak]]).strip() or repr(decode([ids[peak]]))] += 1
+        tokens[word_at(ids, peak, decode) or repr(decode([ids[peak]]))] += 1
         if len(snippets) < 3:
             left, centre, right = decode(ids[max(0, peak - window) : peak]), decode([ids[peak]]), decode(ids[peak + 1 : peak + 1 + window])
             snippets.append(f"{left}[[{centre}]]{right}".replace("\n", " "))

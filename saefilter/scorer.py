@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
@@ -23,7 +24,7 @@ from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity
 from saefilter.records import BadLine, InputError, Record
 from saefilter.render import EncodedSample, encode, render
 from saefilter.sae import LoadedSAE, load_sae
-from saefilter.scoring import score_sample
+from saefilter.scoring import score_summary
 
 
 @dataclass(frozen=True)
@@ -164,15 +165,17 @@ class Scorer:
         """Score rows (without rank/percentile) in the order given."""
         rows: list[dict[str, Any] | None] = [None] * len(prepared)
         lengths = [len(p.encoded.input_ids) for p in prepared]
+        proximity = torch.from_numpy(self.proximity.proximity)
         for batch in length_batches(lengths, self.config.batch_size, self.config.batch_tokens):
             samples = [prepared[i].encoded for i in batch]
-            for i, token_acts in zip(batch, self.encoder.token_features(samples), strict=True):
-                rows[i] = self._row(prepared[i], token_acts)
+            summaries = self.encoder.summaries(samples, proximity, self.config.aggregation)
+            for i, (aggregated, token_mass) in zip(batch, summaries, strict=True):
+                rows[i] = self._row(prepared[i], aggregated, token_mass)
         return [row for row in rows if row is not None]
 
-    def _row(self, prepared: Prepared, token_acts: np.ndarray) -> dict[str, Any]:
-        result = score_sample(
-            token_acts, self.proximity, self.config.aggregation, len(self.feature_set.features), self.config.top_n
+    def _row(self, prepared: Prepared, aggregated: np.ndarray, token_mass: np.ndarray) -> dict[str, Any]:
+        result = score_summary(
+            aggregated, token_mass, self.proximity, len(self.feature_set.features), self.config.top_n
         )
         encoded = prepared.encoded
         scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]

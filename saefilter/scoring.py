@@ -51,7 +51,17 @@ def harmful_contributions(acts: np.ndarray, prox: FeatureProximity, n_harmful: i
 def score_sample(
     token_acts: np.ndarray, prox: FeatureProximity, how: Aggregation, n_harmful: int, top_n: int = 5
 ) -> SampleScore:
-    acts = np.maximum(aggregate(token_acts, how), 0.0)
+    """The score of one sample from its [tokens, d_sae] activations."""
+    return score_summary(aggregate(token_acts, how), token_acts @ prox.proximity, prox, n_harmful, top_n)
+
+
+def score_summary(
+    aggregated: np.ndarray, token_mass: np.ndarray, prox: FeatureProximity, n_harmful: int, top_n: int = 5
+) -> SampleScore:
+    """The score from what it needs of a sample: its aggregated activations [d_sae] and each token's
+    harmful mass (activations @ proximity, [tokens]). The scorer computes both batched on the
+    model's device, so the dense [tokens, d_sae] matrix never has to reach NumPy."""
+    acts = np.maximum(aggregated, 0.0)
     total = float(acts.sum(dtype=np.float64))
     if total <= 0.0:
         return SampleScore(0.0, [], [])
@@ -59,7 +69,6 @@ def score_sample(
     score = float(contributions.sum())
     order = np.argsort(-contributions, kind="stable")[:top_n]
     top_features = [(int(j), float(contributions[j])) for j in order if contributions[j] > 0]
-    token_mass = token_acts.astype(np.float64) @ prox.proximity.astype(np.float64)
     token_order = np.argsort(-token_mass, kind="stable")[:top_n]
     top_tokens = [(int(t), float(token_mass[t])) for t in token_order if token_mass[t] > 0]
     return SampleScore(score, top_features, top_tokens)

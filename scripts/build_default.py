@@ -2,14 +2,17 @@
 """Bundle the embedded default: an SAE trained by scripts/train_sae.py, a harmful-feature set
 selected from the reference splits, a calibrated check threshold, and the model card.
 
-    python scripts/build_default.py --sae artifacts/sae/layer_8 [--sweep artifacts/sae/sweep.json]
+    python scripts/build_default.py --sae artifacts/sae/layer_4
 
 1. copies cfg.json and the weights (as float16: half the size; sae-lens loads them as float32)
    into saefilter/defaults/sae/;
-2. runs `saefilter features build` on artifacts/data/{harmful,benign}_select.jsonl with that SAE;
+2. runs `saefilter features build` once per matched contrast
+   (artifacts/data/contrast_{toxicity,intent}_{harmful,benign}.jsonl, written by
+   scripts/build_reference_data.py) and `saefilter features merge --top-each N` on the results;
 3. scores the held-out benign reference chats and stores their 99th percentile in the feature set
-   as the suggested `saefilter check` threshold;
-4. writes saefilter/defaults/MODEL_CARD.md from the recorded metrics.
+   as the suggested `saefilter check` threshold.
+
+saefilter/defaults/MODEL_CARD.md is written by hand from the numbers these steps print.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ def saefilter(*args: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sae", type=Path, required=True)
-    parser.add_argument("--sweep", type=Path, default=Path("artifacts/sae/sweep.json"))
     parser.add_argument("--data", type=Path, default=Path("artifacts/data"))
-    parser.add_argument("--top", type=int, default=100)
+    parser.add_argument("--contrasts", default="toxicity,intent")
+    parser.add_argument("--top-each", type=int, default=25)
     parser.add_argument("--aggregation", default="max")
     args = parser.parse_args()
 
@@ -52,11 +55,16 @@ def main() -> None:
     shutil.copy(args.sae / "metrics.json", target / "training_metrics.json")
 
     features = DEFAULTS / "features.json"
-    saefilter("features", "build", "--harmful", str(args.data / "harmful_select.jsonl"),
-              "--benign", str(args.data / "benign_select.jsonl"), "--top", str(args.top), "-o", str(features))
-
     scratch = Path("artifacts/calibration")
     scratch.mkdir(parents=True, exist_ok=True)
+    per_contrast = []
+    for contrast in args.contrasts.split(","):
+        path = scratch / f"{contrast}.json"  # the name becomes each feature's "source"
+        saefilter("features", "build", "--harmful", str(args.data / f"contrast_{contrast}_harmful.jsonl"),
+                  "--benign", str(args.data / f"contrast_{contrast}_benign.jsonl"), "--top", "100", "-o", str(path))
+        per_contrast.append(str(path))
+    saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
+
     saefilter("score", str(args.data / "benign_heldout.jsonl"), "-o", str(scratch / "benign_heldout.scores.jsonl"),
               "--aggregation", args.aggregation)
     scores = [json.loads(line)["score"] for line in (scratch / "benign_heldout.scores.jsonl").read_text().splitlines()]

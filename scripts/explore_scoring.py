@@ -7,6 +7,12 @@ proximity kernels, aggregations. Only the dev split is used here; BENCHMARKS.md 
 chosen configuration on the test split with `saefilter eval`.
 
     python scripts/explore_scoring.py --sae artifacts/sae/layer_4 --limit 250
+    python scripts/explore_scoring.py --sae artifacts/sae/layer_4 --contrasts   # per-contrast selection
+
+`--contrasts` selects features separately from each matched contrast
+(artifacts/data/contrast_{toxicity,intent}_{harmful,benign}.jsonl), merges the top of each, and
+reports three checks side by side: held-out harmful vs benign chats, the em dev split, and the
+rank of the plainly harmful rows of data/samples/mixed_chat.jsonl.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ def main() -> None:
     parser.add_argument("--sae", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=250)
     parser.add_argument("--out", type=Path, default=Path("artifacts/explore"))
+    parser.add_argument("--contrasts", action="store_true", help="per-contrast selection variants (see above)")
     args = parser.parse_args()
     folder = args.out / args.sae.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +67,9 @@ def main() -> None:
         "secure": cached_activations(encoder, lm.tokenizer, folder / "secure.npz", [DATA / "em_secure_dev.jsonl"], args.limit, 2),
     }
     decoder = unit_rows(sae.sae.W_dec.detach().float().cpu().numpy())
+    if args.contrasts:
+        explore_contrasts(encoder, lm.tokenizer, folder, sets, decoder)
+        return
     labels = np.r_[np.ones(len(sets["insecure"]["max"])), np.zeros(len(sets["secure"]["max"]))]
     results = []
     for max_benign in (1.0, 0.5, 0.2):
@@ -80,6 +90,50 @@ def main() -> None:
     results.sort(key=lambda r: -r["auroc"])
     (folder / "variants.json").write_text(json.dumps(results, indent=1))
     for row in results[:15] + results[-5:]:
+        print(json.dumps(row))
+
+
+MIXED_HARMFUL_LINES = (3, 7, 10, 14, 16, 19)  # the plainly harmful samples of data/samples/mixed_chat.jsonl
+
+
+def explore_contrasts(encoder, tokenizer, folder: Path, sets: dict, decoder: np.ndarray) -> None:
+    def cached(name: str, path: Path) -> dict:
+        return cached_activations(encoder, tokenizer, folder / f"{name}.npz", [path], None, 0)
+
+    contrasts = {c: (cached(f"contrast_{c}_harmful", DATA / f"contrast_{c}_harmful.jsonl"),
+                     cached(f"contrast_{c}_benign", DATA / f"contrast_{c}_benign.jsonl")) for c in ("toxicity", "intent")}
+    checks = {
+        "heldout": (cached("harmful_heldout", DATA / "harmful_heldout.jsonl"), cached("benign_heldout", DATA / "benign_heldout.jsonl")),
+        "em_dev": (sets["insecure"], sets["secure"]),
+    }
+    mixed = cached("mixed_chat", Path("data/samples/mixed_chat.jsonl"))
+    mixed_labels = np.isin(np.arange(1, len(mixed["max"]) + 1), MIXED_HARMFUL_LINES).astype(float)
+    results = []
+    for max_benign in (0.5, 0.3, 0.2, 0.1):
+        chosen_by = {c: [f.index for f in select_features(h["max"], b["max"], 300, 0.02, max_benign)]
+                     for c, (h, b) in contrasts.items()}
+        for mix in ("toxicity", "intent", "both"):
+            for top_each in (25, 50, 100):
+                names = ("toxicity", "intent") if mix == "both" else (mix,)
+                chosen = list(dict.fromkeys(i for c in names for i in chosen_by[c][:top_each]))
+                nearest = (decoder @ decoder[chosen].T).max(1)
+                background = float(np.median(nearest))
+                for kernel_name in KERNELS:
+                    proximity = apply_kernel(nearest, kernel_name, background)
+                    for aggregation in ("max", "mean"):
+                        row = {"max_benign": max_benign, "mix": mix, "top_each": top_each, "kernel": kernel_name,
+                               "aggregation": aggregation}
+                        for check, (pos, neg) in checks.items():
+                            scores = geometric_scores(np.r_[pos[aggregation], neg[aggregation]], proximity)
+                            labels = np.r_[np.ones(len(pos[aggregation])), np.zeros(len(neg[aggregation]))]
+                            row[check] = round(auroc(scores, labels), 4)
+                        mixed_scores = geometric_scores(mixed[aggregation], proximity)
+                        row["mixed_auroc"] = round(auroc(mixed_scores, mixed_labels), 4)
+                        row["mixed_top1_harmful"] = bool(mixed_labels[np.argmax(mixed_scores)])
+                        results.append(row)
+    results.sort(key=lambda r: -(r["heldout"] + r["em_dev"]))
+    (folder / "contrast_variants.json").write_text(json.dumps(results, indent=1))
+    for row in results[:25]:
         print(json.dumps(row))
 
 

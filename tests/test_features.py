@@ -142,3 +142,24 @@ def test_merge_takes_the_top_of_each_set_once_and_records_where_each_came_from(t
     other_width = FeatureSet((HarmfulFeature(1),), 128, "sae")
     with pytest.raises(InputError, match="different widths"):
         merge_feature_sets([ranked([1], "a"), ("b", other_width)])
+
+
+def test_labels_name_whole_words_not_subword_fragments():
+    from saefilter.feature_selection import word_at
+
+    pieces = {0: " the", 1: " b", 2: "itch", 3: "es", 4: ",", 5: " 42", 6: "nd", 7: "\n"}
+
+    def decode(ids):
+        return "".join(pieces[i] for i in ids)
+
+    ids = [0, 1, 2, 3, 4, 5, 6, 7]
+    assert word_at(ids, 2, decode) == "bitches"  # subword pieces joined both ways
+    assert word_at(ids, 1, decode) == "bitches"
+    assert word_at(ids, 0, decode) == "the"  # a space starts a new word
+    assert word_at(ids, 4, decode) == ","  # punctuation stays alone
+    assert word_at(ids, 5, decode) == "42nd"
+
+    def spaced(ids):  # a word-level tokenizer puts spaces between tokens when decoding several
+        return " ".join(pieces[i].strip() for i in ids)
+
+    assert word_at(ids, 2, spaced) == "itch"
