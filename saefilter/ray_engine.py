@@ -174,25 +174,38 @@ def score_with_ray(
         concurrency=plan.actors,
         num_gpus=plan.gpus,
         num_cpus=plan.cpus,
+        # without GPUs to pin them, actors would pack onto one node: spread them over the nodes
+        scheduling_strategy="DEFAULT" if plan.gpus else "SPREAD",
     )
     if on_start:
         on_start(None if is_uri(source) else count_lines(Path(source)))
+    try:
+        n_lines = collect_rows(dataset, outputs.partial, source, config.on_error == "fail", on_progress)
+    except BaseException:
+        outputs.partial.unlink(missing_ok=True)  # no --resume on Ray: a partial file would only be litter
+        raise
+    if n_lines == 0:
+        raise InputError(f"{source}: empty file, nothing to score")
+    input_name: Any = source if is_uri(source) else Path(source)
+    return finalize(input_name, outputs, method.description(), n_lines, time.perf_counter() - started)
+
+
+def collect_rows(dataset: Any, partial_path: Path, source: str, fail_on_bad_line: bool,
+                 on_progress: Callable[[int], None] | None) -> int:
+    """Write the actors' rows to the partial file in line order, checking that each line arrives once."""
     n_lines = 0
-    with outputs.partial.open("w", encoding="utf-8") as partial:
+    with partial_path.open("w", encoding="utf-8") as partial:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for line, row, problem in zip(batch["line"], batch["row"], batch["problem"], strict=True):
                 n_lines += 1
                 if int(line) != n_lines:
                     raise RuntimeError(f"internal error: line {int(line)} arrived where {n_lines} was due")
-                if config.on_error == "fail" and problem and problem != "blank line":
+                if fail_on_bad_line and problem and problem != "blank line":
                     raise InputError(f"{source}:{n_lines}: {problem} (use --on-error skip to set it aside)")
                 partial.write(row)
             if on_progress:
                 on_progress(len(batch["line"]))
-    if n_lines == 0:
-        raise InputError(f"{source}: empty file, nothing to score")
-    input_name: Any = source if is_uri(source) else Path(source)
-    return finalize(input_name, outputs, method.description(), n_lines, time.perf_counter() - started)
+    return n_lines
 
 
 def check_model_config(config: ScoreConfig, sae: LoadedSAE) -> None:

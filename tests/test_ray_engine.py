@@ -90,6 +90,7 @@ def test_ray_engine_stops_with_a_clear_message_before_or_at_the_problem(tmp_path
     data = dataset(tmp_path)
     with pytest.raises(InputError, match=r"d\.jsonl:20: invalid JSON"):
         score_with_ray(str(data), replace(config, on_error="fail"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]  # no partial or score file left behind
     with pytest.raises(InputError, match="no such file"):
         score_with_ray(str(tmp_path / "missing.jsonl"), config)
     # model problems are found in the driver from the model's config, before any actor loads weights
