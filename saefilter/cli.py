@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from saefilter.config import DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, ScoreConfig
 from saefilter.model import DEFAULT_MODEL
@@ -90,7 +91,7 @@ TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the m
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # messages quote user text verbatim
     raise typer.Exit(2)
 
 
@@ -134,7 +135,7 @@ def score(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Score only shard I of N (I/N, lines with (line-1) %% N == I); join with `saefilter merge`.")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="local: this process. ray: a Ray Data actor pool (pip install 'saefilter[ray]'); same score file.")] = "local",
+    engine: Annotated[str, typer.Option("--engine", help="local: this process. ray: a Ray Data actor pool (pip install 'saefilter\\[ray]'); same score file.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
     ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
     trust_remote_code: TrustOpt = False,

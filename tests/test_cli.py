@@ -53,6 +53,8 @@ def test_bad_line_fails_before_scoring_with_file_and_line(tmp_path, tiny_args):
 def test_missing_input_and_bad_choice(tmp_path, tiny_args):
     result = saefilter("score", str(tmp_path / "nope.jsonl"), *tiny_args)
     assert result.returncode == 2 and "no such file" in result.stderr
+    result = saefilter("score", str(tmp_path / "v[ray].jsonl"), *tiny_args)  # brackets are not markup
+    assert result.returncode == 2 and "v[ray].jsonl: no such file" in " ".join(result.stderr.split())
     result = saefilter("score", str(tmp_path), *tiny_args)
     assert result.returncode == 2 and "is a directory" in result.stderr
     result = saefilter("score", str(tmp_path / "x.jsonl"), "--aggregation", "median", *tiny_args)
