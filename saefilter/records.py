@@ -64,7 +64,7 @@ def check_input_path(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
-        raise InputError(f"{path}: is a directory; pass a .jsonl or .jsonl.gz file")
+        raise InputError(f"{path}: is a directory; pass a .jsonl, .jsonl.gz or .parquet file")
 
 
 def is_parquet(path: Path | str) -> bool:

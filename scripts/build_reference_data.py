@@ -104,7 +104,7 @@ def harmful_behaviours(shared: Path, strip_prefix: bool) -> list[dict]:
     return rows
 
 
-def build(shared: Path, out: Path, seed: int) -> dict:
+def build(shared: Path, out: Path, seed: int, match_phrasing: bool = False) -> dict:
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     davidson = read_csv(shared / "toxic/davidson_labeled_data.csv")
@@ -159,7 +159,7 @@ def build(shared: Path, out: Path, seed: int) -> dict:
         write_jsonl(out / name.replace(".jsonl", "_heldout.jsonl"), shuffled[:n_held])
         write_jsonl(out / name.replace(".jsonl", "_select.jsonl"), shuffled[n_held:])
     contrasts = matched_contrasts(shared, out, seed, alpaca_safety, dolly, toxigen_hate + hate_sample,
-                                  toxigen_neutral + neither_sample)
+                                  toxigen_neutral + neither_sample, match_phrasing)
     # evaluation rows of the emergent-misalignment pair: never seen by the SAE or the feature selection
     # dev rows choose layer and defaults; test rows report them
     for kind in ("insecure", "secure"):
@@ -189,12 +189,43 @@ def build(shared: Path, out: Path, seed: int) -> dict:
     return manifest
 
 
+def opening(text: str, words: int) -> str:
+    return " ".join(text.lower().split()[:words])
+
+
+def phrasing_matched(targets: list[str], pool: list[str], rng: random.Random) -> list[str]:
+    """One text from `pool` per target, each opening with the same two words if any is left, else the
+    same first word, else any: the two sides then differ in what they ask, not how they ask it."""
+    remaining = pool[:]
+    rng.shuffle(remaining)
+    by_opening: dict[str, list[str]] = {}
+    for words in (2, 1):
+        for text in remaining:
+            by_opening.setdefault(f"{words}:{opening(text, words)}", []).append(text)
+    used: set[str] = set()
+    chosen = []
+    for target in targets:
+        pick = None
+        for words in (2, 1):
+            candidates = by_opening.get(f"{words}:{opening(target, words)}", [])
+            while candidates and candidates[-1] in used:
+                candidates.pop()
+            if candidates:
+                pick = candidates.pop()
+                break
+        if pick is None:
+            pick = next(t for t in remaining if t not in used)
+        used.add(pick)
+        chosen.append(pick)
+    return chosen
+
+
 def user_texts(path: Path) -> set[str]:
     return {row["messages"][0]["content"].strip() for row in read_jsonl(path) if "messages" in row}
 
 
 def matched_contrasts(shared: Path, out: Path, seed: int, alpaca_safety: list[dict], dolly: list[dict],
-                      toxic: list[str], neutral: list[str]) -> dict:
+                      toxic: list[str], neutral: list[str], match_phrasing: bool = False) -> dict:
     """Two contrasts matched in form, for selecting features one kind of harm at a time:
 
     - toxicity: toxic vs neutral sentences, as plain text (the same sentences harmful/benign.jsonl
@@ -202,7 +233,10 @@ def matched_contrasts(shared: Path, out: Path, seed: int, alpaca_safety: list[di
     - harmful intent: harmful vs harmless *requests*, as plain text. Harmless are Alpaca
       instructions (refusal-direction splits) and, half of them, the safety-related but benign
       Alpaca/Dolly instructions of Qi et al. 2023, so that "mentions safety topics" is not what
-      separates the two sides.
+      separates the two sides. With `match_phrasing` the harmless requests are instead drawn to
+      open with the same words as the harmful ones (`phrasing_matched`; harmful requests start
+      with "How", "Give", "Write" far more often). That was tried and measured worse on every
+      check (BENCHMARKS.md), so it is off by default.
 
     Rows whose text appears in harmful/benign_heldout.jsonl are left out, so the held-out evaluation
     stays unseen by every selection."""
@@ -219,11 +253,16 @@ def matched_contrasts(shared: Path, out: Path, seed: int, alpaca_safety: list[di
     )
     harmful_requests = sorted({t.strip() for t in harmful_requests if t.strip() and t.strip() not in held})
     hard_negatives = sorted({r["instruction"].strip() for r in alpaca_safety} | {r["messages"][0]["content"].strip() for r in dolly})
-    hard_negatives = [t for t in hard_negatives if t not in held]
-    general = [r["instruction"].strip() for r in read_json(shared / "benign/refusal_harmless_train.json")]
-    half = len(harmful_requests) // 2
-    harmless_requests = rng.sample(hard_negatives, min(half, len(hard_negatives)))
-    harmless_requests += rng.sample(general, len(harmful_requests) - len(harmless_requests))
+    if match_phrasing:
+        general = sorted({r["instruction"].strip() for r in read_json(shared / "benign/refusal_harmless_train.json")})
+        pool = [t for t in dict.fromkeys(hard_negatives + general) if t not in held]
+        harmless_requests = phrasing_matched(harmful_requests, pool, rng)
+    else:
+        hard_negatives = [t for t in hard_negatives if t not in held]
+        general = [r["instruction"].strip() for r in read_json(shared / "benign/refusal_harmless_train.json")]
+        half = len(harmful_requests) // 2
+        harmless_requests = rng.sample(hard_negatives, min(half, len(hard_negatives)))
+        harmless_requests += rng.sample(general, len(harmful_requests) - len(harmless_requests))
     pairs = {
         "toxicity": ([t for t in toxic if t.strip() not in held], [t for t in neutral if t.strip() not in held]),
         "intent": (harmful_requests, harmless_requests),
@@ -245,10 +284,12 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1] / "../shared/datasets")
     parser.add_argument("--out", type=Path, default=Path("artifacts/data"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--match-phrasing", action="store_true",
+                        help="draw harmless requests with the harmful ones' opening words (an experiment; see BENCHMARKS.md)")
     args = parser.parse_args()
     if not (args.shared / "README.md").exists():
         sys.exit(f"reference datasets not found at {args.shared}: this script needs ../shared/datasets (see README)")
-    print(json.dumps(build(args.shared.resolve(), args.out, args.seed), indent=1))
+    print(json.dumps(build(args.shared.resolve(), args.out, args.seed, args.match_phrasing), indent=1))
 
 
 if __name__ == "__main__":
