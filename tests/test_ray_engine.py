@@ -72,7 +72,12 @@ def test_ray_engine_reads_gzip_and_parquet(tmp_path, local_ray, config):
     plain = write_jsonl(tmp_path / "p.jsonl", records())
     zipped = tmp_path / "z.jsonl.gz"
     zipped.write_bytes(gzip.compress(plain.read_bytes()))
-    assert_same_scores(score_with_ray(str(zipped), config).outputs.scores, score_file(plain, config, tmp_path / "p.scores.jsonl").outputs.scores)
+    local = score_file(plain, config, tmp_path / "p.scores.jsonl")
+    assert_same_scores(score_with_ray(str(zipped), config).outputs.scores, local.outputs.scores)
+    # a URI goes through pyarrow's filesystems (as s3:// or gs:// would); outputs land in the working folder
+    by_uri = score_with_ray(plain.as_uri(), config, tmp_path / "uri.scores.jsonl")
+    assert_same_scores(by_uri.outputs.scores, local.outputs.scores)
+    assert json.loads(by_uri.outputs.meta.read_text())["input_sha256"] == json.loads(local.outputs.meta.read_text())["input_sha256"]
 
     parquet = tmp_path / "q.parquet"
     pd.DataFrame({"messages": [r["messages"] for r in records()], "source": "test"}).to_parquet(parquet, row_group_size=5)
@@ -121,3 +126,12 @@ def test_ray_engine_options_from_the_command_line(tmp_path, model_dir, sae_dir):
     result = saefilter("score", str(data), "--engine", "ray", *args)
     assert result.returncode == 0, result.stderr
     assert [r["line"] for r in sorted(rows(tmp_path / "d.scores.jsonl"), key=lambda r: r["line"])] == list(range(1, len(ANSWERS) + 1))
+
+
+def test_outputs_of_a_remote_input_default_to_the_working_folder():
+    from pathlib import Path
+
+    from saefilter.ray_engine import local_name
+
+    assert local_name("s3://bucket/dir/d.jsonl.gz") == Path("d.jsonl.gz")
+    assert local_name("/data/d.parquet") == Path("/data/d.parquet")
