@@ -118,8 +118,9 @@ def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
 
 def merge_feature_sets(named_sets: list[tuple[str, FeatureSet]], top_each: int | None = None) -> FeatureSet:
     """One set from several ranked sets (e.g. one per kind of harm): the first `top_each` of each, in
-    order, a latent listed twice kept once (first label wins). Each feature records which set it came
-    from, so `features show` and score rows can say what kind of harm a flag is about."""
+    order, a latent listed twice kept once (first label wins). Each feature's label starts with the
+    name of the set it came from ("intent: 'smuggle'"), and `stats.source` holds it, so score rows,
+    reports and `features show` say what kind of harm a flag is about."""
     if not named_sets:
         raise InputError("features merge: give at least one feature set")
     widths = {fs.d_sae for _, fs in named_sets if fs.d_sae is not None}
@@ -136,8 +137,8 @@ def merge_feature_sets(named_sets: list[tuple[str, FeatureSet]], top_each: int |
         taken = feature_set.features[:top_each]
         for feature in taken:
             if feature.index not in merged:
-                merged[feature.index] = HarmfulFeature(feature.index, feature.label, feature.weight,
-                                                       {**feature.stats, "source": name})
+                label = f"{name}: {feature.label}" if feature.label else name
+                merged[feature.index] = HarmfulFeature(feature.index, label, feature.weight, {**feature.stats, "source": name})
         sources.append({"set": name, "fingerprint": feature_set.fingerprint, "taken": len(taken), **feature_set.meta})
     return FeatureSet(tuple(merged.values()), widths.pop() if widths else None,
                       sae_specs.pop() if sae_specs else None, {"merged_from": sources, "top_each": top_each})
