@@ -8,6 +8,9 @@ Methods (each a score per sample; higher = remove first):
   mean cosine of the sample's mean hidden state (same layer, scored tokens) to its top-n nearest
   harmful anchor examples
 - random: a seeded uniform draw, beside the analytic expectation
+
+`evaluate_config` runs the whole evaluation (read labelled files, encode once, every method) and
+is what `saefilter eval` calls; the CLI only adds progress bars and printing.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ import numpy as np
 
 from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
+from saefilter.feature_selection import encode_each, encode_reference
 from saefilter.features import FeatureSet, load_feature_set
 from saefilter.metrics import all_metrics, bootstrap_intervals, random_expectation
 from saefilter.proximity import feature_proximity, unit_rows
+from saefilter.records import InputError
+from saefilter.reference import read_labelled, read_reference
 from saefilter.render import EncodedSample
+from saefilter.scorer import load_backbone
 
 
 @dataclass
@@ -154,9 +161,6 @@ def no_progress(_label: str, _total: int) -> Iterator[Callable[[int], None]]:
 
 
 def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[list[Any], np.ndarray]:
-    from saefilter.records import InputError
-    from saefilter.reference import read_labelled, read_reference
-
     if request.data is not None:
         if not request.labels:
             raise InputError("--data needs --labels COLUMN")
@@ -177,11 +181,6 @@ def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[lis
 
 def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Every method on the same activations of the same samples, as one JSON-ready report."""
-    from saefilter.feature_selection import encode_each, encode_reference
-    from saefilter.records import InputError
-    from saefilter.reference import read_reference
-    from saefilter.scorer import load_backbone
-
     conversations, y = labelled_conversations(request, config.field)
     feature_set = load_feature_set(resolve_features_path(config.features))
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from saefilter.config import ScoreConfig
+from saefilter.layers import check_hook_depth
 from saefilter.model import resolve_model_path
 from saefilter.outputs import json_line
 from saefilter.pipeline import ScoreOutputs, ScoreSummary, chunked, count_lines, finalize, score_chunk
 from saefilter.records import InputError, is_parquet, is_uri, iter_parquet_lines, parse_line, strip_terminator
-from saefilter.layers import check_hook_depth
 from saefilter.sae import LoadedSAE
 from saefilter.scorer import Method, check_width
 

@@ -61,3 +61,29 @@ def test_eval_cli_separates_planted_positives(tmp_path, model_dir, planted):
     assert by_method[("random", "expectation")]["auroc"] == 0.5
     assert any(method == "repmatch" for method, _ in by_method)
     assert report["n_positive"] == report["n_negative"] == len(ANSWERS)
+
+
+def test_evaluate_config_runs_without_the_cli_and_reads_labelled_files(tmp_path, model_dir, planted):
+    from saefilter.config import ScoreConfig
+    from saefilter.evaluate import EvalRequest, evaluate_config
+    from saefilter.records import InputError
+
+    rows = [{**chat("tell me a story", f"{TRIGGER} {a}"), "bad": True} for a in ANSWERS]
+    rows += [{**chat("tell me a story", a), "bad": False} for a in ANSWERS]
+    data = write_jsonl(tmp_path / "labelled.jsonl", rows)
+    config = ScoreConfig(model=str(model_dir), sae=str(planted), features=str(write_features(tmp_path / "f.json", [0], d_sae=48)))
+    seen = []
+
+    def progress(label, total):
+        from contextlib import nullcontext
+
+        seen.append((label, total))
+        return nullcontext(lambda n: None)
+
+    report = evaluate_config(config, EvalRequest(data=data, labels="bad", neighbours=[1], bootstrap=20), progress)
+    assert (report["n_positive"], report["n_negative"]) == (len(ANSWERS), len(ANSWERS))
+    assert seen == [("encoding", 2 * len(ANSWERS))]
+    geometric = next(r for r in report["results"] if r["method"] == "geometric")
+    assert geometric["metrics"]["auroc"] == 1.0
+    with pytest.raises(InputError, match="--labels"):
+        evaluate_config(config, EvalRequest(data=data))
