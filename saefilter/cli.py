@@ -148,7 +148,7 @@ def score(
     check_choice("--engine", engine, ("local", "ray"))
     if engine == "ray":
         if shard or resume:
-            fail("--shard and --resume belong to the local engine; Ray splits the work and retries failed blocks itself")
+            fail("--shard and --resume belong to the local engine; with --engine ray, Ray splits the work itself")
         summary = run_with_errors(lambda: _score_with_ray(data, config, output, ray_address, ray_actors, score_progress))
         print_score_summary(out, summary)
         return
