@@ -85,12 +85,9 @@ class FeatureEncoder:
         features = self.sae.sae.encode(self.residuals(samples).to(self.sae_dtype)).float()
         mass = features @ proximity.to(features.device)
         sizes = [s.n_scored for s in samples]
-        result = []
+        result = []  # every sample has at least one scored token (`render.encode` refuses others)
         for part, part_mass in zip(torch.split(features, sizes), torch.split(mass, sizes), strict=True):
-            if part.shape[0] == 0:
-                aggregated = torch.zeros(part.shape[1])
-            else:
-                aggregated = part.amax(dim=0) if how == "max" else part.mean(dim=0)
+            aggregated = part.amax(dim=0) if how == "max" else part.mean(dim=0)
             result.append((aggregated.cpu().numpy(), part_mass.cpu().numpy()))
         return result
 

@@ -100,8 +100,8 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         fail(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
-CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip"),
-           "kernel": ("linear", "excess", "sq-excess")}
+# --kernel is checked with the other scoring settings (`scorer.check_settings`), before any model loads.
+CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
 
 
 def make_config(options: dict) -> ScoreConfig:

@@ -28,7 +28,7 @@ from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
 from saefilter.feature_selection import encode_each, encode_reference
 from saefilter.features import FeatureSet, load_feature_set
 from saefilter.metrics import all_metrics, bootstrap_intervals, random_expectation
-from saefilter.proximity import feature_proximity, unit_rows
+from saefilter.proximity import KERNELS, feature_proximity, unit_rows
 from saefilter.records import InputError
 from saefilter.reference import read_labelled, read_reference
 from saefilter.render import EncodedSample
@@ -181,6 +181,9 @@ def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[lis
 
 def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Every method on the same activations of the same samples, as one JSON-ready report."""
+    unknown = [kernel for kernel in request.kernels if kernel not in KERNELS]
+    if unknown:
+        raise InputError(f"--kernels: unknown {', '.join(unknown)}; use {', '.join(KERNELS)}")
     conversations, y = labelled_conversations(request, config.field)
     feature_set = load_feature_set(resolve_features_path(config.features))
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)

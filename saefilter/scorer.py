@@ -127,23 +127,33 @@ class Method:
 
 @dataclass
 class Scorer:
-    config: ScoreConfig
+    """The method plus what runs it: the model and the encoder truncated at the SAE's hook."""
+
+    method: Method
     lm: LoadedModel
-    sae: LoadedSAE
-    feature_set: FeatureSet
-    proximity: FeatureProximity
     encoder: FeatureEncoder
 
     @classmethod
     def load(cls, config: ScoreConfig) -> Scorer:
         feature_set = load_feature_set(resolve_features_path(config.features))
         lm, sae = load_backbone(config, check_sae=feature_set.check_against)
-        method = Method.load(config, sae, feature_set)
-        return cls(config, lm, sae, method.feature_set, method.proximity, FeatureEncoder(lm, sae))
+        return cls(Method.load(config, sae, feature_set), lm, FeatureEncoder(lm, sae))
 
     @property
-    def method(self) -> Method:
-        return Method(self.config, self.sae, self.feature_set, self.proximity)
+    def config(self) -> ScoreConfig:
+        return self.method.config
+
+    @property
+    def sae(self) -> LoadedSAE:
+        return self.method.sae
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return self.method.feature_set
+
+    @property
+    def proximity(self) -> FeatureProximity:
+        return self.method.proximity
 
     @property
     def fingerprint(self) -> str:

@@ -95,3 +95,14 @@ def test_registry_spec_split_uses_the_longest_known_release():
     assert split_registry_spec("a/b/c/d", releases) == ("a/b", "c/d")
     assert split_registry_spec("a/x", releases) == ("a", "x")
     assert split_registry_spec("z/x", releases) is None
+
+
+def test_unknown_kernel_fails_before_the_model_loads(tmp_path, sae_dir):
+    from saefilter.evaluate import EvalRequest, evaluate_config
+
+    features = write_features(tmp_path / "f.json", [3])
+    with pytest.raises(InputError, match="--kernel must be one of linear, excess, sq-excess, got 'cubic'"):
+        load(tmp_path / "no-model-here", sae_dir, features, kernel="cubic")
+    config = ScoreConfig(model=str(tmp_path / "no-model-here"), sae=str(sae_dir), features=str(features))
+    with pytest.raises(InputError, match="--kernels: unknown cubic"):
+        evaluate_config(config, EvalRequest(kernels=["linear", "cubic"]))

@@ -103,3 +103,4 @@ def test_excess_kernels_zero_the_background_and_keep_harmful_latents_at_one():
     np.testing.assert_allclose(squared.proximity, excess.proximity**2, atol=1e-6)
     with pytest.raises(ValueError, match="unknown kernel"):
         feature_proximity(decoder, [0], [1.0], 1, "cubic")
+

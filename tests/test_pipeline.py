@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import score_file
 
@@ -90,3 +93,28 @@ def test_score_file_schema_and_order(tmp_path, model_dir, sae_dir):
     meta = json.loads(summary.outputs.meta.read_text())
     assert meta["counts"]["lines"] == len(ANSWERS) and meta["hook"] == "blocks.2.hook_resid_post"
     assert not summary.outputs.partial.exists()
+
+
+def test_the_scorers_batched_summaries_equal_the_reference_score(model_dir, sae_dir, tokenizer):
+    """`FeatureEncoder.summaries` (what scoring runs) against `score_sample` on the dense activations."""
+    import torch
+
+    from saefilter.activations import FeatureEncoder
+    from saefilter.formats import to_conversation
+    from saefilter.proximity import feature_proximity
+    from saefilter.render import encode, render
+    from saefilter.scorer import load_backbone
+    from saefilter.scoring import score_sample, score_summary
+
+    lm, sae = load_backbone(ScoreConfig(model=str(model_dir), sae=str(sae_dir)))
+    encoder = FeatureEncoder(lm, sae)
+    samples = [encode(render(to_conversation(chat("tell me a story", a)), tokenizer), tokenizer, 256) for a in ANSWERS]
+    prox = feature_proximity(sae.sae.W_dec.detach().numpy(), [1, 5, 9], [1.0, 1.0, 1.0], 1, "sq-excess")
+    for how in ("max", "mean"):
+        summaries = encoder.summaries(samples, torch.from_numpy(prox.proximity), how)
+        for token_acts, (aggregated, token_mass) in zip(encoder.token_features(samples), summaries, strict=True):
+            expected = score_sample(token_acts, prox, how, 3)
+            got = score_summary(aggregated, token_mass, prox, 3)
+            assert got.score == pytest.approx(expected.score, rel=1e-6, abs=1e-9)
+            assert [j for j, _ in got.top_features] == [j for j, _ in expected.top_features]
+            np.testing.assert_allclose(token_mass, token_acts @ prox.proximity, rtol=1e-5, atol=1e-6)
