@@ -13,8 +13,9 @@ aside, e.g. blank lines; they are listed in prune.json and in <stem>.skipped.jso
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,37 +57,64 @@ class PruneResult:
     summary: dict[str, Any]
 
 
-def lines_to_remove(rows: list[dict[str, Any]], cutoff: Cutoff) -> set[int]:
-    """Line numbers of the highest-scoring rows under the cut-off (rank order breaks ties)."""
-    by_rank = sorted(rows, key=lambda r: r["rank"])
+@dataclass(frozen=True)
+class ScoreColumns:
+    """What the cut-off needs of every score row, as arrays (24 bytes a row, not a dict), so that a
+    score file of millions of rows fits in memory. Rows are in input-line order, as score writes them."""
+
+    lines: np.ndarray  # int64
+    scores: np.ndarray  # float64
+    ranks: np.ndarray  # int64
+
+    @classmethod
+    def read(cls, path: Path) -> ScoreColumns:
+        lines, scores, ranks = [], [], []
+        for row in iter_jsonl(path):
+            lines.append(row["line"])
+            scores.append(row["score"])
+            ranks.append(row["rank"])
+        columns = cls(np.array(lines, dtype=np.int64), np.array(scores, dtype=np.float64), np.array(ranks, dtype=np.int64))
+        out_of_order = np.flatnonzero(np.diff(columns.lines) <= 0)
+        if len(out_of_order):
+            row = int(out_of_order[0]) + 2
+            raise InputError(f"{path}:{row}: rows are not in input-line order (was the file edited or sorted?); "
+                             "re-score with --rescore")
+        return columns
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def removal_mask(columns: ScoreColumns, cutoff: Cutoff) -> np.ndarray:
+    """Which rows the cut-off removes: the highest-scoring ones (rank order breaks ties)."""
     if cutoff.threshold is not None:
-        return {r["line"] for r in by_rank if r["score"] >= cutoff.threshold}
-    k = cutoff.top_k if cutoff.top_k is not None else int(round(cutoff.fraction * len(rows)))
-    return {r["line"] for r in by_rank[: min(k, len(rows))]}
+        return columns.scores >= cutoff.threshold
+    k = cutoff.top_k if cutoff.top_k is not None else int(round(cutoff.fraction * len(columns)))
+    return columns.ranks <= min(k, len(columns))
 
 
-def random_lines(rows: list[dict[str, Any]], n: int, seed: int) -> set[int]:
-    lines = np.array(sorted(r["line"] for r in rows), dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    return set(rng.choice(lines, size=n, replace=False).tolist()) if n else set()
+def random_mask(columns: ScoreColumns, n: int, seed: int) -> np.ndarray:
+    """n rows drawn uniformly without replacement, seeded: the baseline to fine-tune against."""
+    chosen = np.random.default_rng(seed).choice(np.sort(columns.lines), size=n, replace=False) if n else np.zeros(0, np.int64)
+    return np.isin(columns.lines, chosen)
 
 
 def prune_dataset(
     input_path: Path, scores_path: Path, cutoff: Cutoff, seed: int = DEFAULT_SEED, out_dir: Path | None = None
 ) -> PruneResult:
     cutoff.validate()
-    rows = list(iter_jsonl(scores_path))
-    by_line = {r["line"]: r for r in rows}
+    columns = ScoreColumns.read(scores_path)
     skipped_path = ScoreOutputs.for_input(input_path, scores_path).skipped
     unscorable = {r["line"]: r["skipped"] for r in iter_jsonl(skipped_path)} if skipped_path.exists() else {}
-    removed_lines = lines_to_remove(rows, cutoff)
-    random_removed = random_lines(rows, len(removed_lines), seed)
+    removed = removal_mask(columns, cutoff)
+    randomly_removed = random_mask(columns, int(removed.sum()), seed)
     paths = {name: output_path(input_path, f".{name}.jsonl", out_dir) for name in ("pruned", "removed", "random")}
     report_path = output_path(input_path, ".prune.json", out_dir)
     if input_path.resolve() in {p.resolve() for p in paths.values()}:
         raise InputError(f"{input_path}: an output would overwrite the input; pass -o DIR")
 
-    n_lines = 0
+    n_lines = position = 0
+    score_rows = ((row["line"], row) for row in iter_jsonl(scores_path))  # in line order: checked by ScoreColumns.read
     with (
         atomic_writer(paths["pruned"], "wb") as kept_out,
         atomic_writer(paths["removed"]) as removed_out,
@@ -96,21 +124,25 @@ def prune_dataset(
             n_lines += 1
             if line_no in unscorable:
                 continue
-            if line_no not in by_line:
+            scored_line, row = next(score_rows, (None, None))
+            if scored_line != line_no:
                 raise InputError(f"{scores_path} has no row for {input_path}:{line_no}; re-score with --rescore")
-            row = by_line[line_no]
             if row["id"] != line_id(raw):
                 raise InputError(f"{scores_path} does not match {input_path} at line {line_no}; re-score with --rescore")
-            if line_no in removed_lines:
+            if removed[position]:
                 removed_out.write(json_line({**{k: row[k] for k in ("line", "id", "score", "rank", "top_features", "top_tokens")},
                                              "record": json.loads(raw)}))
             else:
                 kept_out.write(raw + b"\n")
-            if line_no not in random_removed:
+            if not randomly_removed[position]:
                 random_out.write(raw + b"\n")
+            position += 1
+        extra_line, _ = next(score_rows, (None, None))
+        if extra_line is not None:
+            raise InputError(f"{scores_path} has a row for line {extra_line}, past the end of {input_path} "
+                             f"({n_lines} lines); re-score with --rescore")
     check_invariant(input_path, paths["pruned"], paths["removed"], set(unscorable))
 
-    scores = {line: by_line[line]["score"] for line in by_line}
     summary = {
         "input": str(input_path),
         "input_sha256": file_sha256(input_path),
@@ -119,17 +151,17 @@ def prune_dataset(
         "seed": seed,
         "counts": {
             "input_lines": n_lines,
-            "scored": len(rows),
+            "scored": len(columns),
             "unscorable": len(unscorable),
-            "kept": len(rows) - len(removed_lines),
-            "removed": len(removed_lines),
-            "random_removed": len(random_removed),
+            "kept": int((~removed).sum()),
+            "removed": int(removed.sum()),
+            "random_removed": int(randomly_removed.sum()),
         },
         "unscorable_lines": {str(k): v for k, v in sorted(unscorable.items())},
         "score_stats": {
-            "kept": score_stats(np.array([s for line, s in scores.items() if line not in removed_lines])),
-            "removed": score_stats(np.array([scores[line] for line in removed_lines])),
-            "random_removed": score_stats(np.array([scores[line] for line in random_removed])),
+            "kept": score_stats(columns.scores[~removed]),
+            "removed": score_stats(columns.scores[removed]),
+            "random_removed": score_stats(columns.scores[randomly_removed]),
         },
         "outputs": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in paths.items()},
     }
@@ -137,10 +169,20 @@ def prune_dataset(
     return PruneResult(paths["pruned"], paths["removed"], paths["random"], report_path, summary)
 
 
+def multiset_fingerprint(ids: Iterable[str]) -> tuple[int, int]:
+    """(count, sum of 64-bit hashes mod 2**64): equal for equal multisets, whatever the order, in
+    constant memory. Two different multisets collide with probability about 2**-64."""
+    count = total = 0
+    for identity in ids:
+        count += 1
+        total = (total + int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "little")) % 2**64
+    return count, total
+
+
 def check_invariant(input_path: Path, pruned: Path, removed: Path, unscorable: set[int]) -> None:
-    """kept + removed + unscorable = input, as multisets of line content."""
-    expected = Counter(line_id(raw) for line_no, raw in iter_raw_lines(input_path) if line_no not in unscorable)
-    kept = Counter(line_id(raw) for _, raw in iter_raw_lines(pruned))
-    removed_ids = Counter(row["id"] for row in iter_jsonl(removed))
-    if kept + removed_ids != expected:
+    """kept + removed + unscorable = input, as multisets of line content, re-read from the files written."""
+    expected = multiset_fingerprint(line_id(raw) for line_no, raw in iter_raw_lines(input_path) if line_no not in unscorable)
+    kept_count, kept_sum = multiset_fingerprint(line_id(raw) for _, raw in iter_raw_lines(pruned))
+    removed_count, removed_sum = multiset_fingerprint(row["id"] for row in iter_jsonl(removed))
+    if (kept_count + removed_count, (kept_sum + removed_sum) % 2**64) != expected:
         raise RuntimeError("internal error: kept + removed does not equal the input; outputs are not trustworthy")

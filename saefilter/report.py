@@ -27,21 +27,30 @@ from saefilter.records import Record, read_lines
 
 @dataclass
 class ReportInputs:
-    rows: list[dict[str, Any]]
+    """Every score (one float a row, for the histogram) and the whole rows of the flagged ones only,
+    so that a report of millions of rows fits in memory."""
+
+    scores: np.ndarray
+    flagged: list[dict[str, Any]]  # rank <= top_n, by rank
     meta: dict[str, Any]
-    records: dict[int, Record]  # line -> record, only for the rows shown
+    records: dict[int, Record]  # line -> record, only for the flagged rows
 
 
 def load_inputs(scores_path: Path, data_path: Path | None, top_n: int) -> ReportInputs:
-    rows = list(iter_jsonl(scores_path))
+    scores, flagged = [], []
+    for row in iter_jsonl(scores_path):
+        scores.append(row["score"])
+        if row["rank"] <= top_n:
+            flagged.append(row)
+    flagged.sort(key=lambda r: r["rank"])
     meta_path = scores_path.with_name(scores_path.name.replace(".scores.jsonl", ".scores.meta.json"))
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     data = data_path or (Path(meta["input"]) if "input" in meta else None)
-    wanted = {r["line"] for r in rows if r["rank"] <= top_n}
+    wanted = {r["line"] for r in flagged}
     records: dict[int, Record] = {}
     if data is not None and data.exists():
         records = {item.line_no: item for item in read_lines(data) if isinstance(item, Record) and item.line_no in wanted}
-    return ReportInputs(rows, meta, records)
+    return ReportInputs(np.array(scores, dtype=np.float64), flagged, meta, records)
 
 
 def cutoff_score(scores: np.ndarray, fraction: float | None, threshold: float | None) -> float | None:
@@ -131,13 +140,11 @@ pre{white-space:pre-wrap;margin:0;font-size:.92em;max-height:16em;overflow:auto;
 """
 
 
-def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None, top_n: int) -> str:
-    rows, meta = inputs.rows, inputs.meta
-    scores = np.array([r["score"] for r in rows])
-    flagged = sorted((r for r in rows if r["rank"] <= top_n), key=lambda r: r["rank"])
+def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) -> str:
+    scores, flagged, meta = inputs.scores, inputs.flagged, inputs.meta
     above = int((scores >= cutoff).sum()) if cutoff is not None else None
     meta_rows = [
-        ("input", meta.get("input", "?")), ("records scored", len(rows)), ("model", meta.get("model", "?")),
+        ("input", meta.get("input", "?")), ("records scored", len(scores)), ("model", meta.get("model", "?")),
         ("SAE", f"{meta.get('sae', '?')} @ {meta.get('hook', '?')}"),
         ("harmful features", f"{meta.get('features', '?')} ({meta.get('n_harmful_features', '?')})"),
         ("scoring", f"tokens={meta.get('tokens')}, aggregation={meta.get('aggregation')}, k={meta.get('neighbours')}"),
@@ -184,14 +191,14 @@ def write_report(
     fraction: float | None = 0.5, threshold: float | None = None,
 ) -> tuple[Path, Path, dict[str, Any]]:
     inputs = load_inputs(scores_path, data_path, top_n)
-    scores = np.array([r["score"] for r in inputs.rows])
+    scores = inputs.scores
     cutoff = cutoff_score(scores, fraction, threshold)
     histogram = histogram_png(scores, cutoff)
     png_path = output.with_suffix(".hist.png")
     with atomic_writer(png_path, "wb") as handle:
         handle.write(histogram)
     with atomic_writer(output) as handle:
-        handle.write(render_html(inputs, histogram, cutoff, top_n))
+        handle.write(render_html(inputs, histogram, cutoff))
     summary = {"records": len(scores), "cutoff": cutoff, "above": int((scores >= cutoff).sum()) if cutoff is not None else None,
-               "top_features": feature_table(sorted(inputs.rows, key=lambda r: r["rank"])[:top_n])[:5]}
+               "top_features": feature_table(inputs.flagged)[:5]}
     return output, png_path, summary

@@ -6,7 +6,7 @@ import pytest
 
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import current_scores, score_file
-from saefilter.prune import Cutoff, prune_dataset
+from saefilter.prune import Cutoff, check_invariant, multiset_fingerprint, prune_dataset
 from saefilter.records import InputError
 
 from conftest import ANSWERS, chat, write_features, write_jsonl
@@ -78,6 +78,39 @@ def test_stale_score_file_is_refused(scored):
     data.write_bytes(b"\n".join([lines[1], lines[0], *lines[2:]]) + b"\n")
     with pytest.raises(InputError, match="does not match"):
         prune_dataset(data, scores, Cutoff(top_k=2))
+
+
+def test_score_file_sorted_by_hand_or_longer_than_the_input_is_refused(scored):
+    data, scores, _ = scored
+    rows = read_lines(scores)
+    scores.write_bytes(b"\n".join(sorted(rows, key=lambda line: json.loads(line)["rank"])) + b"\n")
+    with pytest.raises(InputError, match="not in input-line order"):
+        prune_dataset(data, scores, Cutoff(top_k=2))
+    extra = {**json.loads(rows[-1]), "line": 26, "rank": 26}
+    scores.write_bytes(b"\n".join([*rows, json.dumps(extra).encode()]) + b"\n")
+    with pytest.raises(InputError, match="line 26, past the end"):
+        prune_dataset(data, scores, Cutoff(top_k=2))
+
+
+def test_multiset_fingerprint_ignores_order_and_sees_any_change():
+    ids = ["a", "b", "b", "c"]
+    assert multiset_fingerprint(ids) == multiset_fingerprint(reversed(ids))
+    assert multiset_fingerprint(ids) != multiset_fingerprint(["a", "b", "c", "c"])  # same count, other content
+    assert multiset_fingerprint(ids) != multiset_fingerprint(["a", "b", "c"])  # a duplicate lost
+    assert multiset_fingerprint([]) == (0, 0)
+
+
+def test_invariant_check_catches_a_lost_or_altered_kept_line(scored):
+    data, scores, _ = scored
+    result = prune_dataset(data, scores, Cutoff(top_k=5))
+    kept = read_lines(result.pruned)
+    check_invariant(data, result.pruned, result.removed, set())
+    result.pruned.write_bytes(b"\n".join(kept[1:]) + b"\n")
+    with pytest.raises(RuntimeError, match="kept \\+ removed"):
+        check_invariant(data, result.pruned, result.removed, set())
+    result.pruned.write_bytes(b"\n".join([kept[1], *kept[1:]]) + b"\n")  # right count, one line duplicated
+    with pytest.raises(RuntimeError, match="kept \\+ removed"):
+        check_invariant(data, result.pruned, result.removed, set())
 
 
 def test_score_file_reuse_and_invalidation(tmp_path, scored, model_dir, sae_dir):
