@@ -89,7 +89,7 @@ def removal_mask(columns: ScoreColumns, cutoff: Cutoff) -> np.ndarray:
     """Which rows the cut-off removes: the highest-scoring ones (rank order breaks ties)."""
     if cutoff.threshold is not None:
         return columns.scores >= cutoff.threshold
-    k = cutoff.top_k if cutoff.top_k is not None else int(round(cutoff.fraction * len(columns)))
+    k = cutoff.top_k if cutoff.top_k is not None else round(cutoff.fraction * len(columns))
     return columns.ranks <= min(k, len(columns))
 
 

@@ -58,7 +58,7 @@ def cutoff_score(scores: np.ndarray, fraction: float | None, threshold: float | 
         return threshold
     if fraction is None or len(scores) == 0:
         return None
-    k = int(round(fraction * len(scores)))
+    k = round(fraction * len(scores))
     return float(np.sort(scores)[::-1][k - 1]) if k > 0 else None
 
 

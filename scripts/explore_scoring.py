@@ -8,6 +8,7 @@ chosen configuration on the test split with `saefilter eval`.
 
     python scripts/explore_scoring.py --sae artifacts/sae/layer_4 --limit 250
     python scripts/explore_scoring.py --sae artifacts/sae/layer_4 --contrasts   # per-contrast selection
+    python scripts/explore_scoring.py --sae artifacts/sae/layer_4 --weighting   # weights of the default's latents
 
 `--contrasts` selects features separately from each matched contrast
 (artifacts/data/contrast_{toxicity,intent}_{harmful,benign}.jsonl), merges the top of each, and
@@ -24,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from saefilter.activations import FeatureEncoder
-from saefilter.config import ScoreConfig
+from saefilter.config import DEFAULT_KERNEL, EMBEDDED, ScoreConfig, resolve_features_path
 from saefilter.evaluate import collect, geometric_scores
 from saefilter.feature_selection import encode_reference, select_features
 from saefilter.metrics import auroc, positives_removed
-from saefilter.proximity import KERNELS, apply_kernel, unit_rows
+from saefilter.proximity import KERNELS, apply_kernel, feature_proximity, unit_rows
 from saefilter.reference import read_reference
 from saefilter.scorer import load_backbone
 
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=250)
     parser.add_argument("--out", type=Path, default=Path("artifacts/explore"))
     parser.add_argument("--contrasts", action="store_true", help="per-contrast selection variants (see above)")
+    parser.add_argument("--weighting", action="store_true", help="weights for the embedded default's latents (see below)")
     args = parser.parse_args()
     folder = args.out / args.sae.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,9 @@ def main() -> None:
     decoder = unit_rows(sae.sae.W_dec.detach().float().cpu().numpy())
     if args.contrasts:
         explore_contrasts(encoder, lm.tokenizer, folder, sets, decoder)
+        return
+    if args.weighting:
+        explore_weighting(encoder, lm.tokenizer, folder, sets, sae.sae.W_dec.detach().float().cpu().numpy())
         return
     labels = np.r_[np.ones(len(sets["insecure"]["max"])), np.zeros(len(sets["secure"]["max"]))]
     results = []
@@ -90,6 +95,29 @@ def main() -> None:
     results.sort(key=lambda r: -r["auroc"])
     (folder / "variants.json").write_text(json.dumps(results, indent=1))
     for row in results[:15] + results[-5:]:
+        print(json.dumps(row))
+
+
+def explore_weighting(encoder, tokenizer, folder: Path, sets: dict, decoder: np.ndarray) -> None:
+    """The embedded default's latents weighted by their selection statistics instead of 1."""
+    features = json.loads(resolve_features_path(EMBEDDED).read_text())["features"]
+    indices = [f["index"] for f in features]
+    stats = [f["stats"] for f in features]
+    weightings = {
+        "uniform": [1.0] * len(features),
+        "effect size": [s["effect_size"] for s in stats],
+        "effect size squared": [s["effect_size"] ** 2 for s in stats],
+        "log frequency ratio": [float(np.log((s["freq_harmful"] + 0.01) / (s["freq_benign"] + 0.01))) for s in stats],
+    }
+    checks = {"em_dev": (sets["insecure"], sets["secure"]),
+              "heldout": tuple(cached_activations(encoder, tokenizer, folder / f"{n}_heldout.npz", [DATA / f"{n}_heldout.jsonl"], None, 0)
+                               for n in ("harmful", "benign"))}
+    for name, weights in weightings.items():
+        proximity = feature_proximity(decoder, indices, weights, 1, DEFAULT_KERNEL).proximity
+        row = {"weights": name}
+        for check, (pos, neg) in checks.items():
+            labels = np.r_[np.ones(len(pos["max"])), np.zeros(len(neg["max"]))]
+            row[check] = round(auroc(geometric_scores(np.r_[pos["max"], neg["max"]], proximity), labels), 4)
         print(json.dumps(row))
 
 

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from conftest import ANSWERS, chat, write_features, write_jsonl
+from test_cli import saefilter
 
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import current_scores, score_file
 from saefilter.prune import Cutoff, check_invariant, multiset_fingerprint, prune_dataset
 from saefilter.records import InputError
-
-from conftest import ANSWERS, chat, write_features, write_jsonl
-from test_cli import saefilter
 
 
 @pytest.fixture()
