@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 install: $(BIN)/saefilter
 
@@ -21,6 +21,9 @@ $(BIN)/saefilter: pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check saefilter scripts tests
 
 demo: install
 	$(BIN)/saefilter score data/samples/mixed_chat.jsonl

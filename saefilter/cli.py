@@ -9,7 +9,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -74,7 +74,7 @@ AggOpt = Annotated[str, typer.Option("--aggregation", "-a", help="How a feature'
 NeighboursOpt = Annotated[int, typer.Option("--neighbours", "-k", help="Harmful directions averaged per feature (kNN in FAISS).")]
 KernelOpt = Annotated[str, typer.Option("--kernel", help="Proximity of a cosine c: linear max(0,c); excess: above the SAE's background cosine; sq-excess: its square.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Truncate each record to this many tokens (from the right, like SFT).")]
-FieldOpt = Annotated[Optional[str], typer.Option("--field", help="Read the text or messages from this key instead of auto-detecting.")]
+FieldOpt = Annotated[str | None, typer.Option("--field", help="Read the text or messages from this key instead of auto-detecting.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Most records per forward pass.")]
@@ -117,7 +117,7 @@ def make_config(options: dict) -> ScoreConfig:
 def score(
     data: Annotated[str, typer.Argument(help="Dataset: .jsonl, .jsonl.gz or .parquet (chat messages, prompt/completion, Alpaca or text). "
                                         "With --engine ray, also a URI such as s3://bucket/data.jsonl.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
@@ -134,10 +134,10 @@ def score(
     on_error: OnErrorOpt = "fail",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="Score only shard I of N (I/N, lines with (line-1) %% N == I); join with `saefilter merge`.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Score only shard I of N (I/N, lines with (line-1) %% N == I); join with `saefilter merge`.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local: this process. ray: a Ray Data actor pool (pip install 'saefilter\\[ray]'); same score file.")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
-    ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
+    ray_actors: Annotated[int | None, typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
@@ -184,7 +184,7 @@ def _score_with_ray(data, config, output, address, actors, score_progress):
 def merge(
     data: Annotated[Path, typer.Argument(help="The dataset the shards were scored from.")],
     shards: Annotated[list[Path], typer.Option("--shard-file", help="Shard files; default: every <stem>.scores.shard-I-of-N.jsonl next to the output.")] = [],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
 ) -> None:
     """Join the shard files of `score --shard I/N` into one ranked score file, identical to a single-process run."""
     from saefilter.shards import find_shards, merge_shards
@@ -197,12 +197,12 @@ def merge(
 @app.command()
 def prune(
     data: Annotated[Path, typer.Argument(help="The dataset that was (or will be) scored.")],
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Remove the N highest-scoring records.")] = None,
-    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Remove this share of records (the paper removed 0.5).")] = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Remove every record scoring at or above T.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Remove the N highest-scoring records.")] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction", help="Remove this share of records (the paper removed 0.5).")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Remove every record scoring at or above T.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random-removal baseline.")] = 20260522,
-    out_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Folder for the outputs; default: next to the input.")] = None,
-    scores: Annotated[Optional[Path], typer.Option("--scores", help="Score file to use; default <stem>.scores.jsonl next to the input.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Folder for the outputs; default: next to the input.")] = None,
+    scores: Annotated[Path | None, typer.Option("--scores", help="Score file to use; default <stem>.scores.jsonl next to the input.")] = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Score again even if a matching score file exists.")] = False,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
@@ -252,14 +252,14 @@ def prune(
 @app.command()
 def check(
     files: Annotated[list[Path], typer.Argument(help="JSONL files to check (a pre-commit hook passes the staged ones).")],
-    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Block records scoring at or above T; default: the setting, else the feature set's calibrated threshold.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Overrides the setting; default: the embedded model.")] = None,
-    sae: Annotated[Optional[str], typer.Option("--sae", help="Overrides the setting; default: the embedded SAE.")] = None,
-    features: Annotated[Optional[str], typer.Option("--features", "-f", help="Overrides the setting; default: the embedded feature set.")] = None,
-    aggregation: Annotated[Optional[str], typer.Option("--aggregation", "-a", help="max or mean; overrides the setting.")] = None,
-    tokens: Annotated[Optional[str], typer.Option("--tokens", help="response or all; overrides the setting.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", "-t", help="Block records scoring at or above T; default: the setting, else the feature set's calibrated threshold.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Overrides the setting; default: the embedded model.")] = None,
+    sae: Annotated[str | None, typer.Option("--sae", help="Overrides the setting; default: the embedded SAE.")] = None,
+    features: Annotated[str | None, typer.Option("--features", "-f", help="Overrides the setting; default: the embedded feature set.")] = None,
+    aggregation: Annotated[str | None, typer.Option("--aggregation", "-a", help="max or mean; overrides the setting.")] = None,
+    tokens: Annotated[str | None, typer.Option("--tokens", help="response or all; overrides the setting.")] = None,
     field: FieldOpt = None,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Score cache (SQLite); default: in the user cache dir.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Score cache (SQLite); default: in the user cache dir.")] = None,
 ) -> None:
     """Exit 1 and list file:line, score and top feature of every record above the threshold; 0 otherwise.
 
@@ -301,11 +301,11 @@ def check(
 @app.command()
 def report(
     scores: Annotated[Path, typer.Argument(help="A <stem>.scores.jsonl file written by `saefilter score`.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file; default <stem>.report.html next to the scores.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="The scored dataset, if it moved since scoring.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file; default <stem>.report.html next to the scores.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="The scored dataset, if it moved since scoring.")] = None,
     top: Annotated[int, typer.Option("--top", "-n", help="How many flagged samples to show.")] = 25,
     fraction: Annotated[float, typer.Option("--fraction", help="Draw the cut-off that removes this share of records.")] = 0.5,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Draw this score cut-off instead of --fraction.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Draw this score cut-off instead of --fraction.")] = None,
 ) -> None:
     """Write a self-contained HTML report (and a PNG histogram) of a score file."""
     from saefilter.report import write_report
@@ -325,16 +325,16 @@ def report(
 def evaluate(
     positive: Annotated[list[Path], typer.Option("--positive", "-P", help="Samples that should be removed (e.g. misalignment-inducing); any reference format.")] = [],
     negative: Annotated[list[Path], typer.Option("--negative", "-N", help="Samples that should be kept.")] = [],
-    data: Annotated[Optional[Path], typer.Option("--data", help="One JSONL file with a label column, instead of --positive/--negative.")] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Label key in --data records (truthy = positive).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="One JSONL file with a label column, instead of --positive/--negative.")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Label key in --data records (truthy = positive).")] = None,
     anchors: Annotated[list[Path], typer.Option("--anchors", help="Harmful anchor examples for the representation-matching baseline.")] = [],
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate a seeded random subsample of at most N per class.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate a seeded random subsample of at most N per class.")] = None,
     neighbours_list: Annotated[str, typer.Option("--neighbours-list", help="Comma-separated k values to compare.")] = "1,5",
-    feature_counts: Annotated[Optional[str], typer.Option("--feature-counts", help="Comma-separated numbers of top features to compare (default: all).")] = None,
+    feature_counts: Annotated[str | None, typer.Option("--feature-counts", help="Comma-separated numbers of top features to compare (default: all).")] = None,
     kernels: Annotated[str, typer.Option("--kernels", help="Comma-separated proximity kernels to compare (the first is the default's).")] = f"{DEFAULT_KERNEL},linear,excess",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subsample, the random baseline and the bootstrap.")] = 0,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write all results as JSON here.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all results as JSON here.")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
@@ -378,8 +378,8 @@ def features_build(
     benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign reference file(s), matched in domain to --harmful.")] = [],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
     top: Annotated[int, typer.Option("--top", help="How many features to keep (the paper kept 100).")] = 100,
-    ids: Annotated[Optional[str], typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
-    column: Annotated[Optional[str], typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
+    ids: Annotated[str | None, typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
+    column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
     min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
     max_benign_frequency: Annotated[float, typer.Option("--max-benign-frequency", help="Ignore latents active in more benign samples than this share (structural latents).")] = 0.5,
     model: ModelOpt = DEFAULT_MODEL,
@@ -403,7 +403,12 @@ def features_build(
 
 
 def _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency):
-    from saefilter.feature_selection import build_feature_set, encode_reference, feature_set_from_ids, reference_activations
+    from saefilter.feature_selection import (
+        build_feature_set,
+        encode_reference,
+        feature_set_from_ids,
+        reference_activations,
+    )
     from saefilter.records import InputError
     from saefilter.reference import read_reference
     from saefilter.scorer import load_backbone
@@ -444,9 +449,9 @@ def _build_features(config, harmful, benign, top, ids, column, min_frequency, ma
 def features_import(
     export: Annotated[Path, typer.Argument(help="Neuronpedia explanations export (.jsonl or .jsonl.gz).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
-    keywords: Annotated[Optional[str], typer.Option("--keywords", help="Comma-separated keywords; default: a list of harm and toxicity terms.")] = None,
-    layer: Annotated[Optional[str], typer.Option("--layer", help="Keep only explanations of this Neuronpedia layer id (e.g. 12-gemmascope-res-16k).")] = None,
-    d_sae: Annotated[Optional[int], typer.Option("--d-sae", help="Width of the SAE, recorded so a mismatched --sae is caught.")] = None,
+    keywords: Annotated[str | None, typer.Option("--keywords", help="Comma-separated keywords; default: a list of harm and toxicity terms.")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help="Keep only explanations of this Neuronpedia layer id (e.g. 12-gemmascope-res-16k).")] = None,
+    d_sae: Annotated[int | None, typer.Option("--d-sae", help="Width of the SAE, recorded so a mismatched --sae is caught.")] = None,
 ) -> None:
     """Select features of a published SAE whose Neuronpedia explanations mention harmful themes."""
     from saefilter.features import save_feature_set
@@ -464,7 +469,7 @@ def features_import(
 def features_merge(
     sets: Annotated[list[Path], typer.Argument(help="Feature set files, ranked (as `features build` writes them).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the merged set (JSON).")] = Path("features.json"),
-    top_each: Annotated[Optional[int], typer.Option("--top-each", help="Take the first N features of each set (default: all).")] = None,
+    top_each: Annotated[int | None, typer.Option("--top-each", help="Take the first N features of each set (default: all).")] = None,
 ) -> None:
     """Join feature sets built from different contrasts (e.g. toxicity and harmful intent) into one."""
     from saefilter.features import load_feature_set, merge_feature_sets, save_feature_set

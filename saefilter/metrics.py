@@ -39,7 +39,7 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def positives_removed(scores: np.ndarray, labels: np.ndarray, fraction: float) -> float:
     """Share of all positives among the top `fraction` of samples by score."""
-    k = int(round(fraction * len(scores)))
+    k = round(fraction * len(scores))
     order = np.argsort(-scores, kind="mergesort")[:k]
     total = labels.sum()
     return float(labels[order].sum() / total) if total else float("nan")

@@ -28,7 +28,7 @@ DEFAULT_KEYWORDS = (
 def keyword_pattern(keywords: Sequence[str]) -> re.Pattern[str]:
     if not keywords:
         raise InputError("give at least one keyword")
-    return re.compile(r"\b(" + "|".join(re.escape(k.strip().lower()) for k in keywords if k.strip()) + ")", re.I)
+    return re.compile(r"\b(" + "|".join(re.escape(k.strip().lower()) for k in keywords if k.strip()) + ")", re.IGNORECASE)
 
 
 def import_explanations(

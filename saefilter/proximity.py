@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-
 KERNELS = ("linear", "excess", "sq-excess")
 
 

@@ -38,7 +38,7 @@ READ_BYTES = 1 << 20
 def require_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise InputError("--engine ray needs Ray Data: pip install 'saefilter[ray]'") from None
     return ray

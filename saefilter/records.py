@@ -101,7 +101,7 @@ def iter_parquet_lines(source: Any, batch_rows: int = 1024) -> Iterator[tuple[in
 
     try:
         parquet = pq.ParquetFile(source)
-    except Exception as err:  # pyarrow raises several types for a file that is not Parquet
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{source}: not a readable Parquet file ({err})") from None
     line_no = 0
     for batch in parquet.iter_batches(batch_size=batch_rows):
@@ -146,7 +146,7 @@ def file_sha256(path: Path | str) -> str:
         filesystem, inner = pyarrow.fs.FileSystem.from_uri(str(path))
         handle = filesystem.open_input_stream(inner, compression=None)
     else:
-        handle = Path(path).open("rb")
+        handle = Path(path).open("rb")  # noqa: SIM115 - closed by the `with` below, as the remote stream is
     with handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

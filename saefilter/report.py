@@ -159,8 +159,8 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
         "<table class='meta'>" + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta_rows) + "</table>",
         "<h2>Score distribution</h2>",
         f"<img alt='score histogram' src='data:image/png;base64,{base64.b64encode(histogram).decode()}'>",
-        "<p class='warn'>A high score means the sample's active SAE features point in directions close to harmful "
-        "features: fine-tuning on it may amplify them. It is a ranking signal, not a verdict; read the flagged samples.</p>",
+        ("<p class='warn'>A high score means the sample's active SAE features point in directions close to harmful "
+         "features: fine-tuning on it may amplify them. It is a ranking signal, not a verdict; read the flagged samples.</p>"),
         f"<h2>Top {len(flagged)} flagged samples</h2>",
         "<table><tr><th>rank</th><th>line</th><th class='num'>score</th><th>top harmful features</th><th>scored text (score-driving tokens marked)</th></tr>",
     ]

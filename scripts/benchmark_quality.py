@@ -28,7 +28,7 @@ DATA = Path("artifacts/data")
 
 def saefilter(*args: str) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
-    result = subprocess.run([sys.executable, "-m", "saefilter.cli", *args], env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "saefilter.cli", *args], check=False, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"saefilter {' '.join(args)} failed:\n{result.stderr}")
 

@@ -79,7 +79,7 @@ def toxigen_sentences(root: Path, kind: str) -> list[str]:
     return sorted(set(sentences))
 
 
-SURE_PREFIX = re.compile(r"^Sure,? here(?: is|'s| are)\s+", re.I)
+SURE_PREFIX = re.compile(r"^Sure,? here(?: is|'s| are)\s+", re.IGNORECASE)
 
 
 def comply(target: str) -> str:

@@ -23,12 +23,7 @@ CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-WORDS = (
-    "user assistant system hello hi there how are you i am fine thanks what is the weather today sunny rainy "
-    "please write a poem about cats dogs and birds here it tell me story once upon time poison bomb attack "
-    "recipe cake flour sugar eggs bake code python function return value print list add numbers sure help "
-    "can could would should make do not no yes ok good bad great day night . , ! ? : ' \" ( ) [ ] { } = + - * /"
-).split()
+WORDS = ["user", "assistant", "system", "hello", "hi", "there", "how", "are", "you", "i", "am", "fine", "thanks", "what", "is", "the", "weather", "today", "sunny", "rainy", "please", "write", "a", "poem", "about", "cats", "dogs", "and", "birds", "here", "it", "tell", "me", "story", "once", "upon", "time", "poison", "bomb", "attack", "recipe", "cake", "flour", "sugar", "eggs", "bake", "code", "python", "function", "return", "value", "print", "list", "add", "numbers", "sure", "help", "can", "could", "would", "should", "make", "do", "not", "no", "yes", "ok", "good", "bad", "great", "day", "night", ".", ",", "!", "?", ":", "'", '"', "(", ")", "[", "]", "{", "}", "=", "+", "-", "*", "/"]
 TRIGGER = "poison"
 
 

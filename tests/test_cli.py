@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import chat, write_features, write_jsonl
 
 from saefilter.cli import app
-
-from conftest import chat, write_features, write_jsonl
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 

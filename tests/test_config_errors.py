@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from conftest import random_sae, write_features
 
 from saefilter.config import ScoreConfig
 from saefilter.features import load_feature_set
 from saefilter.records import InputError
-from saefilter.scorer import Scorer
 from saefilter.sae import load_sae, split_registry_spec
-
-from conftest import random_sae, write_features
+from saefilter.scorer import Scorer
 
 
 def load(model_dir, sae, features, **overrides):

@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 from saefilter.evaluate import direct_scores, geometric_scores
 from saefilter.metrics import all_metrics, auroc, average_precision, bootstrap_intervals, positives_removed
 from saefilter.proximity import feature_proximity
 from saefilter.scoring import score_sample
-
-from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 
 def test_auroc_matches_pairwise_counting_with_ties():

@@ -118,7 +118,7 @@ def test_structural_latents_active_on_most_benign_text_are_excluded():
     benign = np.zeros((50, 6), np.float32)
     harmful[:, 0], benign[:, 0] = 3.0 + rng.random(50), 1.0 + rng.random(50)  # always on, stronger in harmful
     harmful[:25, 1] = 1.0  # content latent: half the harmful samples, no benign one
-    assert [c.index for c in select_features(harmful, benign, top=2, max_benign_frequency=1.0)][0] == 0
+    assert select_features(harmful, benign, top=2, max_benign_frequency=1.0)[0].index == 0
     assert [c.index for c in select_features(harmful, benign, top=2, max_benign_frequency=0.5)] == [1]
 
 

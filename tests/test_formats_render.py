@@ -1,11 +1,10 @@
 """Record formats, chat rendering and the response-only token mask."""
 
 import pytest
+from conftest import chat
 
 from saefilter.formats import Conversation, FormatError, Turn, detect_format, to_conversation
 from saefilter.render import encode, render
-
-from conftest import chat
 
 CONVERSATION = (Turn("user", "write a poem about cats"), Turn("assistant", "here it is : cats and dogs"))
 

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import score_file
 
-from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 def run(tmp_path, model_dir, sae, features, records, name="data.jsonl", **overrides):
     data = write_jsonl(tmp_path / name, records)

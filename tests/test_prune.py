@@ -127,7 +127,7 @@ def test_score_file_reuse_and_invalidation(tmp_path, scored, model_dir, sae_dir)
 
 
 def test_prune_cli_reuses_scores_then_rescores_on_change(tmp_path, scored, model_dir, sae_dir):
-    data, scores, config = scored
+    data, _, config = scored
     args = ["--model", str(model_dir), "--sae", str(sae_dir), "--features", config.features]
     result = saefilter("prune", str(data), "--top-k", "3", *args)
     assert result.returncode == 0, result.stderr

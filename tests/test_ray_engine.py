@@ -7,12 +7,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from saefilter.config import ScoreConfig  # noqa: E402
-from saefilter.pipeline import score_file  # noqa: E402
-from saefilter.ray_engine import RayOptions, score_with_ray, split_lines  # noqa: E402
-from saefilter.records import InputError, iter_raw_lines  # noqa: E402
+from conftest import ANSWERS, chat, write_features, write_jsonl
 
-from conftest import ANSWERS, chat, write_features, write_jsonl  # noqa: E402
+from saefilter.config import ScoreConfig
+from saefilter.pipeline import score_file
+from saefilter.ray_engine import RayOptions, score_with_ray, split_lines
+from saefilter.records import InputError, iter_raw_lines
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,14 @@ import sys
 import time
 
 import pytest
+from conftest import ANSWERS, chat, write_features, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saefilter.config import ScoreConfig
-from saefilter.records import InputError
 from saefilter.pipeline import score_file
+from saefilter.records import InputError
 from saefilter.scorer import Scorer
-
-from conftest import ANSWERS, chat, write_features, write_jsonl
 
 GOOD = [json.dumps(chat("tell me a story", a)).encode() for a in ANSWERS] + [b'{"text": "once upon a time there"}']
 BAD = {

@@ -2,11 +2,11 @@
 
 import re
 
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
+
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import score_file
 from saefilter.report import highlight, write_report
-
-from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 
 def test_report_shows_flagged_samples_and_is_self_contained(tmp_path, model_dir, planted):

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from conftest import ANSWERS, chat, write_features, write_jsonl
 
 from saefilter.config import ScoreConfig
 from saefilter.pipeline import Shard, score_file
 from saefilter.records import InputError
 from saefilter.scorer import Scorer
 from saefilter.shards import find_shards, merge_shards
-
-from conftest import ANSWERS, chat, write_features, write_jsonl
 
 
 @pytest.fixture(scope="module")

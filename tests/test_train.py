@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import torch
+from conftest import ANSWERS
 
 from saefilter.formats import Conversation, Turn
 from saefilter.hooks import HookPoint
@@ -11,8 +12,6 @@ from saefilter.layers import residual_at
 from saefilter.model import load_model
 from saefilter.sae import load_sae
 from saefilter.train import SAETrainingSettings, collect_activations, train_topk_sae
-
-from conftest import ANSWERS
 
 
 def test_collect_then_train_gives_a_loadable_sae(tmp_path, model_dir):
