@@ -182,7 +182,7 @@ def score_file(
     n_lines = validate_all(scorer, input_path, owned) if config.on_error == "fail" else count_lines(input_path, owned)
     if n_lines == 0 and shard is None:
         raise InputError(f"{input_path}: empty file, nothing to score")
-    state = {"input": file_sha256(input_path), "config": scorer.fingerprint, "version": __version__}
+    state = {"input": file_sha256(input_path), "config": scorer.method.fingerprint, "version": __version__}
     done = _resume_point(outputs, state) if resume else 0
     if not resume or done == 0:
         write_json(outputs.partial_state, state)

@@ -143,22 +143,6 @@ class Scorer:
     def config(self) -> ScoreConfig:
         return self.method.config
 
-    @property
-    def sae(self) -> LoadedSAE:
-        return self.method.sae
-
-    @property
-    def feature_set(self) -> FeatureSet:
-        return self.method.feature_set
-
-    @property
-    def proximity(self) -> FeatureProximity:
-        return self.method.proximity
-
-    @property
-    def fingerprint(self) -> str:
-        return self.method.fingerprint
-
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
         """Parse, render and tokenise one line, or say why it cannot be scored."""
         if isinstance(item, BadLine):
@@ -175,7 +159,7 @@ class Scorer:
         """Score rows (without rank/percentile) in the order given."""
         rows: list[dict[str, Any] | None] = [None] * len(prepared)
         lengths = [len(p.encoded.input_ids) for p in prepared]
-        proximity = torch.from_numpy(self.proximity.proximity)
+        proximity = torch.from_numpy(self.method.proximity.proximity)
         for batch in length_batches(lengths, self.config.batch_size, self.config.batch_tokens):
             samples = [prepared[i].encoded for i in batch]
             summaries = self.encoder.summaries(samples, proximity, self.config.aggregation)
@@ -185,11 +169,11 @@ class Scorer:
 
     def _row(self, prepared: Prepared, aggregated: np.ndarray, token_mass: np.ndarray) -> dict[str, Any]:
         result = score_summary(
-            aggregated, token_mass, self.proximity, len(self.feature_set.features), self.config.top_n
+            aggregated, token_mass, self.method.proximity, len(self.method.feature_set.features), self.config.top_n
         )
         encoded = prepared.encoded
         scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]
-        features = self.feature_set.features
+        features = self.method.feature_set.features
         return {
             "line": prepared.record.line_no,
             "id": prepared.record.record_id,

@@ -56,7 +56,7 @@ def forward_benchmarks(args) -> dict:
     samples = [p.encoded for p in prepared]
     batches = list(length_batches([len(s.input_ids) for s in samples], config.batch_size, config.batch_tokens))
     padded = [pad_batch([samples[i] for i in batch], scorer.lm.tokenizer.pad_token_id) for batch in batches]
-    model, hook = scorer.lm.model, scorer.sae.hook
+    model, hook = scorer.lm.model, scorer.method.sae.hook
     n_tokens = sum(len(s.input_ids) for s in samples)
 
     def truncated():

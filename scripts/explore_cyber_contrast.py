@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from explore_scoring import DATA, MIXED_HARMFUL_LINES, cached_activations
+from explore_scoring import DATA, MIXED_HARMFUL_LINES, cached_activations, unweighted_proximity
 
 from saefilter.activations import FeatureEncoder
 from saefilter.config import ScoreConfig, resolve_features_path
 from saefilter.evaluate import geometric_scores
 from saefilter.feature_selection import select_features
 from saefilter.metrics import auroc, positives_removed
-from saefilter.proximity import apply_kernel
 from saefilter.reference import read_reference
 from saefilter.scorer import load_backbone
 
@@ -72,8 +71,7 @@ def main() -> None:
         selected = [f.index for f in select_features(acts["harmful"]["max"], acts["benign"]["max"], 100, 0.02, max_benign)]
         for top in (10, 25, 50):
             for name, chosen in (("cyber only", selected[:top]), ("default + cyber", list(dict.fromkeys(default + selected[:top])))):
-                nearest = (decoder @ decoder[chosen].T).max(1)
-                proximity = apply_kernel(nearest, "sq-excess", float(np.median(nearest)))
+                proximity = unweighted_proximity(decoder, chosen, "sq-excess").proximity
                 row = {"max_benign": max_benign, "top": top, "features": name}
                 for check, (pos, neg) in checks.items():
                     scores = geometric_scores(np.r_[pos["max"], neg["max"]], proximity)

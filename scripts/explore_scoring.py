@@ -29,7 +29,7 @@ from saefilter.config import DEFAULT_KERNEL, EMBEDDED, ScoreConfig, resolve_feat
 from saefilter.evaluate import collect, geometric_scores
 from saefilter.feature_selection import encode_reference, select_features
 from saefilter.metrics import auroc, positives_removed
-from saefilter.proximity import KERNELS, apply_kernel, feature_proximity, unit_rows
+from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity, unit_rows
 from saefilter.reference import read_reference
 from saefilter.scorer import load_backbone
 
@@ -73,18 +73,16 @@ def main() -> None:
         explore_contrasts(encoder, lm.tokenizer, folder, sets, decoder)
         return
     if args.weighting:
-        explore_weighting(encoder, lm.tokenizer, folder, sets, sae.sae.W_dec.detach().float().cpu().numpy())
+        explore_weighting(encoder, lm.tokenizer, folder, sets, decoder)
         return
     labels = np.r_[np.ones(len(sets["insecure"]["max"])), np.zeros(len(sets["secure"]["max"]))]
     results = []
     for max_benign in (1.0, 0.5, 0.2):
         for top in (25, 100, 300):
             chosen = [f.index for f in select_features(sets["harmful"]["max"], sets["benign"]["max"], top, 0.02, max_benign)]
-            cosines = decoder @ decoder[chosen].T  # [d_sae, n_harmful]
-            nearest = cosines.max(1)
-            background = float(np.median(nearest))
             for kernel_name in KERNELS:
-                proximity = apply_kernel(nearest, kernel_name, background)
+                prox = unweighted_proximity(decoder, chosen, kernel_name)
+                proximity, background = prox.proximity, prox.background
                 for aggregation in ("max", "mean"):
                     acts = np.r_[sets["insecure"][aggregation], sets["secure"][aggregation]]
                     scores = geometric_scores(acts, proximity)
@@ -96,6 +94,11 @@ def main() -> None:
     (folder / "variants.json").write_text(json.dumps(results, indent=1))
     for row in results[:15] + results[-5:]:
         print(json.dumps(row))
+
+
+def unweighted_proximity(decoder: np.ndarray, chosen: list[int], kernel: str) -> FeatureProximity:
+    """Proximity to the nearest of the chosen latents (k = 1, every weight 1), as the scorer computes it."""
+    return feature_proximity(decoder, chosen, [1.0] * len(chosen), 1, kernel)
 
 
 def explore_weighting(encoder, tokenizer, folder: Path, sets: dict, decoder: np.ndarray) -> None:
@@ -144,10 +147,8 @@ def explore_contrasts(encoder, tokenizer, folder: Path, sets: dict, decoder: np.
             for top_each in (25, 50, 100):
                 names = ("toxicity", "intent") if mix == "both" else (mix,)
                 chosen = list(dict.fromkeys(i for c in names for i in chosen_by[c][:top_each]))
-                nearest = (decoder @ decoder[chosen].T).max(1)
-                background = float(np.median(nearest))
                 for kernel_name in KERNELS:
-                    proximity = apply_kernel(nearest, kernel_name, background)
+                    proximity = unweighted_proximity(decoder, chosen, kernel_name).proximity
                     for aggregation in ("max", "mean"):
                         row = {"max_benign": max_benign, "mix": mix, "top_each": top_each, "kernel": kernel_name,
                                "aggregation": aggregation}
