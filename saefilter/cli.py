@@ -327,8 +327,9 @@ def evaluate(
     negative: Annotated[list[Path], typer.Option("--negative", "-N", help="Samples that should be kept.")] = [],
     data: Annotated[Path | None, typer.Option("--data", help="One JSONL file with a label column, instead of --positive/--negative.")] = None,
     labels: Annotated[str | None, typer.Option("--labels", help="Label key in --data records (truthy = positive).")] = None,
+    pairs: Annotated[Path | None, typer.Option("--pairs", help="Matched pairs, one per line: {\"prompt\", \"harmful\", \"benign\"} or {\"chosen\", \"rejected\"} (rejected = harmful). Adds pairwise accuracy.")] = None,
     anchors: Annotated[list[Path], typer.Option("--anchors", help="Harmful anchor examples for the representation-matching baseline.")] = [],
-    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate a seeded random subsample of at most N per class.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate a seeded random subsample of at most N per class (N pairs with --pairs).")] = None,
     neighbours_list: Annotated[str, typer.Option("--neighbours-list", help="Comma-separated k values to compare.")] = "1,5",
     feature_counts: Annotated[str | None, typer.Option("--feature-counts", help="Comma-separated numbers of top features to compare (default: all).")] = None,
     kernels: Annotated[str, typer.Option("--kernels", help="Comma-separated proximity kernels to compare (the first is the default's).")] = f"{DEFAULT_KERNEL},linear,excess",
@@ -354,7 +355,7 @@ def evaluate(
     from saefilter.terminal import count_progress, print_eval
 
     request = EvalRequest(
-        positive, negative, data, labels, anchors, limit,
+        positive=positive, negative=negative, data=data, pairs=pairs, labels=labels, anchors=anchors, limit=limit,
         neighbours=[int(k) for k in neighbours_list.split(",")],
         feature_counts=[int(c) for c in feature_counts.split(",")] if feature_counts else None,
         kernels=kernels.split(","), bootstrap=bootstrap, seed=seed,

@@ -27,10 +27,10 @@ from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
 from saefilter.feature_selection import encode_each, encode_reference
 from saefilter.features import FeatureSet, load_feature_set
-from saefilter.metrics import all_metrics, bootstrap_intervals, random_expectation
+from saefilter.metrics import all_metrics, bootstrap_intervals, pairwise_accuracy, pairwise_interval, random_expectation
 from saefilter.proximity import KERNELS, feature_proximity, unit_rows
 from saefilter.records import InputError
-from saefilter.reference import read_labelled, read_reference
+from saefilter.reference import read_labelled, read_pairs, read_reference
 from saefilter.render import EncodedSample
 from saefilter.scorer import load_backbone
 
@@ -92,8 +92,18 @@ class MethodResult:
     intervals: dict[str, tuple[float, float]]
 
 
-def evaluate_scores(method: str, variant: str, scores: np.ndarray, labels: np.ndarray, n_boot: int, seed: int) -> MethodResult:
-    return MethodResult(method, variant, all_metrics(scores, labels), bootstrap_intervals(scores, labels, n_boot, seed))
+def evaluate_scores(
+    method: str, variant: str, scores: np.ndarray, labels: np.ndarray, n_boot: int, seed: int,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> MethodResult:
+    """Every metric with its bootstrap interval; with `pairs` (row indices of the harmful and the
+    benign side of each matched pair), also the share of pairs ranked the right way round."""
+    metrics, intervals = all_metrics(scores, labels), bootstrap_intervals(scores, labels, n_boot, seed)
+    if pairs is not None:
+        harmful, benign = scores[pairs[0]], scores[pairs[1]]
+        metrics["pairwise_accuracy"] = pairwise_accuracy(harmful, benign)
+        intervals["pairwise_accuracy"] = pairwise_interval(harmful, benign, n_boot, seed)
+    return MethodResult(method, variant, metrics, intervals)
 
 
 def run_methods(
@@ -108,8 +118,13 @@ def run_methods(
     n_boot: int = 1000,
     seed: int = 0,
     kernels: Sequence[str] = (DEFAULT_KERNEL,),
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[MethodResult]:
     results = []
+
+    def evaluate(method: str, variant: str, scores: np.ndarray) -> MethodResult:
+        return evaluate_scores(method, variant, scores, labels, n_boot, seed, pairs)
+
     counts = sorted({min(c, len(feature_set.features)) for c in (feature_counts or [len(feature_set.features)])})
     for count in counts:
         harmful, weights = feature_set.indices[:count], feature_set.weights[:count]
@@ -117,30 +132,32 @@ def run_methods(
             proximity = feature_proximity(decoder, harmful, weights, k, kernel).proximity
             for aggregation, matrix in acts.aggregated.items():
                 variant = f"{aggregation}, k={k}, {kernel}, {count} features"
-                results.append(evaluate_scores("geometric", variant, geometric_scores(matrix, proximity), labels, n_boot, seed))
+                results.append(evaluate("geometric", variant, geometric_scores(matrix, proximity)))
                 excess = geometric_scores(excess_over_dataset(matrix), proximity)
-                results.append(evaluate_scores("geometric", f"{variant}, excess", excess, labels, n_boot, seed))
+                results.append(evaluate("geometric", f"{variant}, excess", excess))
         for aggregation, matrix in acts.aggregated.items():
             variant = f"{aggregation}, {count} features"
-            results.append(evaluate_scores("direct", variant, direct_scores(matrix, harmful, weights), labels, n_boot, seed))
+            results.append(evaluate("direct", variant, direct_scores(matrix, harmful, weights)))
     if anchors is not None:
         scores = representation_matching(acts.mean_residual, anchors, repmatch_top_n)
-        results.append(evaluate_scores("repmatch", f"top-{repmatch_top_n} of {len(anchors)} anchors", scores, labels, n_boot, seed))
+        results.append(evaluate("repmatch", f"top-{repmatch_top_n} of {len(anchors)} anchors", scores))
     draw = np.random.default_rng(seed).random(len(labels))
-    results.append(evaluate_scores("random", f"seeded draw (seed {seed})", draw, labels, n_boot, seed))
-    expectation = random_expectation(labels)
+    results.append(evaluate("random", f"seeded draw (seed {seed})", draw))
+    expectation = random_expectation(labels) | ({"pairwise_accuracy": 0.5} if pairs is not None else {})
     results.append(MethodResult("random", "expectation", expectation, {k: (v, v) for k, v in expectation.items()}))
     return results
 
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """What to evaluate: labelled samples (positive/negative files, or one file with a label key),
+    """What to evaluate: labelled samples (positive/negative files, one file with a label key, or a
+    file of matched pairs),
     the anchors of the representation-matching baseline, and the variants to compare."""
 
     positive: Sequence[Path] = ()
     negative: Sequence[Path] = ()
     data: Path | None = None
+    pairs: Path | None = None  # matched pairs: {"prompt", "harmful", "benign"} or {"chosen", "rejected"}
     labels: str | None = None
     anchors: Sequence[Path] = ()
     limit: int | None = None  # at most this many per class, a seeded subsample
@@ -160,23 +177,48 @@ def no_progress(_label: str, _total: int) -> Iterator[Callable[[int], None]]:
     yield lambda _n: None
 
 
-def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[list[Any], np.ndarray]:
-    if request.data is not None:
+def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[list[Any], np.ndarray, np.ndarray | None]:
+    """Conversations, their 0/1 labels and, for a pairs file, each row's pair number (else None)."""
+    sources = sum([request.data is not None, request.pairs is not None, bool(request.positive or request.negative)])
+    if sources > 1:
+        raise InputError("give one of: --positive with --negative, --data with --labels, or --pairs")
+    pair_of = None
+    if request.pairs is not None:
+        conversations, y, pair_list = [], [], []
+        for n, (harmful, benign) in enumerate(read_pairs(request.pairs, field)):
+            conversations += [harmful, benign]
+            y += [1, 0]
+            pair_list += [n, n]
+        pair_of = np.array(pair_list, dtype=np.int64)
+    elif request.data is not None:
         if not request.labels:
             raise InputError("--data needs --labels COLUMN")
         conversations, y = read_labelled(request.data, request.labels, field)
     else:
         if not request.positive or not request.negative:
-            raise InputError("give --positive and --negative files, or --data with --labels")
+            raise InputError("give --positive and --negative files, --data with --labels, or --pairs")
         pos = [c for p in request.positive for c in read_reference(p)]
         neg = [c for p in request.negative for c in read_reference(p)]
         conversations, y = pos + neg, [1] * len(pos) + [0] * len(neg)
     labels = np.array(y, dtype=np.int64)
     if request.limit is not None:
         rng = np.random.default_rng(request.seed)
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: request.limit] for c in (1, 0)]))
+        if pair_of is not None:  # whole pairs, so every kept row keeps its partner
+            chosen = rng.permutation(pair_of.max() + 1 if len(pair_of) else 0)[: request.limit]
+            keep = np.flatnonzero(np.isin(pair_of, chosen))
+        else:
+            keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: request.limit] for c in (1, 0)]))
         conversations, labels = [conversations[i] for i in keep], labels[keep]
-    return conversations, labels
+        pair_of = pair_of[keep] if pair_of is not None else None
+    return conversations, labels, pair_of
+
+
+def complete_pairs(pair_of: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the harmful and the benign side of every pair that kept both sides."""
+    harmful = {int(p): i for i, (p, y) in enumerate(zip(pair_of, labels, strict=True)) if y == 1}
+    benign = {int(p): i for i, (p, y) in enumerate(zip(pair_of, labels, strict=True)) if y == 0}
+    both = sorted(harmful.keys() & benign.keys())
+    return np.array([harmful[p] for p in both], dtype=np.int64), np.array([benign[p] for p in both], dtype=np.int64)
 
 
 def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: ProgressFactory = no_progress) -> dict[str, Any]:
@@ -184,13 +226,15 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
     unknown = [kernel for kernel in request.kernels if kernel not in KERNELS]
     if unknown:
         raise InputError(f"--kernels: unknown {', '.join(unknown)}; use {', '.join(KERNELS)}")
-    conversations, y = labelled_conversations(request, config.field)
+    conversations, y, pair_of = labelled_conversations(request, config.field)
     feature_set = load_feature_set(resolve_features_path(config.features))
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
     encoder = FeatureEncoder(lm, loaded)
     encoded = encode_each(conversations, lm.tokenizer, config.tokens, config.max_tokens)
     samples = [s for s in encoded if s is not None]
-    y = np.array([label for s, label in zip(encoded, y, strict=True) if s is not None], dtype=np.int64)
+    usable = np.array([s is not None for s in encoded], dtype=bool)
+    y = y[usable]
+    pairs = complete_pairs(pair_of[usable], y) if pair_of is not None else None
     if y.sum() == 0 or y.sum() == len(y):
         raise InputError("need usable samples of both classes")
     with progress("encoding", len(samples)) as advance:
@@ -203,9 +247,10 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
             anchor_matrix = collect(encoder, anchor_samples, config.batch_size, config.batch_tokens, advance).mean_residual
     decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
     results = run_methods(acts, y, feature_set, decoder, anchor_matrix, request.neighbours, request.feature_counts,
-                          n_boot=request.bootstrap, seed=request.seed, kernels=request.kernels)
+                          n_boot=request.bootstrap, seed=request.seed, kernels=request.kernels, pairs=pairs)
     return {
         "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()), "unusable": len(conversations) - len(y),
+        "n_pairs": len(pairs[0]) if pairs is not None else None,
         "model": config.model, "sae": config.sae, "hook": loaded.hook.name, "features": config.features,
         "tokens": config.tokens, "seed": request.seed, "bootstrap": request.bootstrap,
         "results": [asdict(r) for r in results],

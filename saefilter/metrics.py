@@ -73,3 +73,21 @@ def random_expectation(labels: np.ndarray) -> dict[str, float]:
     base_rate = float(labels.mean())
     return {"auroc": 0.5, "average_precision": base_rate,
             **{f"removed_at_{int(f * 100)}": f for f in REMOVAL_FRACTIONS}}
+
+
+def pairwise_accuracy(harmful: np.ndarray, benign: np.ndarray) -> float:
+    """Share of matched pairs whose harmful side scores above its benign side (ties count half)."""
+    if len(harmful) == 0:
+        return float("nan")
+    return float(np.mean((harmful > benign) + 0.5 * (harmful == benign)))
+
+
+def pairwise_interval(
+    harmful: np.ndarray, benign: np.ndarray, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of `pairwise_accuracy`, resampling whole pairs."""
+    rng = np.random.default_rng(seed)
+    wins = (harmful > benign) + 0.5 * (harmful == benign)
+    draws = wins[rng.integers(0, len(wins), size=(n_resamples, len(wins)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))

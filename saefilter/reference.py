@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,49 @@ def read_labelled(path: Path, column: str, field: str | None = None) -> tuple[li
         conversations.append(_from_object(item.data, f"{path}:{item.line_no}", field))
         labels.append(1 if item.data[column] else 0)
     return conversations, labels
+
+
+PAIR_KEYS = (("harmful", "benign"), ("rejected", "chosen"))
+_DIALOGUE_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant): ")
+
+
+def dialogue_messages(dialogue: str) -> list[dict[str, str]]:
+    """An HH-RLHF style transcript ('\\n\\nHuman: ...\\n\\nAssistant: ...') as chat messages."""
+    parts = _DIALOGUE_TURN.split(dialogue.strip())
+    if len(parts) < 3 or parts[0].strip():
+        raise ValueError("not a 'Human: ... Assistant: ...' transcript")
+    return [{"role": "user" if speaker == "Human" else "assistant", "content": text.strip()}
+            for speaker, text in zip(parts[1::2], parts[2::2], strict=True)]
+
+
+def _pair_side(value: Any, prompt: Any, where: str, field: str | None) -> Conversation:
+    if isinstance(value, str) and prompt is None:
+        try:
+            return _from_object({"messages": dialogue_messages(value)}, where, None)
+        except ValueError:
+            return Conversation(text=value)
+    if isinstance(value, str | list) and prompt is not None:
+        return _from_object({"prompt": prompt, "completion": value}, where, None)
+    return _from_object(value, where, field)
+
+
+def read_pairs(path: Path, field: str | None = None) -> Iterator[tuple[Conversation, Conversation]]:
+    """(harmful, benign) conversations of a matched-pairs file, one pair per line.
+
+    A record is {"prompt", "harmful", "benign"} (answers to the same prompt: strings or message
+    lists) or {"chosen", "rejected"} with `rejected` the harmful side (HH-RLHF: whole transcripts,
+    or any record format saefilter reads; a "prompt" key is shared by both sides when present)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    for item in read_lines(path):
+        if isinstance(item, BadLine):
+            if item.blank:
+                continue
+            raise InputError(item.message())
+        where = f"{path}:{item.line_no}"
+        keys = next(((h, b) for h, b in PAIR_KEYS if h in item.data and b in item.data), None)
+        if keys is None:
+            raise InputError(f"{where}: a pair needs 'harmful' and 'benign' (with 'prompt'), or 'chosen' and 'rejected'; "
+                             f"keys: {', '.join(sorted(item.data)) or 'none'}")
+        prompt = item.data.get("prompt")
+        yield tuple(_pair_side(item.data[key], prompt, f"{where} ({key})", field) for key in keys)  # type: ignore[misc]

@@ -122,17 +122,20 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
 
 
 def print_eval(console: Console, report: dict) -> None:
-    table = Table(
-        title=f"saefilter eval: {report['n_positive']} positive vs {report['n_negative']} negative ({report['hook']})",
-        title_justify="left",
-    )
-    for column in ("method", "variant", "AUROC [95% CI]", "AP", "removed@10%", "removed@25%", "removed@50%"):
+    paired = report.get("n_pairs") is not None
+    what = f"{report['n_pairs']} matched pairs" if paired else f"{report['n_positive']} positive vs {report['n_negative']} negative"
+    table = Table(title=f"saefilter eval: {what} ({report['hook']})", title_justify="left")
+    columns = ["method", "variant", "AUROC [95% CI]", *(["pairwise acc. [95% CI]"] if paired else []),
+               "AP", "removed@10%", "removed@25%", "removed@50%"]
+    for column in columns:
         table.add_column(column)
     for result in report["results"]:
         m, ci = result["metrics"], result["intervals"]
+        pairwise = [f"{m['pairwise_accuracy']:.3f} [{ci['pairwise_accuracy'][0]:.3f}, {ci['pairwise_accuracy'][1]:.3f}]"] if paired else []
         table.add_row(
             result["method"], result["variant"],
             f"{m['auroc']:.3f} [{ci['auroc'][0]:.3f}, {ci['auroc'][1]:.3f}]",
+            *pairwise,
             f"{m['average_precision']:.3f}",
             *(f"{m[f'removed_at_{p}']:.2f}" for p in (10, 25, 50)),
         )

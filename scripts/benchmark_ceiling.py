@@ -61,7 +61,7 @@ def encoded_split(config: ScoreConfig, encoder: FeatureEncoder, split: str, limi
         stored = np.load(cache)
         return EvalActivations({"max": stored["max"], "mean": stored["mean"]}, stored["resid"]), stored["labels"]
     request = EvalRequest(positive=[DATA / f"em_insecure_{split}.jsonl"], negative=[DATA / f"em_secure_{split}.jsonl"], limit=limit, seed=seed)
-    conversations, labels = labelled_conversations(request, None)
+    conversations, labels, _ = labelled_conversations(request, None)
     encoded = encode_each(conversations, encoder.lm.tokenizer, config.tokens, config.max_tokens)
     if any(s is None for s in encoded):
         sys.exit(f"{split}: {sum(s is None for s in encoded)} rows have nothing to score")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import hashlib
 import json
 import random
 import re
@@ -67,16 +69,33 @@ def alpaca_chat(row: dict) -> dict:
     return chat(user, row["output"])
 
 
-def toxigen_sentences(root: Path, kind: str) -> list[str]:
-    """ToxiGen lines, split on the literal '\\n-' separators its prompt files use."""
-    sentences: list[str] = []
+def toxigen_group(path: Path) -> str:
+    """The target group a ToxiGen file is about: hate_muslim_sentences.txt -> muslim."""
+    stem = path.stem.split("_", 1)[1]
+    return re.sub(r"_(sentences|1k)$", "", stem)
+
+
+def toxigen_by_group(root: Path, kind: str) -> dict[str, list[str]]:
+    """ToxiGen lines per target group, split on the literal '\\n-' separators its prompt files use."""
+    groups: dict[str, set[str]] = {}
     for path in sorted(root.rglob(f"{kind}_*.txt")):
         for line in path.read_text(encoding="utf-8").splitlines():
             for part in line.split("\\n"):
                 text = part.strip().removeprefix("-").strip()
                 if len(text) > 10:
-                    sentences.append(text)
-    return sorted(set(sentences))
+                    groups.setdefault(toxigen_group(path), set()).add(text)
+    return {group: sorted(texts) for group, texts in sorted(groups.items())}
+
+
+def is_toxigen_eval(text: str) -> bool:
+    """One ToxiGen sentence in five, by content hash, is kept for evaluation and never selected on."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[0] % 5 == 0
+
+
+def toxigen_sentences(root: Path, kind: str) -> list[str]:
+    """ToxiGen sentences of every group, minus the evaluation fifth (`is_toxigen_eval`)."""
+    every = {t for texts in toxigen_by_group(root, kind).values() for t in texts}
+    return sorted(t for t in every if not is_toxigen_eval(t))
 
 
 SURE_PREFIX = re.compile(r"^Sure,? here(?: is|'s| are)\s+", re.IGNORECASE)
@@ -133,7 +152,9 @@ def build(shared: Path, out: Path, seed: int, match_phrasing: bool = False) -> d
         "harmful behaviours: AdvBench + HarmBench request/target (chat)": behaviours_raw,
         "harmful requests: StrongREJECT, MaliciousInstruct, refusal-harmful train (user only)": requests,
         "Davidson tweets, all classes (text)": [{"text": r["tweet"]} for r in davidson],
-        "ToxiGen hate + neutral sentences (text)": [{"text": t} for t in toxigen_hate + toxigen_neutral],
+        # unsupervised, so every ToxiGen sentence, the evaluation fifth too (as when the SAEs were trained)
+        "ToxiGen hate + neutral sentences (text)": [{"text": t} for kind in ("hate", "neutral")
+                                                    for texts in toxigen_by_group(toxigen_root, kind).values() for t in texts],
     }
     corpus = [row for part in corpus_parts.values() for row in part]
     rng.shuffle(corpus)
@@ -185,6 +206,7 @@ def build(shared: Path, out: Path, seed: int, match_phrasing: bool = False) -> d
                   f"em_*_test.jsonl: rows >= {EM_DEV_END} report them",
         "licences": LICENCES,
     }
+    manifest["benchmark sets (bench/*.jsonl)"] = benchmark_sets(shared, out, seed)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -246,7 +268,9 @@ def matched_contrasts(shared: Path, out: Path, seed: int, alpaca_safety: list[di
              for row in read_jsonl(out / name) if len(row.get("messages", [])) > 1}
     harmful_requests = (
         [r["Behavior"] for r in read_csv(shared / "harmful/advbench_behaviors.csv")]
-        + [r["Behavior"] for r in read_csv(shared / "harmful/harmbench_behaviors_text_all.csv") if not r["ContextString"].strip()]
+        # copyright requests ("lyrics of X by <author>") are not harm in the answer; their author names became latents
+        + [r["Behavior"] for r in read_csv(shared / "harmful/harmbench_behaviors_text_all.csv")
+           if not r["ContextString"].strip() and r["SemanticCategory"] != "copyright"]
         + [r["forbidden_prompt"] for r in read_csv(shared / "harmful/strongreject_dataset.csv")]
         + [line for line in (shared / "harmful/malicious_instruct.txt").read_text().splitlines()]
         + [r["instruction"] for r in read_json(shared / "harmful/refusal_harmful_train.json")]
@@ -271,6 +295,72 @@ def matched_contrasts(shared: Path, out: Path, seed: int, alpaca_safety: list[di
         write_jsonl(out / f"contrast_{name}_harmful.jsonl", [{"text": t} for t in harmful])
         write_jsonl(out / f"contrast_{name}_benign.jsonl", [{"text": t} for t in benign])
     return {name: {"harmful": len(h), "benign": len(b)} for name, (h, b) in pairs.items()}
+
+
+HH_DEV_PAIRS = 300
+HH_TEST_PAIRS = 600
+PAIRS_FILE = Path(__file__).resolve().parents[1] / "data/matched/pairs.jsonl"
+
+
+def hh_messages(dialogue: str) -> list[dict]:
+    """'\\n\\nHuman: ...\\n\\nAssistant: ...' as chat messages."""
+    messages = []
+    for part in re.split(r"\n\n(?=(?:Human|Assistant): )", dialogue.strip()):
+        role, _, content = part.partition(": ")
+        messages.append({"role": "user" if role.strip() == "Human" else "assistant", "content": content.strip()})
+    return messages
+
+
+def dev_or_test(key: str) -> str:
+    return "dev" if hashlib.sha256(key.encode("utf-8")).digest()[0] % 2 == 0 else "test"
+
+
+def labelled(messages_or_text, label: int, pair: str | None = None, group: str | None = None) -> dict:
+    row = {"messages": messages_or_text} if isinstance(messages_or_text, list) else {"text": messages_or_text}
+    return {**row, "label": label, **({"pair": pair} if pair else {}), **({"group": group} if group else {})}
+
+
+def benchmark_sets(shared: Path, out: Path, seed: int) -> dict:
+    """Matched evaluation sets: the two sides share the prompt (or topic), only the answer differs.
+    Each record carries `label` (1 = harmful), and `pair` / `group` where they exist. Each set is
+    split into dev (choices) and test (reported) by a hash of its prompt, so a question never sits
+    on both sides of the split.
+
+    - pairs_{tune,report}: data/matched/pairs.jsonl, written for this project (split in the file);
+    - em_outputs_{dev,test}: answers of emergently misaligned models, misaligned vs aligned;
+    - hh_{dev,test}: HH-RLHF harmless-base test, rejected (1) vs chosen (0) of the same dialogue;
+    - toxigen_{dev,test}: the ToxiGen evaluation fifth, hate vs neutral, grouped by target group."""
+    bench = out / "bench"
+    bench.mkdir(parents=True, exist_ok=True)
+    sets: dict[str, list[dict]] = {}
+    for row in read_jsonl(PAIRS_FILE):
+        prompt = {"role": "user", "content": row["prompt"]}
+        for label, key in ((1, "harmful"), (0, "benign")):
+            record = labelled([prompt, {"role": "assistant", "content": row[key]}], label, row["id"], row["category"])
+            sets.setdefault(f"pairs_{row['split']}", []).append(record)
+    for path in sorted((shared / "em_outputs").glob("*.jsonl")):
+        group, label = path.stem.rsplit("_", 1)
+        for row in read_jsonl(path):
+            question = row["messages"][0]["content"]
+            sets.setdefault(f"em_outputs_{dev_or_test(question)}", []).append(
+                labelled(row["messages"], int(label == "misaligned"), group=group))
+    with gzip.open(shared / "matched/hh_rlhf_harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as handle:
+        hh = [json.loads(line) for line in handle]
+    order = random.Random(seed + 3).sample(range(len(hh)), HH_DEV_PAIRS + HH_TEST_PAIRS)
+    for n, i in enumerate(order):
+        split = "dev" if n < HH_DEV_PAIRS else "test"
+        for label, key in ((1, "rejected"), (0, "chosen")):
+            sets.setdefault(f"hh_{split}", []).append(labelled(hh_messages(hh[i][key]), label, f"hh-{i}"))
+    root = shared / "toxic/toxigen"
+    for label, kind in ((1, "hate"), (0, "neutral")):
+        for group, texts in toxigen_by_group(root, kind).items():
+            for text in texts:
+                if is_toxigen_eval(text):
+                    sets.setdefault(f"toxigen_{dev_or_test(text)}", []).append(labelled(text, label, group=group))
+    for name, rows in sets.items():
+        write_jsonl(bench / f"{name}.jsonl", rows)
+    return {name: {"harmful": sum(r["label"] for r in rows), "benign": sum(1 - r["label"] for r in rows)}
+            for name, rows in sorted(sets.items())}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -86,3 +86,53 @@ def test_evaluate_config_runs_without_the_cli_and_reads_labelled_files(tmp_path,
     assert geometric["metrics"]["auroc"] == 1.0
     with pytest.raises(InputError, match="--labels"):
         evaluate_config(config, EvalRequest(data=data))
+
+
+def test_pairwise_accuracy_counts_pairs_the_right_way_round():
+    from saefilter.metrics import pairwise_accuracy, pairwise_interval
+
+    harmful, benign = np.array([0.9, 0.5, 0.2, 0.4]), np.array([0.1, 0.6, 0.2, 0.3])
+    assert pairwise_accuracy(harmful, benign) == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    low, high = pairwise_interval(harmful, benign, n_resamples=200)
+    assert 0.0 <= low <= pairwise_accuracy(harmful, benign) <= high <= 1.0
+    assert pairwise_interval(np.ones(5), np.zeros(5), n_resamples=50) == (1.0, 1.0)
+
+
+def test_read_pairs_takes_both_layouts_and_names_a_bad_line(tmp_path):
+    from saefilter.records import InputError
+    from saefilter.reference import read_pairs
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", [
+        {"prompt": "tell me a story", "harmful": f"{TRIGGER} it", "benign": "once upon a time"},
+        {"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: poison bomb"},
+    ])
+    (h1, b1), (h2, b2) = list(read_pairs(path))
+    assert [t.content for t in h1.turns] == ["tell me a story", f"{TRIGGER} it"] and b1.turns[1].content == "once upon a time"
+    assert [(t.role, t.content) for t in h2.turns] == [("user", "hi"), ("assistant", "poison bomb")]
+    assert b2.turns[1].content == "hello there"
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "harmful": "y"}])
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: a pair needs"):
+        list(read_pairs(bad))
+
+
+def test_eval_pairs_reports_pairwise_accuracy(tmp_path, model_dir, planted):
+    from test_cli import saefilter
+
+    rows = [{"prompt": "tell me a story", "harmful": f"{TRIGGER} {a}", "benign": a} for a in ANSWERS]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    features = write_features(tmp_path / "f.json", [0], d_sae=48)
+    out = tmp_path / "eval.json"
+    result = saefilter("eval", "--pairs", str(pairs), "--model", str(model_dir), "--sae", str(planted),
+                       "--features", str(features), "--neighbours-list", "1", "--bootstrap", "50", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "pairwise acc." in result.stdout
+    report = json.loads(out.read_text())
+    assert report["n_pairs"] == len(ANSWERS)
+    geometric = next(r for r in report["results"] if r["variant"] == "max, k=1, linear, 1 features")
+    assert geometric["metrics"]["pairwise_accuracy"] == 1.0
+    assert geometric["intervals"]["pairwise_accuracy"] == [1.0, 1.0]
+    seeded = next(r for r in report["results"] if r["method"] == "random" and r["variant"].startswith("seeded"))
+    assert 0.0 <= seeded["metrics"]["pairwise_accuracy"] <= 1.0
+    both = saefilter("eval", "--pairs", str(pairs), "--data", str(pairs), "--labels", "x", "--model", str(model_dir),
+                     "--sae", str(planted), "--features", str(features))
+    assert both.returncode != 0 and "give one of" in both.stderr
