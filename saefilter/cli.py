@@ -49,7 +49,8 @@ def _root(
 
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Hugging Face model id or local folder; default: the embedded SmolLM2-135M-Instruct.")
+    str, typer.Option("--model", "-m", help="A named model (`saefilter models`), a .gguf file, a local folder or a Hugging Face id; "
+                                           "default: the embedded SmolLM2-135M-Instruct.")
 ]
 SaeOpt = Annotated[
     str,
@@ -267,7 +268,7 @@ def check(
     aggregation, tokens, neighbours, max_tokens, field). Flags override them.
     """
     from saefilter.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
-    from saefilter.model import cache_dir
+    from saefilter.named_models import cache_dir
 
     def run():
         settings, source = find_settings(Path.cwd())
@@ -367,6 +368,14 @@ def evaluate(
     if output:
         write_json(output, report)
         out.print(f"results -> {output}")
+
+
+@app.command("models")
+def models() -> None:
+    """List the models a package provides by name: installed or not, size, licence, layers, shipped SAE."""
+    from saefilter.terminal import print_models
+
+    print_models(out)
 
 
 features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)

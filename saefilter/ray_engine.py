@@ -24,7 +24,7 @@ import numpy as np
 
 from saefilter.config import ScoreConfig
 from saefilter.layers import check_hook_depth
-from saefilter.model import resolve_model_path
+from saefilter.named_models import resolve_model_spec
 from saefilter.outputs import json_line
 from saefilter.pipeline import ScoreOutputs, ScoreSummary, chunked, count_lines, finalize, score_chunk
 from saefilter.records import InputError, is_parquet, is_uri, iter_parquet_lines, parse_line, strip_terminator
@@ -215,7 +215,7 @@ def check_model_config(config: ScoreConfig, sae: LoadedSAE) -> None:
     actors on this machine do not race to do it)."""
     from transformers import AutoConfig
 
-    path = resolve_model_path(config.model)
+    path = resolve_model_spec(config.model)
     try:
         model_config = AutoConfig.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as err:

