@@ -25,13 +25,34 @@ from saefilter.render import EncodedSample, TokenMode, encode, render
 
 
 @dataclass
+class TokenActivations:
+    """Every scored token's largest latent activations (sparse): what the token-identity control needs."""
+
+    token_ids: np.ndarray  # [n_tokens] int64: the vocabulary id at each scored position
+    sample: np.ndarray  # [n_tokens] int64: which sample the token belongs to
+    position: np.ndarray  # [n_tokens] int32: index into that sample's input_ids
+    latents: np.ndarray  # [n_tokens, width] int64
+    values: np.ndarray  # [n_tokens, width] float32 (0 where fewer latents are active)
+
+
+@dataclass
 class ReferenceActivations:
-    """Per-sample max activation of every latent, and where in the sample it peaked."""
+    """Per-sample max activation of every latent, where in the sample it peaked, and the per-token
+    activations behind them."""
 
     acts: np.ndarray  # [n_samples, d_sae] float32
     peak_position: np.ndarray  # [n_samples, d_sae] int32: index into the sample's input_ids
     samples: list[EncodedSample]
     n_unusable: int
+    tokens: TokenActivations | None = None
+
+
+def sparse_tokens(token_acts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `width` largest activations of each token row, as (latents, values)."""
+    width = min(width, token_acts.shape[1])
+    latents = np.argpartition(-token_acts, width - 1, axis=1)[:, :width]
+    values = np.take_along_axis(token_acts, latents, axis=1)
+    return latents.astype(np.int64), np.maximum(values, 0).astype(np.float32)
 
 
 def encode_each(conversations: Iterable[Conversation], tokenizer, tokens: TokenMode, max_tokens: int) -> list[EncodedSample | None]:
@@ -60,19 +81,96 @@ def reference_activations(
     batch_size: int = 16,
     batch_tokens: int = 8192,
     on_progress: Callable[[int], None] | None = None,
+    token_width: int = 128,
 ) -> ReferenceActivations:
+    """Per-sample max activations, and each token's `token_width` largest activations (all of a TopK
+    SAE's, and the few active latents of a JumpReLU or ReLU SAE on one token)."""
     d_sae = encoder.sae.d_sae
     acts = np.zeros((len(samples), d_sae), dtype=np.float32)
     peaks = np.zeros((len(samples), d_sae), dtype=np.int32)
+    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     for batch in length_batches([len(s.input_ids) for s in samples], batch_size, batch_tokens):
         for i, token_acts in zip(batch, encoder.token_features([samples[i] for i in batch]), strict=True):
             positions = np.flatnonzero(samples[i].scored)
             peak = token_acts.argmax(axis=0)
             acts[i] = token_acts[peak, np.arange(d_sae)]
             peaks[i] = positions[peak]
+            parts.append((i, positions, *sparse_tokens(token_acts, token_width)))
         if on_progress:
             on_progress(len(batch))
-    return ReferenceActivations(acts, peaks, samples, n_unusable)
+    return ReferenceActivations(acts, peaks, samples, n_unusable, stack_tokens(parts, samples, min(token_width, d_sae)))
+
+
+def stack_tokens(parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], samples: list[EncodedSample], width: int) -> TokenActivations:
+    """One TokenActivations from per-sample (index, positions, latents, values), in sample order."""
+    parts = sorted(parts, key=lambda part: part[0])
+    if not parts:
+        return TokenActivations(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32),
+                                np.zeros((0, width), np.int64), np.zeros((0, width), np.float32))
+    return TokenActivations(
+        token_ids=np.concatenate([np.asarray(samples[i].input_ids, dtype=np.int64)[pos] for i, pos, _, _ in parts]),
+        sample=np.concatenate([np.full(len(pos), i, dtype=np.int64) for i, pos, _, _ in parts]),
+        position=np.concatenate([pos for _, pos, _, _ in parts]).astype(np.int32),
+        latents=np.concatenate([lat for _, _, lat, _ in parts]),
+        values=np.concatenate([val for _, _, _, val in parts]),
+    )
+
+
+@dataclass(frozen=True)
+class TokenBaseline:
+    """Mean activation of each latent on each token type over benign text (sparse: pairs seen only)."""
+
+    keys: np.ndarray  # sorted token_id * d_sae + latent
+    means: np.ndarray  # float32, aligned with keys
+    d_sae: int
+
+    def lookup(self, token_ids: np.ndarray, latents: np.ndarray) -> np.ndarray:
+        """[n, width] baseline of each (token, latent); 0 for pairs benign text never showed."""
+        if len(self.keys) == 0:
+            return np.zeros(latents.shape, np.float32)
+        keys = token_ids[:, None] * self.d_sae + latents
+        where = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[where] == keys, self.means[where], 0.0).astype(np.float32)
+
+
+def token_baseline(tokens: TokenActivations, d_sae: int) -> TokenBaseline:
+    """What each latent does on each word of benign text whatever the context: the part of its
+    activation that token identity alone explains."""
+    active = tokens.values > 0
+    keys = (tokens.token_ids[:, None] * d_sae + tokens.latents)[active]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    sums = np.bincount(inverse, weights=tokens.values[active].astype(np.float64), minlength=len(unique))
+    type_ids, type_counts = np.unique(tokens.token_ids, return_counts=True)
+    occurrences = type_counts[np.searchsorted(type_ids, unique // d_sae)]
+    return TokenBaseline(unique, (sums / occurrences).astype(np.float32), d_sae)
+
+
+def context_excess(tokens: TokenActivations, baseline: TokenBaseline, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample and latent: the largest activation above the latent's benign mean on the same token
+    type, and the position where it peaks ([n_samples, d_sae] each). A latent that fires on 'how' or a
+    name the same way in every context has no excess; one that fires on harmful content keeps it."""
+    d_sae = baseline.d_sae
+    excess = np.maximum(tokens.values - baseline.lookup(tokens.token_ids, tokens.latents), 0.0)
+    flat = tokens.sample[:, None] * d_sae + tokens.latents
+    best = np.zeros(n_samples * d_sae, np.float32)
+    np.maximum.at(best, flat.ravel(), excess.ravel())
+    peak = np.zeros(n_samples * d_sae, np.int32)
+    hit = (excess > 0) & (excess == best[flat])
+    peak[flat[hit]] = np.broadcast_to(tokens.position[:, None], flat.shape)[hit]
+    return best.reshape(n_samples, d_sae), peak.reshape(n_samples, d_sae)
+
+
+def controlled_for_tokens(harmful: ReferenceActivations, benign: ReferenceActivations) -> tuple[ReferenceActivations, ReferenceActivations]:
+    """Both sets with each activation replaced by its excess over the benign per-token mean
+    (`context_excess`), ready for the usual contrast and labels."""
+    if harmful.tokens is None or benign.tokens is None:
+        raise ValueError("token-controlled selection needs per-token activations (as reference_activations keeps them)")
+    baseline = token_baseline(benign.tokens, harmful.acts.shape[1])
+    controlled = []
+    for ref in (harmful, benign):
+        acts, peaks = context_excess(ref.tokens, baseline, len(ref.samples))
+        controlled.append(ReferenceActivations(acts, peaks, ref.samples, ref.n_unusable, ref.tokens))
+    return controlled[0], controlled[1]
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,63 @@ def test_labels_name_whole_words_not_subword_fragments():
         return " ".join(pieces[i].strip() for i in ids)
 
     assert word_at(ids, 2, spaced) == "itch"
+
+
+def planted_reference(n: int, how_share: float, content_share: float, seed: int):
+    """Samples of 6 tokens: ids 1 'how', 2 'kill', 3.. filler. Latent 0 ('phrasing') fires 1.0 on every
+    'how' whatever the context; latent 1 ('content') fires 1.0 on 'kill' in a harmful sample only;
+    latent 2 fires at random on anything."""
+    from saefilter.feature_selection import ReferenceActivations, TokenActivations
+    from saefilter.render import EncodedSample
+
+    rng = np.random.default_rng(seed)
+    samples, token_ids, sample_of, latents, values = [], [], [], [], []
+    for i in range(n):
+        ids = list(rng.integers(3, 20, size=6))
+        if rng.random() < how_share:
+            ids[1] = 1
+        harmful_content = rng.random() < content_share
+        if harmful_content or rng.random() < 0.3:  # 'kill' also appears in benign text ("kill the process")
+            ids[3] = 2
+        samples.append(EncodedSample(ids, [False] + [True] * 5, False))
+        for position in range(1, 6):
+            token_ids.append(ids[position])
+            sample_of.append(i)
+            acts = [1.0 if ids[position] == 1 else 0.0, 1.0 if (ids[position] == 2 and harmful_content) else 0.0, rng.random() * 0.5]
+            latents.append([0, 1, 2])
+            values.append(acts)
+    tokens = TokenActivations(np.array(token_ids), np.array(sample_of), np.tile(np.arange(1, 6), n).astype(np.int32),
+                              np.array(latents), np.array(values, np.float32))
+    dense = np.zeros((n, 3), np.float32)
+    np.maximum.at(dense, (tokens.sample[:, None], tokens.latents), tokens.values)
+    return ReferenceActivations(dense, np.zeros((n, 3), np.int32), samples, 0, tokens)
+
+
+def test_token_control_picks_the_content_latent_over_the_phrasing_one():
+    """The trap of the old selection: 'how' opens most harmful requests and few benign ones, so a latent
+    that fires on 'how' in any context separates the sets better than the one that fires on harm."""
+    from saefilter.feature_selection import controlled_for_tokens
+
+    harmful = planted_reference(400, how_share=0.9, content_share=0.6, seed=1)
+    benign = planted_reference(400, how_share=0.1, content_share=0.0, seed=2)
+    raw = select_features(harmful.acts, benign.acts, top=2)
+    assert raw[0].index == 0  # without the control, the phrasing latent wins
+    h, b = controlled_for_tokens(harmful, benign)
+    chosen = [s.index for s in select_features(h.acts, b.acts, top=3)]
+    assert chosen[0] == 1 and 0 not in chosen
+    # the excess of the content latent peaks where the harmful word is
+    with_content = np.flatnonzero(h.acts[:, 1] > 0)
+    assert len(with_content) > 0 and (h.peak_position[with_content, 1] == 3).all()
+
+
+def test_token_baseline_is_the_benign_mean_per_token_and_latent():
+    from saefilter.feature_selection import TokenActivations, context_excess, token_baseline
+
+    tokens = TokenActivations(np.array([5, 5, 7]), np.array([0, 1, 1]), np.array([1, 1, 2], np.int32),
+                              np.array([[0, 1], [0, 1], [0, 1]]), np.array([[1.0, 0.0], [3.0, 0.5], [2.0, 0.0]], np.float32))
+    baseline = token_baseline(tokens, d_sae=2)
+    np.testing.assert_allclose(baseline.lookup(np.array([5, 7, 9]), np.array([[0, 1], [0, 1], [0, 1]])),
+                               [[2.0, 0.25], [2.0, 0.0], [0.0, 0.0]])
+    excess, peak = context_excess(tokens, baseline, n_samples=2)
+    np.testing.assert_allclose(excess, [[0.0, 0.0], [1.0, 0.25]])
+    assert peak[1, 0] == 1 and peak[1, 1] == 1
