@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from saefilter.config import DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, ScoreConfig
+from saefilter.config import DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, SELECTIONS, ScoreConfig
 from saefilter.model import DEFAULT_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -392,6 +392,7 @@ def features_build(
     column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
     min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
     max_benign_frequency: Annotated[float, typer.Option("--max-benign-frequency", help="Ignore latents active in more benign samples than this share (structural latents).")] = 0.5,
+    selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = "token-controlled",
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     tokens: TokensOpt = "response",
@@ -403,7 +404,8 @@ def features_build(
 ) -> None:
     """Select the SAE latents that best separate harmful from benign reference text."""
     config = make_config(locals())
-    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency))
+    check_choice("--selection", selection, SELECTIONS)
+    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency, selection))
     from saefilter.features import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -412,7 +414,7 @@ def features_build(
     out.print(f"features -> {output}")
 
 
-def _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency):
+def _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency, selection):
     from saefilter.feature_selection import (
         build_feature_set,
         encode_reference,
@@ -452,7 +454,7 @@ def _build_features(config, harmful, benign, top, ids, column, min_frequency, ma
     meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign], "model": config.model,
             "tokens": config.tokens, "hook": loaded.hook.name}
     return build_feature_set(sets["harmful"], sets["benign"], top, lm.tokenizer.decode, config.sae, loaded.d_sae,
-                             meta, min_frequency, max_benign_frequency)
+                             meta, min_frequency, max_benign_frequency, selection)
 
 
 @features_app.command("import-neuronpedia")

@@ -20,6 +20,9 @@ DEFAULT_FEATURES = EMBEDDED
 # Chosen on the development split with the embedded default (BENCHMARKS.md, "Detection quality"):
 # proximity counts only cosine beyond the SAE's background level, squared.
 DEFAULT_KERNEL = "sq-excess"
+# How `features build` ranks latents (feature_selection): token-controlled unless asked otherwise,
+# so that a latent firing on a word in every context ('how', a name) is not taken for harm.
+SELECTIONS = ("token-controlled", "activation")
 
 
 def resolve_sae_spec(spec: str) -> str:

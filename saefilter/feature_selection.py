@@ -8,6 +8,13 @@ samples and at most `max_benign_frequency` of the benign ones, so a latent that 
 harmful text comes first, and neither a rare spike nor an always-on structural latent does.
 Contrasts should be matched in domain (same prompt, same genre), or the selection picks up
 the domain instead of the harm.
+
+Token control (the default, `controlled_for_tokens`): a latent that fires on a word whatever the
+context ('how', 'to', an author's name) separates two sets whenever the word is commoner in one of
+them, which is phrasing, not harm. So before the contrast, each token's activation is reduced by
+that latent's mean activation on the same token type in the benign set; what is left is what the
+context adds, and a latent is chosen only for firing on harmful text more than the same words do
+in benign text.
 """
 
 from __future__ import annotations
@@ -15,13 +22,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from saefilter.activations import FeatureEncoder, length_batches
+from saefilter.config import SELECTIONS
 from saefilter.features import FeatureSet, HarmfulFeature
 from saefilter.formats import Conversation, FormatError
 from saefilter.render import EncodedSample, TokenMode, encode, render
+
+
+Selection = Literal["token-controlled", "activation"]
+RANKINGS = {
+    "activation": "Cohen's d of per-sample max activation",
+    "token-controlled": "Cohen's d of per-sample max excess over the latent's benign mean on the same token",
+}
 
 
 @dataclass
@@ -268,7 +284,15 @@ def build_feature_set(
     meta: dict,
     min_frequency: float = 0.02,
     max_benign_frequency: float = 0.5,
+    selection: Selection = "token-controlled",
 ) -> FeatureSet:
+    """Rank latents (`select_features`) on per-sample max activations, or, with "token-controlled",
+    on their excess over what the same word does in benign text (`controlled_for_tokens`); label
+    each from the words where it peaks in the harmful set."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+    if selection == "token-controlled":
+        harmful, benign = controlled_for_tokens(harmful, benign)
     chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency)
     features = []
     for stats in chosen:
@@ -293,7 +317,7 @@ def build_feature_set(
     return FeatureSet(tuple(features), d_sae, sae_spec, {"selection": {**meta, **counts, "top": top,
                                                                         "min_frequency": min_frequency,
                                                                         "max_benign_frequency": max_benign_frequency,
-                                                                        "ranking": "Cohen's d of per-sample max activation"}})
+                                                                        "ranking": RANKINGS[selection]}})
 
 
 def feature_set_from_ids(ids: Sequence[int], sae_spec: str, d_sae: int, labels: dict[int, str] | None = None) -> FeatureSet:

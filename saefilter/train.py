@@ -126,6 +126,7 @@ class SAETrainingSettings:
     held_out_fraction: float = 0.05
     seed: int = 0
     aux_loss_coefficient: float = 1.0  # sae-lens's default: revives dead latents
+    epochs: int = 1  # passes over the training rows (more steps when tokens are few: fewer dead latents)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def train_topk_sae(
     sae_cfg.metadata.hook_name = hook.name
     sae_cfg.metadata.model_name = model_name
     sae = TopKTrainingSAE(sae_cfg)
-    total = (len(train_rows) // settings.batch_size) * settings.batch_size
+    total = (len(train_rows) // settings.batch_size) * settings.batch_size * settings.epochs
     trainer_cfg = SAETrainerConfig(
         total_training_samples=total,
         train_batch_size_samples=settings.batch_size,

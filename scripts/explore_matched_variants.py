@@ -19,6 +19,16 @@ DEV_SETS = ("pairs_tune", "em_outputs_dev", "hh_dev", "toxigen_dev", "em_dev", "
 SELECTION_SETS = ("ref_toxicity_harmful", "ref_toxicity_benign", "ref_intent_harmful", "ref_intent_benign", "pairs_tune")
 
 
+def token_max_scores(f: SetFeatures, proximity: np.ndarray, how: str = "max") -> np.ndarray:
+    """Per token, the activation-weighted mean proximity of its active latents; per sample, the max
+    (or the mean of the top 3) over its tokens: the most harmful moment rather than the whole."""
+    per_token = (f.values * proximity[f.latents]).sum(1) / np.maximum(f.values.sum(1), 1e-9)
+    n = len(f.offsets) - 1
+    if how == "max":
+        return np.maximum.reduceat(per_token, f.offsets[:-1]) if n else np.zeros(0)
+    return np.array([np.sort(per_token[f.offsets[i]:f.offsets[i + 1]])[-3:].mean() for i in range(n)])
+
+
 def cohens_d(h: np.ndarray, b: np.ndarray) -> np.ndarray:
     pooled = np.sqrt(((len(h) - 1) * h.var(0, ddof=1) + (len(b) - 1) * b.var(0, ddof=1)) / (len(h) + len(b) - 2))
     return (h.mean(0) - b.mean(0)) / np.maximum(pooled, 1e-6)
@@ -145,6 +155,15 @@ def explore(layers: list[int], out: Path) -> None:
         cos = unit_rows(decoder) @ (direction / np.linalg.norm(direction))
         active_h = (freq(tox_h.max_acts) >= 0.02) | (freq(pairs.max_acts[ph]) >= 0.05)
         variants["direction: cos to mean-diff, 50"] = top_by(cos, active_h, 50)
+        variants["direction: cos to mean-diff, 100"] = top_by(cos, active_h, 100)
+        tox_dir = resid_means["ref_toxicity_harmful"].mean(0) - resid_means["ref_toxicity_benign"].mean(0)
+        cos_tox = unit_rows(decoder) @ (tox_dir / np.linalg.norm(tox_dir))
+        variants["direction (toxicity only): cos, 50"] = top_by(cos_tox, freq(tox_h.max_acts) >= 0.02, 50)
+        pair_dir = resid_means["pairs_tune"][ph].mean(0) - resid_means["pairs_tune"][pb].mean(0)
+        cos_pairs = unit_rows(decoder) @ (pair_dir / np.linalg.norm(pair_dir))
+        variants["direction (pairs only): cos, 50"] = top_by(cos_pairs, freq(pairs.max_acts[ph]) >= 0.05, 50)
+        d_tox_ctl = cohens_d(ex["tox_h"], ex["tox_b"])
+        variants["token-ctl tox d x direction, 50"] = top_by(np.maximum(d_tox_ctl, 0) * np.maximum(cos, 0), active_h, 50)
         variants["direction: cos, 25"] = top_by(cos, active_h, 25)
         combined = cos * np.maximum(t_ex, 0)
         variants["direction x pairs token-ctl t, 50"] = top_by(combined, active_h, 50)
@@ -153,9 +172,14 @@ def explore(layers: list[int], out: Path) -> None:
         for name, chosen in variants.items():
             for kernel in ("sq-excess", "linear"):
                 proximity = feature_proximity(decoder, chosen, [1.0] * len(chosen), 1, kernel).proximity
-                scores = {n: geometric_scores(f.max_acts, proximity) for n, f in feats.items()}
-                rows.append({"layer": layer, "variant": name, "kernel": kernel, "n": len(chosen),
-                             **measure(scores, feats), "features": chosen})
-                print(json.dumps({k: v for k, v in rows[-1].items() if k != "features"}), flush=True)
+                for aggregation in ("max", "token-max", "token-top3"):
+                    if aggregation == "max":
+                        scores = {n: geometric_scores(f.max_acts, proximity) for n, f in feats.items()}
+                    else:
+                        how = "max" if aggregation == "token-max" else "top3"
+                        scores = {n: token_max_scores(f, proximity, how) for n, f in feats.items()}
+                    rows.append({"layer": layer, "variant": name, "kernel": kernel, "aggregation": aggregation,
+                                 "n": len(chosen), **measure(scores, feats), "features": chosen})
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "features"}), flush=True)
         (out / f"variants_L{layer}.json").write_text(json.dumps(rows, indent=1))
         print(f"layer {layer}: {time.perf_counter() - started:.0f} s", flush=True)

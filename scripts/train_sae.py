@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the collected tokens")
     parser.add_argument("--out", type=Path, default=Path("artifacts/sae"))
     parser.add_argument("--skip-collect", action="store_true", help="train on OUT/acts as it is")
     parser.add_argument("--dtype", default="float32", help="model dtype for collection (float32, bfloat16)")
@@ -61,7 +62,7 @@ def main() -> None:
         print(f"collection took {time.perf_counter() - started:.0f} s", flush=True)
         del lm
 
-    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr, batch_size=args.batch_size)
+    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs)
     sweep = {}
     for hook in hooks:
         started = time.perf_counter()

@@ -43,8 +43,10 @@ def test_labels_come_from_peak_tokens(tmp_path):
     harmful = ReferenceActivations(acts, peaks, samples, 0)
     benign = ReferenceActivations(np.zeros((4, 3), np.float32), peaks, samples, 0)
     vocab = {1: "the", 2: " bad", 3: " thing"}
-    feature_set = build_feature_set(harmful, benign, 2, lambda ids: "".join(vocab[i] for i in ids), "sae", 3, {})
+    feature_set = build_feature_set(harmful, benign, 2, lambda ids: "".join(vocab[i] for i in ids), "sae", 3, {},
+                                    selection="activation")
     assert feature_set.indices == [1]
+    assert feature_set.meta["selection"]["ranking"].startswith("Cohen's d of per-sample max activation")
     feature = feature_set.features[0]
     assert feature.label == "'thing'"
     assert feature.stats["snippets"][0] == "the bad[[ thing]]"
