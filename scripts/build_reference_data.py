@@ -326,18 +326,25 @@ def benchmark_sets(shared: Path, out: Path, seed: int) -> dict:
     split into dev (choices) and test (reported) by a hash of its prompt, so a question never sits
     on both sides of the split.
 
-    - pairs_{tune,report}: data/matched/pairs.jsonl, written for this project (split in the file);
+    - pairs_{tune,report}: data/matched/pairs.jsonl, written for this project (split in the file); the
+      tune half is also written as the contrast contrast_answers_{harmful,benign}.jsonl;
     - em_outputs_{dev,test}: answers of emergently misaligned models, misaligned vs aligned;
     - hh_{dev,test}: HH-RLHF harmless-base test, rejected (1) vs chosen (0) of the same dialogue;
     - toxigen_{dev,test}: the ToxiGen evaluation fifth, hate vs neutral, grouped by target group."""
     bench = out / "bench"
     bench.mkdir(parents=True, exist_ok=True)
     sets: dict[str, list[dict]] = {}
+    answers: dict[str, list[dict]] = {"harmful": [], "benign": []}
     for row in read_jsonl(PAIRS_FILE):
         prompt = {"role": "user", "content": row["prompt"]}
         for label, key in ((1, "harmful"), (0, "benign")):
             record = labelled([prompt, {"role": "assistant", "content": row[key]}], label, row["id"], row["category"])
             sets.setdefault(f"pairs_{row['split']}", []).append(record)
+            if row["split"] == "tune":
+                answers[key].append({"messages": record["messages"]})
+    # the tuning pairs are also a contrast to select features from: harmful vs benign answers to the same prompt
+    for side, rows in answers.items():
+        write_jsonl(out / f"contrast_answers_{side}.jsonl", rows)
     for path in sorted((shared / "em_outputs").glob("*.jsonl")):
         group, label = path.stem.rsplit("_", 1)
         for row in read_jsonl(path):
