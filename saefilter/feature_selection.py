@@ -32,7 +32,6 @@ from saefilter.features import FeatureSet, HarmfulFeature
 from saefilter.formats import Conversation, FormatError
 from saefilter.render import EncodedSample, TokenMode, encode, render
 
-
 Selection = Literal["token-controlled", "activation"]
 RANKINGS = {
     "activation": "Cohen's d of per-sample max activation",

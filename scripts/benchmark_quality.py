@@ -40,8 +40,8 @@ from saefilter.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pai
 from saefilter.model import DEFAULT_MODEL, load_model
 from saefilter.proximity import feature_proximity
 from saefilter.reference import read_reference
-from saefilter.scorer import check_widths
 from saefilter.sae import load_sae
+from saefilter.scorer import check_widths
 
 DATA = Path("artifacts/data")
 MIXED = Path("data/samples/mixed_chat.jsonl")

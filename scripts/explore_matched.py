@@ -169,7 +169,7 @@ def main() -> None:
     if args.stage == "collect":
         collect(layers, args.out, args.dtype)
     else:
-        from explore_matched_variants import explore  # noqa: PLC0415 (kept apart: the variants change often)
+        from explore_matched_variants import explore
 
         explore(layers, args.out)
 

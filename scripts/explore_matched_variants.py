@@ -44,7 +44,7 @@ def token_baseline(benign: list[SetFeatures], d_sae: int) -> tuple[np.ndarray, n
     keys, vals, counts = [], [], {}
     for f in benign:
         k = f.latents.shape[1]
-        keys.append((np.repeat(f.token_ids.astype(np.int64), k) * d_sae + f.latents.ravel()))
+        keys.append(np.repeat(f.token_ids.astype(np.int64), k) * d_sae + f.latents.ravel())
         vals.append(f.values.ravel())
         for t, c in zip(*np.unique(f.token_ids, return_counts=True), strict=True):
             counts[int(t)] = counts.get(int(t), 0) + int(c)
