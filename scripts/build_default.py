@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--contrasts", default="toxicity,intent")
     parser.add_argument("--top-each", type=int, default=25)
     parser.add_argument("--aggregation", default="max")
+    # The shipped set was built before token-controlled selection existed; "activation" reproduces it.
+    parser.add_argument("--selection", default="activation", choices=("activation", "token-controlled"))
     args = parser.parse_args()
 
     target = DEFAULTS / "sae"
@@ -61,7 +63,8 @@ def main() -> None:
     for contrast in args.contrasts.split(","):
         path = scratch / f"{contrast}.json"  # the name becomes each feature's "source"
         saefilter("features", "build", "--harmful", str(args.data / f"contrast_{contrast}_harmful.jsonl"),
-                  "--benign", str(args.data / f"contrast_{contrast}_benign.jsonl"), "--top", "100", "-o", str(path))
+                  "--benign", str(args.data / f"contrast_{contrast}_benign.jsonl"), "--top", "100",
+                  "--selection", args.selection, "-o", str(path))
         per_contrast.append(str(path))
     saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
 
