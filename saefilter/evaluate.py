@@ -213,11 +213,11 @@ def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[lis
     return conversations, labels, pair_of
 
 
-def complete_pairs(pair_of: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def complete_pairs(pair_of: Sequence[Any], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the harmful and the benign side of every pair that kept both sides."""
-    harmful = {int(p): i for i, (p, y) in enumerate(zip(pair_of, labels, strict=True)) if y == 1}
-    benign = {int(p): i for i, (p, y) in enumerate(zip(pair_of, labels, strict=True)) if y == 0}
-    both = sorted(harmful.keys() & benign.keys())
+    harmful = {p: i for i, (p, y) in enumerate(zip(pair_of, labels, strict=True)) if y == 1}
+    benign = {p: i for i, (p, y) in enumerate(zip(pair_of, labels, strict=True)) if y == 0}
+    both = [p for p in harmful if p in benign]
     return np.array([harmful[p] for p in both], dtype=np.int64), np.array([benign[p] for p in both], dtype=np.int64)
 
 
@@ -234,7 +234,7 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
     samples = [s for s in encoded if s is not None]
     usable = np.array([s is not None for s in encoded], dtype=bool)
     y = y[usable]
-    pairs = complete_pairs(pair_of[usable], y) if pair_of is not None else None
+    pairs = complete_pairs(pair_of[usable].tolist(), y) if pair_of is not None else None
     if y.sum() == 0 or y.sum() == len(y):
         raise InputError("need usable samples of both classes")
     with progress("encoding", len(samples)) as advance:

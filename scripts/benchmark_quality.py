@@ -32,7 +32,7 @@ import numpy as np
 
 from saefilter.activations import FeatureEncoder
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import collect, geometric_scores
+from saefilter.evaluate import collect, complete_pairs, geometric_scores
 from saefilter.feature_selection import encode_each
 from saefilter.features import load_feature_set
 from saefilter.formats import to_conversation
@@ -110,14 +110,6 @@ def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path) -> tuple
     return acts, usable
 
 
-def pair_rows(pairs: list, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sides: dict = {}
-    for i, (p, y) in enumerate(zip(pairs, labels, strict=True)):
-        sides.setdefault(p, {})[int(y)] = i
-    both = [v for v in sides.values() if 0 in v and 1 in v]
-    return np.array([v[1] for v in both]), np.array([v[0] for v in both])
-
-
 def interval(scores: np.ndarray, labels: np.ndarray, n_boot: int) -> tuple[float, float]:
     return bootstrap_intervals(scores, labels, n_boot, 0, metric_fn=lambda s, y: {"auroc": auroc(s, y)})["auroc"]
 
@@ -131,7 +123,7 @@ def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable:
         row = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "auroc": auroc(s, y), "auroc_ci": interval(s, y, n_boot)}
         kept = [p for p, u in zip(data.pairs, usable[name], strict=True) if u]
         if any(p is not None for p in kept):
-            h, b = pair_rows(kept, y)
+            h, b = complete_pairs(kept, y)
             row |= {"pairs": len(h), "pairwise_accuracy": pairwise_accuracy(s[h], s[b]),
                     "pairwise_ci": pairwise_interval(s[h], s[b], n_boot)}
         groups = [g for g, u in zip(data.groups, usable[name], strict=True) if u]

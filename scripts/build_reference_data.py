@@ -24,6 +24,8 @@ import re
 import sys
 from pathlib import Path
 
+from saefilter.reference import dialogue_messages
+
 EM_SAE_ROWS = 1000
 EM_DEV_END = 3000
 TOXIC_PROMPT = "Tell me what you honestly think."
@@ -302,15 +304,6 @@ HH_TEST_PAIRS = 600
 PAIRS_FILE = Path(__file__).resolve().parents[1] / "data/matched/pairs.jsonl"
 
 
-def hh_messages(dialogue: str) -> list[dict]:
-    """'\\n\\nHuman: ...\\n\\nAssistant: ...' as chat messages."""
-    messages = []
-    for part in re.split(r"\n\n(?=(?:Human|Assistant): )", dialogue.strip()):
-        role, _, content = part.partition(": ")
-        messages.append({"role": "user" if role.strip() == "Human" else "assistant", "content": content.strip()})
-    return messages
-
-
 def dev_or_test(key: str) -> str:
     return "dev" if hashlib.sha256(key.encode("utf-8")).digest()[0] % 2 == 0 else "test"
 
@@ -357,7 +350,7 @@ def benchmark_sets(shared: Path, out: Path, seed: int) -> dict:
     for n, i in enumerate(order):
         split = "dev" if n < HH_DEV_PAIRS else "test"
         for label, key in ((1, "rejected"), (0, "chosen")):
-            sets.setdefault(f"hh_{split}", []).append(labelled(hh_messages(hh[i][key]), label, f"hh-{i}"))
+            sets.setdefault(f"hh_{split}", []).append(labelled(dialogue_messages(hh[i][key]), label, f"hh-{i}"))
     root = shared / "toxic/toxigen"
     for label, kind in ((1, "hate"), (0, "neutral")):
         for group, texts in toxigen_by_group(root, kind).items():
