@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from saefilter.config import DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, SELECTIONS, ScoreConfig
+from saefilter.config import CHOICES, DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, SELECTIONS, ScoreConfig
 from saefilter.model import DEFAULT_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -26,8 +26,22 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True)  # status lines, progress bars, errors
+out = Console()  # results and summaries; silenced by --quiet
+essential = Console()  # what a command exists to print (check's findings, `features show`): never silenced
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (and what the command exists to print, e.g. check's findings).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also show the logs and progress bars of transformers and the hub (when a model will not load).")]
+
+
+def set_verbosity(quiet: bool, verbose: bool) -> None:
+    """--quiet silences our status lines, bars and summaries; --verbose lets third-party output through."""
+    if quiet and verbose:
+        fail("--quiet and --verbose contradict each other; give one")
+    from saefilter.quiet import show_third_party_output
+
+    console.quiet = out.quiet = quiet
+    show_third_party_output(verbose)
 
 
 
@@ -92,17 +106,16 @@ TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the m
 
 
 def fail(message: str) -> None:
+    console.quiet = False  # errors always show
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # messages quote user text verbatim
     raise typer.Exit(2)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        fail(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        fail(f"{name} must be one of {', '.join(choices)}, got {value}")
 
 
-# --kernel is checked with the other scoring settings (`scorer.check_settings`), before any model loads.
-CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
 
 
 def make_config(options: dict) -> ScoreConfig:
@@ -140,8 +153,11 @@ def score(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
     ray_actors: Annotated[int | None, typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
     trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
+    set_verbosity(quiet, verbose)
     config = make_config(locals())
     from saefilter.pipeline import Shard
     from saefilter.terminal import print_score_summary, score_progress
@@ -164,13 +180,12 @@ def score(
 
 
 def _score_with_progress(data, config, output, resume, score_progress, shard=None):
+    """Every line is checked with the tokenizer alone (--on-error fail), then the model loads, then
+    the bar runs: one status line of ours per slow step, no third-party bars."""
     from saefilter.pipeline import score_file
-    from saefilter.scorer import Scorer
 
-    with console.status("loading model, SAE and features..."):
-        scorer = Scorer.load(config)
     with score_progress(console) as (on_start, on_progress):
-        return score_file(data, config, output, resume, scorer, on_start, on_progress, shard)
+        return score_file(data, config, output, resume, None, on_start, on_progress, shard, status=console.status)
 
 
 def _score_with_ray(data, config, output, address, actors, score_progress):
@@ -186,8 +201,11 @@ def merge(
     data: Annotated[Path, typer.Argument(help="The dataset the shards were scored from.")],
     shards: Annotated[list[Path], typer.Option("--shard-file", help="Shard files; default: every <stem>.scores.shard-I-of-N.jsonl next to the output.")] = [],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Score file; default <stem>.scores.jsonl next to the input.")] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Join the shard files of `score --shard I/N` into one ranked score file, identical to a single-process run."""
+    set_verbosity(quiet, verbose)
     from saefilter.shards import find_shards, merge_shards
     from saefilter.terminal import print_score_summary
 
@@ -220,12 +238,15 @@ def prune(
     batch_tokens: BatchTokensOpt = 8192,
     on_error: OnErrorOpt = "fail",
     trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write the pruned dataset, the removed records and a same-size random-removal baseline.
 
     Reuses <stem>.scores.jsonl when it was made from this input with this configuration (checked by
     hash), so one scoring pass serves many cut-offs.
     """
+    set_verbosity(quiet, verbose)
     config = make_config(locals())
     from saefilter.prune import Cutoff, prune_dataset
     from saefilter.terminal import print_prune_summary
@@ -234,17 +255,14 @@ def prune(
     run_with_errors(cutoff.validate)
 
     def scores_file() -> Path:
-        from saefilter.pipeline import current_scores
-
-        if scores is not None and not rescore:
-            return scores
-        existing = None if rescore else current_scores(data, config, scores)
-        if existing is not None:
-            console.print(f"reusing {existing} (same input and configuration)")
-            return existing
+        from saefilter.prune import scores_for
         from saefilter.terminal import score_progress
 
-        return _score_with_progress(data, config, scores, False, score_progress).outputs.scores
+        path, reused = scores_for(data, config, scores, rescore,
+                                  lambda: _score_with_progress(data, config, scores, False, score_progress).outputs.scores)
+        if reused and scores is None:
+            console.print(f"reusing {path} (same input and configuration)")
+        return path
 
     result = run_with_errors(lambda: prune_dataset(data, scores_file(), cutoff, seed, out_dir))
     print_prune_summary(out, result)
@@ -261,12 +279,15 @@ def check(
     tokens: Annotated[str | None, typer.Option("--tokens", help="response or all; overrides the setting.")] = None,
     field: FieldOpt = None,
     cache: Annotated[Path | None, typer.Option("--cache", help="Score cache (SQLite); default: in the user cache dir.")] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Exit 1 and list file:line, score and top feature of every record above the threshold; 0 otherwise.
 
     Settings: [tool.saefilter] in pyproject.toml, or saefilter.toml (keys: model, sae, features, threshold,
     aggregation, tokens, neighbours, max_tokens, field). Flags override them.
     """
+    set_verbosity(quiet, verbose)
     from saefilter.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
     from saefilter.named_models import cache_dir
 
@@ -287,9 +308,9 @@ def check(
 
     result, limit = run_with_errors(run)
     for message in result.errors:
-        out.print(f"{message}", highlight=False)
+        essential.print(f"{message}", highlight=False)
     for finding in result.findings:
-        out.print(finding.format(), highlight=False)
+        essential.print(finding.format(), highlight=False)
     verdict = "blocked" if (result.findings or result.errors) else "ok"
     console.print(
         f"saefilter check: {result.n_records} records ({result.n_cached} cached), threshold {limit:g}: "
@@ -307,8 +328,11 @@ def report(
     top: Annotated[int, typer.Option("--top", "-n", help="How many flagged samples to show.")] = 25,
     fraction: Annotated[float, typer.Option("--fraction", help="Draw the cut-off that removes this share of records.")] = 0.5,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Draw this score cut-off instead of --fraction.")] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write a self-contained HTML report (and a PNG histogram) of a score file."""
+    set_verbosity(quiet, verbose)
     from saefilter.report import write_report
 
     target = output or scores.with_name(scores.name.replace(".scores.jsonl", "") + ".report.html")
@@ -346,8 +370,11 @@ def evaluate(
     dtype: DtypeOpt = "auto",
     batch_size: BatchOpt = 16,
     trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Detection quality of the geometric score against direct activation, representation matching and random removal."""
+    set_verbosity(quiet, verbose)
     config = make_config(locals())
     from functools import partial
 
@@ -371,11 +398,15 @@ def evaluate(
 
 
 @app.command("models")
-def models() -> None:
+def models(
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """List the models a package provides by name: installed or not, size, licence, layers, shipped SAE."""
+    set_verbosity(quiet, verbose)
     from saefilter.terminal import print_models
 
-    print_models(out)
+    print_models(essential)
 
 
 features_app = typer.Typer(help="Build, import and inspect harmful-feature sets.", no_args_is_help=True)
@@ -401,8 +432,11 @@ def features_build(
     dtype: DtypeOpt = "auto",
     batch_size: BatchOpt = 16,
     trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Select the SAE latents that best separate harmful from benign reference text."""
+    set_verbosity(quiet, verbose)
     config = make_config(locals())
     check_choice("--selection", selection, SELECTIONS)
     feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency, selection))
@@ -433,7 +467,7 @@ def _build_features(config, harmful, benign, top, ids, column, min_frequency, ma
         try:
             indices = [int(part) for part in ids.split(",") if part.strip()]
         except ValueError:
-            raise InputError(f"--ids must be comma-separated integers, got {ids!r}") from None
+            raise InputError(f"--ids must be comma-separated integers, got '{ids}'") from None
         loaded = load_sae(resolve_sae_spec(config.sae))
         feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
         feature_set.check_against(loaded.d_sae)
@@ -464,8 +498,11 @@ def features_import(
     keywords: Annotated[str | None, typer.Option("--keywords", help="Comma-separated keywords; default: a list of harm and toxicity terms.")] = None,
     layer: Annotated[str | None, typer.Option("--layer", help="Keep only explanations of this Neuronpedia layer id (e.g. 12-gemmascope-res-16k).")] = None,
     d_sae: Annotated[int | None, typer.Option("--d-sae", help="Width of the SAE, recorded so a mismatched --sae is caught.")] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Select features of a published SAE whose Neuronpedia explanations mention harmful themes."""
+    set_verbosity(quiet, verbose)
     from saefilter.features import save_feature_set
     from saefilter.neuronpedia import DEFAULT_KEYWORDS, import_explanations
     from saefilter.terminal import print_feature_set
@@ -482,8 +519,11 @@ def features_merge(
     sets: Annotated[list[Path], typer.Argument(help="Feature set files, ranked (as `features build` writes them).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the merged set (JSON).")] = Path("features.json"),
     top_each: Annotated[int | None, typer.Option("--top-each", help="Take the first N features of each set (default: all).")] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Join feature sets built from different contrasts (e.g. toxicity and harmful intent) into one."""
+    set_verbosity(quiet, verbose)
     from saefilter.features import load_feature_set, merge_feature_sets, save_feature_set
 
     def merge():
@@ -499,14 +539,17 @@ def features_merge(
 def features_show(
     path: Annotated[str, typer.Argument(help="Feature set file, or 'embedded' for the bundled default.")] = DEFAULT_FEATURES,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to show (0 = all).")] = 0,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Print a feature set as a table: index, label, weight and selection statistics."""
+    set_verbosity(quiet, verbose)
     from saefilter.config import resolve_features_path
     from saefilter.features import load_feature_set
     from saefilter.terminal import print_feature_set
 
     feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path)))
-    print_feature_set(out, feature_set, limit=limit or None)
+    print_feature_set(essential, feature_set, limit=limit or None)
 
 
 def run_with_errors(action):

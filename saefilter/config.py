@@ -34,6 +34,9 @@ def resolve_features_path(spec: str) -> Path:
     return DEFAULTS_DIR / "features.json" if spec == EMBEDDED else Path(spec)
 
 OnError = Literal["fail", "skip"]
+# Settings with a fixed set of values; --kernel is checked with the other scoring settings
+# (`scorer.check_settings`), before any model loads.
+CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,14 @@ class ScoreConfig:
     top_n: int = 5
     on_error: OnError = "fail"
     trust_remote_code: bool = False
+
+    def check_choices(self) -> None:
+        from saefilter.records import InputError
+
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value}")
 
     def fingerprint(self, sae_fingerprint: str, features_fingerprint: str) -> str:
         """Hash of everything that changes a score (not batch sizes, device or error policy)."""

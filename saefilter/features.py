@@ -70,10 +70,10 @@ def _parse_feature(item: Any, where: str) -> HarmfulFeature:
         item = {"index": item}
     index = item.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise InputError(f"{where}: 'index' must be a non-negative integer, got {index!r}")
+        raise InputError(f"{where}: 'index' must be a non-negative integer, got {json.dumps(index)}")
     weight = item.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-        raise InputError(f"{where}: 'weight' must be a positive number, got {weight!r}")
+        raise InputError(f"{where}: 'weight' must be a positive number, got {json.dumps(weight)}")
     return HarmfulFeature(index, str(item.get("label", "")), float(weight), dict(item.get("stats", {})))
 
 

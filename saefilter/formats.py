@@ -10,6 +10,7 @@ Supported per record (detected independently, so mixed files work):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,7 @@ def _turns(messages: Any, where: str) -> list[Turn]:
         role_value = message.get("role", message.get("from"))
         role = ROLE_ALIASES.get(str(role_value).lower()) if role_value is not None else None
         if role is None:
-            raise FormatError(f"{where}[{i}] has unknown role {role_value!r}")
+            raise FormatError(f"{where}[{i}] has unknown role {json.dumps(role_value)}")
         content = message.get("content", message.get("value"))
         turns.append(Turn(role, _content_text(content, f"{where}[{i}]")))
     return turns
@@ -120,7 +121,7 @@ def to_conversation(data: dict[str, Any], field: str | None = None) -> Conversat
     kind = detect_format(data, field)
     if kind == "field":
         if field not in data:
-            raise FormatError(f"no field {field!r} (keys: {', '.join(sorted(data)) or 'none'})")
+            raise FormatError(f"no field '{field}' (keys: {', '.join(sorted(data)) or 'none'})")
         conversation = _from_value(data[field], field)
     elif kind == "chat":
         conversation = Conversation(turns=tuple(_turns(data["messages"], "messages")))

@@ -30,7 +30,7 @@ def parse_hook_name(hook_name: str) -> HookPoint:
     match = HOOK_PATTERN.match(hook_name)
     if not match:
         raise InputError(
-            f"unsupported SAE hook point {hook_name!r}: saefilter reads the residual stream "
+            f"unsupported SAE hook point '{hook_name}': saefilter reads the residual stream "
             "(blocks.L.hook_resid_pre or blocks.L.hook_resid_post)"
         )
     return HookPoint(int(match.group(1)), match.group(2))  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ SCORE_DECIMALS = 6  # enough to rank; few enough that batch-size float noise nev
 def dataset_stem(path: Path) -> str:
     """'data.jsonl.gz' -> 'data': the name all outputs of a dataset share."""
     name = path.name
-    for suffix in (".gz", ".jsonl", ".json", ".parquet"):
+    for suffix in (".gz", ".jsonl", ".json", ".parquet", ".csv"):
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
     return name

@@ -12,7 +12,8 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,14 @@ from saefilter import __version__
 from saefilter.config import ScoreConfig, files_fingerprint
 from saefilter.outputs import atomic_writer, iter_jsonl, json_line, output_path, ranks_and_percentiles, write_json
 from saefilter.records import BadLine, InputError, Record, check_input_path, file_sha256, read_lines
-from saefilter.scorer import Prepared, Scorer, Skipped
+from saefilter.scorer import Prepared, Preparer, Scorer, Skipped
 
 ProgressFn = Callable[[int], None]
+StatusFn = Callable[[str], AbstractContextManager[Any]]  # shows "what is happening" while a slow step runs
+
+
+def no_status(_message: str) -> AbstractContextManager[Any]:
+    return nullcontext()
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Shard:
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
-            raise InputError(f"--shard must look like I/N (e.g. 0/8), got {text!r}") from None
+            raise InputError(f"--shard must look like I/N (e.g. 0/8), got '{text}'") from None
         if count < 1 or not 0 <= index < count:
             raise InputError(f"--shard {text}: need 0 <= I < N")
         return cls(index, count)
@@ -118,20 +124,20 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def validate_all(scorer: Scorer, input_path: Path, owned: Callable[[int], bool] = every_line) -> int:
-    """Fail-fast pass for --on-error fail: find the first bad line before any model work."""
+def validate_all(preparer: Preparer, input_path: Path, owned: Callable[[int], bool] = every_line) -> int:
+    """Fail-fast pass for --on-error fail: read, render and tokenise every line before the model loads."""
     n_lines = 0
     for item in read_lines(input_path):
         if not owned(item.line_no):
             continue
         n_lines += 1
-        prepared = scorer.prepare(item)
+        prepared = preparer.prepare(item)
         if isinstance(prepared, Skipped) and not prepared.blank:
             raise InputError(f"{input_path}:{prepared.line_no}: {prepared.reason} (use --on-error skip to set it aside)")
     return n_lines
 
 
-def score_chunk(scorer: Scorer, chunk: list[Record | BadLine]) -> list[dict[str, Any]]:
+def score_chunk(scorer: Scorer, chunk: Sequence[Record | BadLine]) -> list[dict[str, Any]]:
     """One output row per input line, in input order: a score row, or a skipped row with its reason."""
     prepared = [scorer.prepare(item) for item in chunk]
     scored = iter(scorer.score_rows([p for p in prepared if isinstance(p, Prepared)]))
@@ -170,18 +176,29 @@ def score_file(
     on_start: Callable[[int], None] | None = None,
     on_progress: ProgressFn | None = None,
     shard: Shard | None = None,
+    status: StatusFn = no_status,
 ) -> ScoreSummary | Path:
-    """Score a dataset into a ranked score file (or, with `shard`, one unranked shard file for `merge`)."""
+    """Score a dataset into a ranked score file (or, with `shard`, one unranked shard file for `merge`).
+
+    With --on-error fail every line is read, rendered and tokenised before the model weights load
+    (unless a loaded `scorer` is passed), so a bad line costs seconds, not a model load."""
     check_input_path(input_path)
     started = time.perf_counter()
-    scorer = scorer or Scorer.load(config)
     outputs = ScoreOutputs.for_input(input_path, output, shard)
     if outputs.scores.resolve() == input_path.resolve():
         raise InputError(f"{output}: refusing to overwrite the input file")
     owned = shard.owns if shard else every_line
-    n_lines = validate_all(scorer, input_path, owned) if config.on_error == "fail" else count_lines(input_path, owned)
+    if config.on_error == "fail":
+        with status("reading the tokenizer and checking every line..."):
+            preparer = scorer.preparer if scorer is not None else Preparer.load(config)
+            n_lines = validate_all(preparer, input_path, owned)
+    else:
+        preparer, n_lines = (scorer.preparer if scorer is not None else None), count_lines(input_path, owned)
     if n_lines == 0 and shard is None:
         raise InputError(f"{input_path}: empty file, nothing to score")
+    if scorer is None:
+        with status("loading model, SAE and features..."):
+            scorer = Scorer.load(config, preparer)
     state = {"input": file_sha256(input_path), "config": scorer.method.fingerprint, "version": __version__}
     done = _resume_point(outputs, state) if resume else 0
     if not resume or done == 0:

@@ -6,14 +6,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_show_third_party = False
+
+
+def show_third_party_output(show: bool) -> None:
+    """`--verbose`: let transformers' logs and bars through, for when loading a model goes wrong."""
+    global _show_third_party
+    _show_third_party = show
+
 
 @contextmanager
 def quiet_third_party() -> Iterator[None]:
     """Silence transformers' and huggingface_hub's progress bars and info/warning logs for the duration,
     and what else they write to stderr (the GGUF de-quantisation bar is a plain tqdm that no setting
-    turns off). Exceptions still propagate."""
+    turns off). Exceptions still propagate. A no-op under `--verbose`."""
     import contextlib
     import io
+
+    if _show_third_party:
+        yield
+        return
 
     import transformers
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars

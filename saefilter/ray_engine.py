@@ -27,7 +27,7 @@ from saefilter.layers import check_hook_depth
 from saefilter.named_models import resolve_model_spec
 from saefilter.outputs import json_line
 from saefilter.pipeline import ScoreOutputs, ScoreSummary, chunked, count_lines, finalize, score_chunk
-from saefilter.records import InputError, is_parquet, is_uri, iter_parquet_lines, parse_line, strip_terminator
+from saefilter.records import InputError, is_csv, is_parquet, is_uri, iter_parquet_lines, parse_line, strip_terminator
 from saefilter.sae import LoadedSAE
 from saefilter.scorer import Method, check_width
 
@@ -157,6 +157,9 @@ def score_with_ray(
     on_progress: Callable[[int], None] | None = None,
 ) -> ScoreSummary:
     started = time.perf_counter()
+    if is_csv(source) or (not is_uri(source) and Path(source).is_dir()):
+        raise InputError(f"{source}: the Ray engine reads JSONL and Parquet; score CSV files and dataset folders "
+                         "with --engine local, or write them as Parquet (dataset.to_parquet)")
     if not is_uri(source) and not Path(source).is_file():
         raise InputError(f"{source}: no such file")
     method = Method.load(config)  # SAE and features are checked before any actor starts...

@@ -1,15 +1,19 @@
-"""Read JSONL (optionally gzipped) or Parquet datasets line by line, keeping every line accounted for.
+"""Read datasets record by record, keeping every line accounted for: JSONL (optionally gzipped),
+Parquet, CSV, and folders written by Hugging Face `datasets.Dataset.save_to_disk`.
 
 Each physical line becomes either a `Record` (parsed JSON object) or a `BadLine` with a reason,
 so that callers can fail loudly or route the line to a skipped file: never drop it silently.
-A Parquet row is line N+1 for row index N, read as its JSON text (`parquet_line`), so ids, prune
-outputs and every later step treat both formats alike.
+A row of a table (Parquet, an Arrow dataset folder) is line N+1 for row index N, read as its JSON
+text (`table_line`), so ids, prune outputs and every later step treat all formats alike. A CSV row
+is numbered by the physical line it starts on (the header is line 1), so an editor jumps to it.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,20 +64,39 @@ def open_binary(path: Path):
     return path.open("rb")
 
 
+SUPPORTED = ".jsonl, .jsonl.gz, .parquet or .csv file, or a folder written by datasets' save_to_disk"
+
+
 def check_input_path(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
-        raise InputError(f"{path}: is a directory; pass a .jsonl, .jsonl.gz or .parquet file")
+        if (path / "dataset_dict.json").exists():
+            splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+            raise InputError(f"{path}: a DatasetDict with splits {', '.join(splits)}; pass one split's folder, "
+                             f"e.g. {path / (splits[0] if splits else 'train')}")
+        if not (path / "state.json").exists():
+            raise InputError(f"{path}: is a directory without state.json; pass a {SUPPORTED}")
 
 
 def is_parquet(path: Path | str) -> bool:
     return str(path).endswith(".parquet")
 
 
-def parquet_line(row: dict[str, Any]) -> bytes:
-    """A Parquet row as one JSON line, in column order; non-JSON values (dates, decimals) as text."""
+def is_csv(path: Path | str) -> bool:
+    return str(path).endswith((".csv", ".csv.gz"))
+
+
+def is_arrow_dataset(path: Path) -> bool:
+    return path.is_dir() and (path / "state.json").exists()
+
+
+def table_line(row: dict[str, Any]) -> bytes:
+    """A table row as one JSON line, in column order; non-JSON values (dates, decimals) as text."""
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+parquet_line = table_line  # the name the Ray engine and older callers use
 
 
 def strip_terminator(raw: bytes) -> bytes:
@@ -85,14 +108,87 @@ def strip_terminator(raw: bytes) -> bytes:
 
 
 def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (line_no, raw) for every physical line (or Parquet row), stripping only the terminator."""
+    """Yield (line_no, raw) for every physical line (or table row), stripping only the terminator."""
+    for line_no, raw, _problem in iter_lines_checked(path):
+        yield line_no, raw
+
+
+def iter_lines_checked(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
+    """(line_no, raw, problem): `problem` says why a row cannot even become a record (a CSV row with
+    the wrong number of fields), else None and `raw` is the JSON or JSONL text of the record."""
     check_input_path(path)
-    if is_parquet(path):
-        yield from iter_parquet_lines(path)
-        return
-    with open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            yield line_no, strip_terminator(raw)
+    if is_arrow_dataset(path):
+        yield from ((n, raw, None) for n, raw in iter_arrow_dataset_lines(path))
+    elif is_parquet(path):
+        yield from ((n, raw, None) for n, raw in iter_parquet_lines(path))
+    elif is_csv(path):
+        yield from iter_csv_lines(path)
+    else:
+        with open_binary(path) as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                yield line_no, strip_terminator(raw), None
+
+
+def iter_csv_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
+    """Rows of a CSV file with a header line, as JSON objects {column: text}. A row whose field count
+    differs from the header's is kept as its CSV text with the reason, never dropped or padded."""
+    with open_binary(path) as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise InputError(f"{path}:1: not a readable CSV header ({err})") from None
+        if len(set(header)) != len(header) or not all(header):
+            raise InputError(f"{path}:1: the CSV header needs distinct, non-empty column names, got: {', '.join(header)}")
+        previous_end = reader.line_num
+        while True:
+            start = previous_end + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as err:
+                raise InputError(f"{path}:{start}: not readable as CSV ({err})") from None
+            previous_end = reader.line_num
+            if not fields:
+                yield start, b"", None
+            elif len(fields) != len(header):
+                raw = ",".join(fields).encode("utf-8")
+                yield start, raw, f"expected {len(header)} CSV fields (the header's), got {len(fields)}"
+            else:
+                yield start, table_line(dict(zip(header, fields, strict=True))), None
+
+
+def arrow_dataset_files(path: Path) -> list[Path]:
+    """The Arrow files of a `save_to_disk` folder, in row order (state.json lists them)."""
+    state = json.loads((path / "state.json").read_text())
+    if state.get("_indices_data_files"):
+        raise InputError(f"{path}: saved with an indices mapping; save it again after dataset.flatten_indices()")
+    files = [path / entry["filename"] for entry in state.get("_data_files", [])]
+    missing = [str(f) for f in files if not f.exists()]
+    if not files or missing:
+        raise InputError(f"{path}: state.json names data files that are not there: {', '.join(missing) or 'none'}")
+    return files
+
+
+def iter_arrow_dataset_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(row_index + 1, JSON line) for every row of a `datasets` save_to_disk folder, read with pyarrow
+    (the folder's Arrow stream files), so reading it needs no `datasets` import."""
+    import pyarrow as pa
+
+    line_no = 0
+    for file in arrow_dataset_files(path):
+        try:
+            with pa.memory_map(str(file)) as source:
+                reader = pa.ipc.open_stream(source)
+                for batch in reader:
+                    for row in batch.to_pylist():
+                        line_no += 1
+                        yield line_no, table_line(row)
+        except pa.ArrowInvalid as err:
+            raise InputError(f"{file}: not a readable Arrow file ({err})") from None
 
 
 def iter_parquet_lines(source: Any, batch_rows: int = 1024) -> Iterator[tuple[int, bytes]]:
@@ -129,8 +225,8 @@ def parse_line(path: str, line_no: int, raw: bytes) -> Record | BadLine:
 def read_lines(path: Path) -> Iterator[Record | BadLine]:
     """Every line of `path`, parsed. Blank lines come back as BadLine so they stay accounted for."""
     name = str(path)
-    for line_no, raw in iter_raw_lines(path):
-        yield parse_line(name, line_no, raw)
+    for line_no, raw, problem in iter_lines_checked(path):
+        yield BadLine(name, line_no, raw, problem) if problem else parse_line(name, line_no, raw)
 
 
 def is_uri(path: Path | str) -> bool:
@@ -139,7 +235,12 @@ def is_uri(path: Path | str) -> bool:
 
 
 def file_sha256(path: Path | str) -> str:
+    """Content hash of a file, or of a `save_to_disk` folder's state and data files in order."""
     digest = hashlib.sha256()
+    if not is_uri(path) and Path(path).is_dir():
+        for part in [Path(path) / "state.json", *arrow_dataset_files(Path(path))]:
+            digest.update(part.name.encode() + b"\0" + bytes.fromhex(file_sha256(part).removeprefix("sha256:")))
+        return "sha256:" + digest.hexdigest()
     if is_uri(path):
         import pyarrow.fs
 

@@ -81,7 +81,7 @@ def read_labelled(path: Path, column: str, field: str | None = None) -> tuple[li
                 continue
             raise InputError(item.message())
         if column not in item.data:
-            raise InputError(f"{path}:{item.line_no}: no label key {column!r}")
+            raise InputError(f"{path}:{item.line_no}: no label key '{column}'")
         conversations.append(_from_object(item.data, f"{path}:{item.line_no}", field))
         labels.append(1 if item.data[column] else 0)
     return conversations, labels

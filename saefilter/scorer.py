@@ -18,7 +18,7 @@ from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spe
 from saefilter.features import FeatureSet, load_feature_set
 from saefilter.formats import FormatError, to_conversation
 from saefilter.layers import check_hook_point
-from saefilter.model import LoadedModel, load_model
+from saefilter.model import LoadedModel, load_model, load_tokenizer
 from saefilter.outputs import round_score
 from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity
 from saefilter.records import BadLine, InputError, Record
@@ -54,13 +54,15 @@ def check_width(hidden: int, sae: LoadedSAE) -> None:
         )
 
 
-def load_backbone(config: ScoreConfig, check_sae: Callable[[int], None] | None = None) -> tuple[LoadedModel, LoadedSAE]:
+def load_backbone(
+    config: ScoreConfig, check_sae: Callable[[int], None] | None = None, tokenizer: Any = None
+) -> tuple[LoadedModel, LoadedSAE]:
     """Model and SAE, checked against each other (and by `check_sae(d_sae)`) before any forward pass."""
     check_settings(config)
     sae = load_sae(resolve_sae_spec(config.sae))
     if check_sae:
         check_sae(sae.d_sae)
-    lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code)
+    lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code, tokenizer)
     check_widths(lm, sae)
     sae.sae.to(lm.device)
     return lm, sae
@@ -72,7 +74,7 @@ def check_settings(config: ScoreConfig) -> None:
     if config.neighbours < 1:
         raise InputError("--neighbours must be at least 1")
     if config.kernel not in KERNELS:
-        raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got {config.kernel!r}")
+        raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got '{config.kernel}'")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,32 @@ class Method:
         }
 
 
+@dataclass(frozen=True)
+class Preparer:
+    """Reads, renders and tokenises records with the tokenizer alone, so every line can be checked
+    (`--on-error fail`) before the model weights load."""
+
+    config: ScoreConfig
+    tokenizer: Any
+
+    @classmethod
+    def load(cls, config: ScoreConfig) -> Preparer:
+        check_settings(config)
+        return cls(config, load_tokenizer(config.model, config.trust_remote_code))
+
+    def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
+        """Parse, render and tokenise one line, or say why it cannot be scored."""
+        if isinstance(item, BadLine):
+            return Skipped(item.line_no, item.record_id, item.reason, item.blank)
+        try:
+            conversation = to_conversation(item.data, self.config.field)
+            rendered = render(conversation, self.tokenizer, self.config.tokens)
+            encoded = encode(rendered, self.tokenizer, self.config.max_tokens)
+        except FormatError as err:
+            return Skipped(item.line_no, item.record_id, str(err))
+        return Prepared(item, encoded)
+
+
 @dataclass
 class Scorer:
     """The method plus what runs it: the model and the encoder truncated at the SAE's hook."""
@@ -134,26 +162,23 @@ class Scorer:
     encoder: FeatureEncoder
 
     @classmethod
-    def load(cls, config: ScoreConfig) -> Scorer:
+    def load(cls, config: ScoreConfig, preparer: Preparer | None = None) -> Scorer:
+        """Everything for scoring; `preparer` (already loaded to check the input) lends its tokenizer."""
         feature_set = load_feature_set(resolve_features_path(config.features))
-        lm, sae = load_backbone(config, check_sae=feature_set.check_against)
+        tokenizer = preparer.tokenizer if preparer is not None else None
+        lm, sae = load_backbone(config, check_sae=feature_set.check_against, tokenizer=tokenizer)
         return cls(Method.load(config, sae, feature_set), lm, FeatureEncoder(lm, sae))
 
     @property
     def config(self) -> ScoreConfig:
         return self.method.config
 
+    @property
+    def preparer(self) -> Preparer:
+        return Preparer(self.config, self.lm.tokenizer)
+
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
-        """Parse, render and tokenise one line, or say why it cannot be scored."""
-        if isinstance(item, BadLine):
-            return Skipped(item.line_no, item.record_id, item.reason, item.blank)
-        try:
-            conversation = to_conversation(item.data, self.config.field)
-            rendered = render(conversation, self.lm.tokenizer, self.config.tokens)
-            encoded = encode(rendered, self.lm.tokenizer, self.config.max_tokens)
-        except FormatError as err:
-            return Skipped(item.line_no, item.record_id, str(err))
-        return Prepared(item, encoded)
+        return self.preparer.prepare(item)
 
     def score_rows(self, prepared: Sequence[Prepared]) -> list[dict[str, Any]]:
         """Score rows (without rank/percentile) in the order given."""

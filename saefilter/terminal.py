@@ -105,6 +105,15 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
         console.print("selection: " + ", ".join(f"{k}={v}" for k, v in selection.items() if not isinstance(v, dict)))
 
 
+def describe_cutoff(cutoff: dict) -> str:
+    """{'fraction': 0.25} -> 'top 25% of scores' (the flag the user gave, in words)."""
+    if "top_k" in cutoff:
+        return f"the {cutoff['top_k']} highest scores"
+    if "fraction" in cutoff:
+        return f"the top {cutoff['fraction']:.4g} of scores ({cutoff['fraction'] * 100:.4g}%)"
+    return f"scores at or above {cutoff['threshold']:g}"
+
+
 def print_prune_summary(console: Console, result: PruneResult) -> None:
     counts, stats = result.summary["counts"], result.summary["score_stats"]
     table = Table(title=f"saefilter prune: {result.summary['input']}", title_justify="left")
@@ -116,7 +125,8 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
     if counts["unscorable"]:
         table.add_row("unscorable (see prune.json)", str(counts["unscorable"]), "", "")
     console.print(table)
-    console.print(f"cut-off {result.summary['cutoff']}, seed {result.summary['seed']}; kept + removed + unscorable = input: checked")
+    console.print(f"cut-off: {describe_cutoff(result.summary['cutoff'])}, seed {result.summary['seed']}; "
+                  "kept + removed + unscorable = input: checked")
     for label, path in (("pruned", result.pruned), ("removed", result.removed), ("random", result.random), ("report", result.report)):
         console.print(f"{label:8s}-> {path}")
 

@@ -55,7 +55,7 @@ def test_missing_input_and_bad_choice(tmp_path, tiny_args):
     result = saefilter("score", str(tmp_path / "v[ray].jsonl"), *tiny_args)  # brackets are not markup
     assert result.returncode == 2 and "v[ray].jsonl: no such file" in " ".join(result.stderr.split())
     result = saefilter("score", str(tmp_path), *tiny_args)
-    assert result.returncode == 2 and "is a directory" in result.stderr
+    assert result.returncode == 2 and "is a directory without state.json" in result.stderr
     result = saefilter("score", str(tmp_path / "x.jsonl"), "--aggregation", "median", *tiny_args)
     assert result.returncode == 2 and "--aggregation must be one of max, mean" in result.stderr
 
@@ -71,3 +71,28 @@ def test_every_option_of_every_command_is_explained():
         if not getattr(param, "help", None) and param.param_type_name == "option" and param.name != "help"
     ]
     assert undocumented == []
+
+
+def test_quiet_prints_nothing_but_verbose_and_errors_do(tmp_path, tiny_args):
+    data = write_jsonl(tmp_path / "d.jsonl", [chat("hello", "hi there"), chat("hello", "how are you")])
+    quiet = saefilter("score", str(data), *tiny_args, "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    loud = saefilter("prune", str(data), "--fraction", "0.5", *tiny_args)
+    assert loud.returncode == 0, loud.stderr
+    text = " ".join(loud.stdout.split())
+    assert "cut-off: the top 0.5 of scores (50%)" in text and "{" not in text  # words, not a Python dict
+    both = saefilter("score", str(data), *tiny_args, "-q", "-v")
+    assert both.returncode == 2 and "--quiet and --verbose contradict each other" in both.stderr
+    bad = saefilter("score", str(tmp_path / "nope.jsonl"), *tiny_args, "--quiet")
+    assert bad.returncode == 2 and "no such file" in bad.stderr  # errors show even when quiet
+
+
+def test_every_command_takes_quiet_and_verbose():
+    command = typer.main.get_command(app)
+    missing = [
+        f"{name} {sub_name}".strip()
+        for name, sub in command.commands.items()
+        for sub_name, leaf in (getattr(sub, "commands", None) or {"": sub}).items()
+        if not {"quiet", "verbose"} <= {p.name for p in leaf.params}
+    ]
+    assert missing == []

@@ -1,0 +1,154 @@
+"""The Python API: what the CLI runs, callable from a notebook or a `datasets` pipeline.
+
+    import saefilter
+    scorer = saefilter.load_scorer()                      # the embedded default model, SAE and features
+    rows = list(scorer.score([{"messages": [...]}, ...]))  # the rows a score file holds, in order
+    saefilter.score_file("data.jsonl")                     # = saefilter score data.jsonl
+    saefilter.prune_file("data.jsonl", fraction=0.25)      # = saefilter prune data.jsonl --fraction 0.25
+
+Options are the CLI's flags as keyword arguments (`max_tokens=512`, `on_error="skip"`, ...). Nothing
+here imports torch until a model is loaded, so `import saefilter` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from saefilter.config import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
+from saefilter.model import DEFAULT_MODEL
+from saefilter.outputs import ranks_and_percentiles
+from saefilter.records import InputError, Record, parse_line, table_line
+
+if TYPE_CHECKING:
+    from saefilter.pipeline import ScoreSummary
+    from saefilter.prune import PruneResult
+    from saefilter.scorer import Scorer
+
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ScoreConfig) if f.name not in ("model", "sae", "features"))
+
+
+def make_config(model: str, sae: str, features: str, options: Mapping[str, Any]) -> ScoreConfig:
+    """A checked ScoreConfig; an unknown option is a TypeError naming the ones that exist."""
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; options are: {', '.join(OPTION_NAMES)}")
+    config = ScoreConfig(model=str(model), sae=str(sae), features=str(features), **options)
+    config.check_choices()
+    return config
+
+
+class RecordScorer:
+    """A loaded model, SAE and feature set that scores records (dicts in any supported format)."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+
+    @property
+    def config(self) -> ScoreConfig:
+        return self.scorer.config
+
+    def stream(self, records: Iterable[Mapping[str, Any]], source: str = "<records>") -> Iterator[dict[str, Any]]:
+        """One row per record, in order, as soon as its chunk is scored: the score file's rows without
+        rank and percentile (which need every score). Record i is line i+1 of `source`; its id is the
+        hash of its compact JSON (as for a Parquet row). A record that cannot be scored raises
+        InputError naming it (on_error="fail") or comes back as {"line", "id", "skipped": reason}."""
+        from saefilter.pipeline import chunked, score_chunk
+
+        items = (as_record(record, source, i) for i, record in enumerate(records, start=1))
+        for chunk in chunked(items, self.config.chunk_records):
+            if self.config.on_error == "fail":
+                check_chunk(self.scorer, chunk)
+            yield from score_chunk(self.scorer, chunk)
+
+    def score(self, records: Iterable[Mapping[str, Any]], source: str = "<records>") -> Iterator[dict[str, Any]]:
+        """The rows `saefilter score` writes for these records, rank and percentile included, in
+        input order (scores all records before yielding the first row; `stream` does not wait).
+        With on_error="skip" a record that cannot be scored comes back in its place as the row the
+        CLI writes to <stem>.skipped.jsonl, so every record is accounted for."""
+        rows = list(self.stream(records, source))
+        scored = [row for row in rows if "score" in row]
+        ranks, percentiles = ranks_and_percentiles(np.array([row["score"] for row in scored], dtype=np.float64))
+        position = 0
+        for row in rows:
+            if "score" in row:
+                row = {**row, "rank": int(ranks[position]), "percentile": float(percentiles[position])}
+                position += 1
+            yield row
+
+
+def as_record(record: Mapping[str, Any], source: str, line_no: int) -> Record:
+    if not isinstance(record, Mapping):
+        raise InputError(f"{source}:{line_no}: expected a dict (a record), got {type(record).__name__}")
+    parsed = parse_line(source, line_no, table_line(dict(record)))
+    if not isinstance(parsed, Record):
+        raise InputError(parsed.message())
+    return parsed
+
+
+def check_chunk(scorer: Scorer, chunk: list[Record]) -> None:
+    from saefilter.scorer import Skipped
+
+    for record in chunk:
+        prepared = scorer.prepare(record)
+        if isinstance(prepared, Skipped):
+            raise InputError(f"{record.path}:{record.line_no}: {prepared.reason} (use on_error='skip' to set it aside)")
+
+
+def load_scorer(
+    model: str = DEFAULT_MODEL, sae: str = DEFAULT_SAE, features: str = DEFAULT_FEATURES, **options: Any
+) -> RecordScorer:
+    """Load the model, SAE and harmful features once; score as many records as you like with it."""
+    from saefilter.scorer import Scorer
+
+    return RecordScorer(Scorer.load(make_config(model, sae, features, options)))
+
+
+def score_file(
+    path: str | Path,
+    output: str | Path | None = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    sae: str = DEFAULT_SAE,
+    features: str = DEFAULT_FEATURES,
+    resume: bool = False,
+    scorer: RecordScorer | None = None,
+    **options: Any,
+) -> ScoreSummary:
+    """`saefilter score PATH`: the ranked score file next to the input (or at `output`); returns its
+    summary (`.outputs.scores` is the file). Pass `scorer` to reuse a loaded model."""
+    from saefilter.pipeline import score_file as run
+
+    config = scorer.config if scorer is not None else make_config(model, sae, features, options)
+    return run(Path(path), config, Path(output) if output else None, resume, scorer.scorer if scorer else None)
+
+
+def prune_file(
+    path: str | Path,
+    *,
+    top_k: int | None = None,
+    fraction: float | None = None,
+    threshold: float | None = None,
+    seed: int | None = None,
+    output_dir: str | Path | None = None,
+    scores: str | Path | None = None,
+    rescore: bool = False,
+    model: str = DEFAULT_MODEL,
+    sae: str = DEFAULT_SAE,
+    features: str = DEFAULT_FEATURES,
+    **options: Any,
+) -> PruneResult:
+    """`saefilter prune PATH`: pruned, removed and random-baseline files; scores first unless a score
+    file made from this input with this configuration exists (or `scores` names one)."""
+    from saefilter.prune import DEFAULT_SEED, Cutoff, prune_dataset, scores_for
+
+    cutoff = Cutoff(top_k, fraction, threshold)
+    cutoff.validate()
+    config = make_config(model, sae, features, options)
+    scores_path, _reused = scores_for(Path(path), config, Path(scores) if scores else None, rescore)
+    return prune_dataset(Path(path), scores_path, cutoff, DEFAULT_SEED if seed is None else seed,
+                         Path(output_dir) if output_dir else None)
