@@ -15,7 +15,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from saefilter.config import CHOICES, DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, SELECTIONS, ScoreConfig
+from saefilter.config import (
+    BUILTIN_CONTRASTS,
+    CHOICES,
+    DEFAULT_FEATURES,
+    DEFAULT_KERNEL,
+    DEFAULT_SAE,
+    DEFAULT_TOP_EACH,
+    SELECTIONS,
+    ScoreConfig,
+)
 from saefilter.model import DEFAULT_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -415,10 +424,12 @@ app.add_typer(features_app, name="features")
 
 @features_app.command("build")
 def features_build(
-    harmful: Annotated[list[Path], typer.Option("--harmful", "-H", help="Harmful reference file(s): .jsonl/.json/.csv/.txt.")] = [],
-    benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign reference file(s), matched in domain to --harmful.")] = [],
+    harmful: Annotated[list[Path], typer.Option("--harmful", "-H", help="Harmful reference file(s): .jsonl/.json/.csv/.txt. Default: the built-in contrasts.")] = [],
+    benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign reference file(s), matched in form to --harmful.")] = [],
+    contrast: Annotated[list[str], typer.Option("--contrast", "-c", help=f"Built-in contrast(s) to select from (default: all: {', '.join(BUILTIN_CONTRASTS)}); see `saefilter features contrasts`.")] = [],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
-    top: Annotated[int, typer.Option("--top", help="How many features to keep (the paper kept 100).")] = 100,
+    top: Annotated[int, typer.Option("--top", help="How many features to keep from one contrast (the paper kept 100).")] = 100,
+    top_each: Annotated[int, typer.Option("--top-each", help="With several contrasts: the first N features of each, merged (as the embedded default).")] = DEFAULT_TOP_EACH,
     ids: Annotated[str | None, typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
     column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
     min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
@@ -431,15 +442,24 @@ def features_build(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     batch_size: BatchOpt = 16,
+    batch_tokens: BatchTokensOpt = 8192,
     trust_remote_code: TrustOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Select the SAE latents that best separate harmful from benign reference text."""
+    """Select the SAE latents that best separate harmful from benign reference text.
+
+    With no --harmful/--benign, from the built-in contrasts shipped in the package (toxicity, harmful
+    intent, harmful answers), one ranked set each, merged with --top-each: how the embedded default's
+    set is built, for any model and SAE.
+    """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
     check_choice("--selection", selection, SELECTIONS)
-    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency, selection))
+    from saefilter.feature_selection import SelectionSettings
+
+    settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection)
+    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each))
     from saefilter.features import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -448,47 +468,65 @@ def features_build(
     out.print(f"features -> {output}")
 
 
-def _build_features(config, harmful, benign, top, ids, column, min_frequency, max_benign_frequency, selection):
-    from saefilter.feature_selection import (
-        build_feature_set,
-        encode_reference,
-        feature_set_from_ids,
-        reference_activations,
-    )
+def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each):
     from saefilter.records import InputError
-    from saefilter.reference import read_reference
+    from saefilter.reference import builtin_contrasts, read_reference
+
+    if ids is not None:
+        return _feature_set_from_ids(config, ids)
+    if bool(harmful) != bool(benign):
+        raise InputError("give both --harmful and --benign, or neither (the built-in contrasts)")
+    if harmful and contrast_names:
+        raise InputError("--contrast picks built-in contrasts; it does not go with --harmful/--benign")
+    if harmful:
+        sources = [("custom", [c for p in harmful for c in read_reference(p, column)],
+                    [c for p in benign for c in read_reference(p, column)])]
+        meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
+    else:
+        chosen = builtin_contrasts(contrast_names or None)
+        sources = [(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign))) for c in chosen]
+        meta = {"contrasts": "built-in"}
+    from functools import partial
+
+    from saefilter.activations import FeatureEncoder
+    from saefilter.feature_selection import build_from_contrasts
     from saefilter.scorer import load_backbone
     from saefilter.terminal import count_progress
 
-    if ids is not None:
-        from saefilter.config import resolve_sae_spec
-        from saefilter.sae import load_sae
-
-        try:
-            indices = [int(part) for part in ids.split(",") if part.strip()]
-        except ValueError:
-            raise InputError(f"--ids must be comma-separated integers, got '{ids}'") from None
-        loaded = load_sae(resolve_sae_spec(config.sae))
-        feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
-        feature_set.check_against(loaded.d_sae)
-        return feature_set
-    if not harmful or not benign:
-        raise InputError("give --harmful and --benign reference files (or --ids)")
     with console.status("loading model and SAE..."):
         lm, loaded = load_backbone(config)
-    from saefilter.activations import FeatureEncoder
+    meta |= {"model": config.model, "tokens": config.tokens, "hook": loaded.hook.name}
+    return build_from_contrasts(FeatureEncoder(lm, loaded), sources, settings, config.sae, meta, top_each,
+                                config.tokens, config.max_tokens, config.batch_size, config.batch_tokens,
+                                partial(count_progress, console))
 
-    encoder = FeatureEncoder(lm, loaded)
-    sets = {}
-    for name, paths in (("harmful", harmful), ("benign", benign)):
-        conversations = [c for path in paths for c in read_reference(path, column)]
-        samples, unusable = encode_reference(conversations, lm.tokenizer, config.tokens, config.max_tokens)
-        with count_progress(console, f"encoding {name}", len(samples)) as advance:
-            sets[name] = reference_activations(encoder, samples, unusable, config.batch_size, config.batch_tokens, advance)
-    meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign], "model": config.model,
-            "tokens": config.tokens, "hook": loaded.hook.name}
-    return build_feature_set(sets["harmful"], sets["benign"], top, lm.tokenizer.decode, config.sae, loaded.d_sae,
-                             meta, min_frequency, max_benign_frequency, selection)
+
+def _feature_set_from_ids(config, ids):
+    from saefilter.config import resolve_sae_spec
+    from saefilter.feature_selection import feature_set_from_ids
+    from saefilter.records import InputError
+    from saefilter.sae import load_sae
+
+    try:
+        indices = [int(part) for part in ids.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--ids must be comma-separated integers, got '{ids}'") from None
+    loaded = load_sae(resolve_sae_spec(config.sae))
+    feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
+    feature_set.check_against(loaded.d_sae)
+    return feature_set
+
+
+@features_app.command("contrasts")
+def features_contrasts(
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List the built-in reference contrasts: what each side is, rows, sources and licences."""
+    set_verbosity(quiet, verbose)
+    from saefilter.terminal import print_contrasts
+
+    print_contrasts(essential)
 
 
 @features_app.command("import-neuronpedia")

@@ -23,6 +23,10 @@ DEFAULT_KERNEL = "sq-excess"
 # How `features build` ranks latents (feature_selection): token-controlled unless asked otherwise,
 # so that a latent firing on a word in every context ('how', a name) is not taken for harm.
 SELECTIONS = ("token-controlled", "activation")
+# The contrasts shipped in saefilter/contrasts (scripts/build_contrasts.py) and how many features
+# `features build` takes from each when it merges them.
+BUILTIN_CONTRASTS = ("toxicity", "intent", "answers")
+DEFAULT_TOP_EACH = 20
 
 
 def resolve_sae_spec(spec: str) -> str:

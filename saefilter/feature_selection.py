@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,11 +29,18 @@ import numpy as np
 
 from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import SELECTIONS
-from saefilter.features import FeatureSet, HarmfulFeature
+from saefilter.features import FeatureSet, HarmfulFeature, merge_feature_sets
 from saefilter.formats import Conversation, FormatError
 from saefilter.render import EncodedSample, TokenMode, encode, render
 
 Selection = Literal["token-controlled", "activation"]
+# progress(label, total) -> a context manager yielding advance(n): the CLI passes a rich bar
+ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+@contextmanager
+def no_progress(_label: str, _total: int):
+    yield lambda _n: None
 RANKINGS = {
     "activation": "Cohen's d of per-sample max activation",
     "token-controlled": "Cohen's d of per-sample max excess over the latent's benign mean on the same token",
@@ -323,3 +331,50 @@ def feature_set_from_ids(ids: Sequence[int], sae_spec: str, d_sae: int, labels: 
     labels = labels or {}
     features = tuple(HarmfulFeature(i, labels.get(i, "")) for i in ids)
     return FeatureSet(features, d_sae, sae_spec, {"selection": {"method": "hand-picked ids"}})
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """How `features build` picks latents from one contrast (CLI flags of the same names)."""
+
+    top: int = 100
+    min_frequency: float = 0.02
+    max_benign_frequency: float = 0.5
+    selection: Selection = "token-controlled"
+
+
+def contrast_activations(
+    encoder: FeatureEncoder, conversations: list[Conversation], tokens: TokenMode, max_tokens: int,
+    batch_size: int, batch_tokens: int, progress: ProgressFactory | None = None, label: str = "",
+) -> ReferenceActivations:
+    samples, unusable = encode_reference(conversations, encoder.lm.tokenizer, tokens, max_tokens)
+    with (progress or no_progress)(f"encoding {label}", len(samples)) as advance:
+        return reference_activations(encoder, samples, unusable, batch_size, batch_tokens, advance)
+
+
+def build_from_contrasts(
+    encoder: FeatureEncoder,
+    contrasts: Sequence[tuple[str, list[Conversation], list[Conversation]]],
+    settings: SelectionSettings,
+    sae_spec: str,
+    meta: dict,
+    top_each: int | None,
+    tokens: TokenMode = "response",
+    max_tokens: int = 512,
+    batch_size: int = 16,
+    batch_tokens: int = 8192,
+    progress: ProgressFactory | None = None,
+) -> FeatureSet:
+    """One ranked set per contrast; with several, merged (`merge_feature_sets`, the first `top_each`
+    of each, labelled with the contrast's name), as the embedded default's set is built."""
+    built = []
+    for name, harmful_texts, benign_texts in contrasts:
+        sides = {side: contrast_activations(encoder, texts, tokens, max_tokens, batch_size, batch_tokens, progress,
+                                            f"{name} {side}" if len(contrasts) > 1 else side)
+                 for side, texts in (("harmful", harmful_texts), ("benign", benign_texts))}
+        built.append((name, build_feature_set(
+            sides["harmful"], sides["benign"], settings.top, encoder.lm.tokenizer.decode, sae_spec, encoder.sae.d_sae,
+            {**meta, "contrast": name}, settings.min_frequency, settings.max_benign_frequency, settings.selection)))
+    if len(built) == 1:
+        return built[0][1]
+    return merge_feature_sets(built, top_each)

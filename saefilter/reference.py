@@ -4,13 +4,16 @@
 - .json: a list of such records, or an object mapping ids to strings
 - .csv: one text per row, from `column` (or the first of a few usual names)
 - .txt: one text per line (a leading "- " is dropped, as in ToxiGen files)
+
+and the built-in contrasts shipped in the package (`builtin_contrasts`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +134,27 @@ def read_pairs(path: Path, field: str | None = None) -> Iterator[tuple[Conversat
                              f"keys: {', '.join(sorted(item.data)) or 'none'}")
         prompt = item.data.get("prompt")
         yield tuple(_pair_side(item.data[key], prompt, f"{where} ({key})", field) for key in keys)  # type: ignore[misc]
+
+
+BUILTIN_CONTRASTS_DIR = Path(__file__).parent / "contrasts"
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A harmful and a benign reference set that differ in one kind of harm (and, ideally, nothing else)."""
+
+    name: str
+    description: str
+    harmful: Path
+    benign: Path
+
+
+def builtin_contrasts(names: Sequence[str] | None = None) -> list[Contrast]:
+    """The contrasts shipped in the package (saefilter/contrasts/manifest.json), all or those named."""
+    manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text(encoding="utf-8"))["contrasts"]
+    unknown = [n for n in names or () if n not in manifest]
+    if unknown:
+        raise InputError(f"no built-in contrast {', '.join(unknown)}; there are: {', '.join(manifest)}")
+    return [Contrast(name, entry["description"], BUILTIN_CONTRASTS_DIR / entry["harmful"]["file"],
+                     BUILTIN_CONTRASTS_DIR / entry["benign"]["file"])
+            for name, entry in manifest.items() if not names or name in names]

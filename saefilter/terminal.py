@@ -166,3 +166,21 @@ def print_models(console: Console) -> None:
                       m.licence, shipped, escape(m.install))
     console.print(table)
     console.print("Also accepted: a .gguf file (converted once into the cache), a model folder, a Hugging Face id.")
+
+
+def print_contrasts(console: Console) -> None:
+    import json
+
+    from saefilter.reference import BUILTIN_CONTRASTS_DIR
+
+    manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text(encoding="utf-8"))
+    table = Table(title="built-in reference contrasts (saefilter features build --contrast NAME)", title_justify="left")
+    for column in ("name", "side", "rows", "what", "sources (licence)"):
+        table.add_column(column, overflow="fold")
+    for name, contrast in manifest["contrasts"].items():
+        for side in ("harmful", "benign"):
+            entry = contrast[side]
+            sources = "; ".join(f"{s['name']} {s['rows']} ({s['licence'].split(',')[0]})" for s in entry["sources"])
+            table.add_row(name if side == "harmful" else "", side, str(entry["rows"]), entry["what"], sources)
+    console.print(table)
+    console.print(f"files, manifest and licence notices: {BUILTIN_CONTRASTS_DIR}")

@@ -225,3 +225,49 @@ def test_token_baseline_is_the_benign_mean_per_token_and_latent():
     excess, peak = context_excess(tokens, baseline, n_samples=2)
     np.testing.assert_allclose(excess, [[0.0, 0.0], [1.0, 0.25]])
     assert peak[1, 0] == 1 and peak[1, 1] == 1
+
+
+def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_path, model_dir, sae_dir):
+    """No --harmful/--benign: one set per shipped contrast, merged as the embedded default is."""
+    from typer.testing import CliRunner
+
+    from saefilter.cli import app
+    from saefilter.features import load_feature_set
+    from saefilter.reference import builtin_contrasts
+
+    contrasts = builtin_contrasts()
+    assert [c.name for c in contrasts] == ["toxicity", "intent", "answers"]
+    assert all(c.harmful.is_file() and c.benign.is_file() for c in contrasts)
+    out = tmp_path / "built.json"
+    result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir),
+                                      "--top-each", "3", "--max-tokens", "64", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    built = load_feature_set(out)
+    assert [m["set"] for m in built.meta["merged_from"]] == ["toxicity", "intent", "answers"]
+    assert all(m["selection"]["contrasts"] == "built-in" and m["taken"] <= 3 for m in built.meta["merged_from"])
+    assert 0 < len(built.features) <= 9 and {f.stats["source"] for f in built.features} <= {"toxicity", "intent", "answers"}
+    one = tmp_path / "one.json"
+    result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir),
+                                      "--contrast", "answers", "--top", "4", "-o", str(one), "-q"])
+    assert result.exit_code == 0, result.output
+    assert load_feature_set(one).meta["selection"]["contrast"] == "answers"
+    result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir), "--contrast", "nope"])
+    assert result.exit_code == 2 and "no built-in contrast nope; there are: toxicity, intent, answers" in " ".join(result.output.split())
+
+
+def test_builtin_contrasts_are_small_and_every_row_has_a_licensed_source():
+    import json
+
+    from saefilter.reference import BUILTIN_CONTRASTS_DIR
+
+    manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text())
+    assert sum(p.stat().st_size for p in BUILTIN_CONTRASTS_DIR.iterdir()) < 5_000_000
+    notice = (BUILTIN_CONTRASTS_DIR / "NOTICE.md").read_text()
+    for contrast in manifest["contrasts"].values():
+        for side in ("harmful", "benign"):
+            entry = contrast[side]
+            lines = (BUILTIN_CONTRASTS_DIR / entry["file"]).read_text().splitlines()
+            assert len(lines) == entry["rows"] == sum(s["rows"] for s in entry["sources"])
+            for source in entry["sources"]:
+                assert source["licence"].startswith(("MIT", "CDLA-Permissive-2.0"))
+                assert source["name"] == "saefilter" or source["name"].split(" ")[0] in notice
