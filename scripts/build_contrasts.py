@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_reference_data import toxigen_by_group  # noqa: E402 - the same parsing as the files it wrote
+from build_reference_data import toxigen_by_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "artifacts" / "data"
