@@ -71,11 +71,20 @@ class ScoreConfig:
             if value not in choices:
                 raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value}")
 
+    @property
+    def resolved_dtype(self) -> str:
+        """The dtype the model will run in (`--dtype auto` resolved for this machine and model)."""
+        from saefilter.model import resolve_dtype_name
+
+        return resolve_dtype_name(self.dtype, self.device, self.model)
+
     def fingerprint(self, sae_fingerprint: str, features_fingerprint: str) -> str:
-        """Hash of everything that changes a score (not batch sizes, device or error policy)."""
-        keys = ("model", "tokens", "aggregation", "neighbours", "kernel", "max_tokens", "field", "dtype")
+        """Hash of everything that changes a score (not batch sizes, device or error policy). The dtype
+        is the resolved one, so a float32 score is never reused for a bfloat16 run or the other way."""
+        keys = ("model", "tokens", "aggregation", "neighbours", "kernel", "max_tokens", "field")
         payload = {key: asdict(self)[key] for key in keys}
-        payload |= {"sae": sae_fingerprint, "features": features_fingerprint, "scorer": SCORER_VERSION}
+        payload |= {"dtype": self.resolved_dtype, "sae": sae_fingerprint, "features": features_fingerprint,
+                    "scorer": SCORER_VERSION}
         return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

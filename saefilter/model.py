@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.named_models import resolve_model_spec
+from saefilter.named_models import find_named_model, resolve_model_spec
 from saefilter.quiet import quiet_third_party
 from saefilter.records import InputError
 
@@ -36,15 +36,64 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str, device: str) -> Any:
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo does not exist."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
+
+
+def native_bfloat16_cpu(flags: set[str] | None = None) -> bool:
+    """True where the CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX): there it runs about
+    twice as fast as float32; elsewhere bfloat16 is emulated and slower."""
+    return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
+
+
+def gpu_driver_present() -> bool:
+    """An NVIDIA or AMD GPU driver is loaded: only then can torch find a CUDA (or ROCm) device, so only
+    then is torch worth importing to ask (keeps `check`'s cached path free of torch)."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))
+
+
+def cuda_available() -> bool:
+    import sys
+
+    if "torch" not in sys.modules and not gpu_driver_present():
+        return False
     import torch
 
-    if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise InputError(f"unknown --dtype '{dtype}'; use auto, float32, bfloat16 or float16") from None
+    return torch.cuda.is_available()
+
+
+def auto_dtype(device: str, model_spec: str, native_bf16: bool) -> str:
+    """What `--dtype auto` means: bfloat16 on CUDA; on a CPU, bfloat16 only where the CPU runs it
+    natively *and* the model's bfloat16 scores were measured to agree with float32 ones (named
+    models with `cpu_bfloat16`; BENCHMARKS.md, "bfloat16 on CPU"); float32 everywhere else."""
+    if device == "cuda":
+        return "bfloat16"
+    named = find_named_model(model_spec)
+    return "bfloat16" if native_bf16 and named is not None and named.cpu_bfloat16 else "float32"
+
+
+def resolve_dtype_name(dtype: str, device: str, model_spec: str) -> str:
+    """The dtype a run will use, resolved without loading a model (scores and caches are keyed by it)."""
+    if dtype != "auto":
+        if dtype not in DTYPE_NAMES:
+            raise InputError(f"unknown --dtype '{dtype}'; use auto, {', '.join(DTYPE_NAMES)}")
+        return dtype
+    on_cuda = device == "cuda" or (device == "auto" and cuda_available())
+    return auto_dtype("cuda" if on_cuda else "cpu", model_spec, native_bfloat16_cpu())
+
+
+def resolve_dtype(dtype: str, device: str, model_spec: str = "") -> Any:
+    import torch
+
+    return getattr(torch, resolve_dtype_name(dtype, device, model_spec))
 
 
 def model_path(spec: str) -> str:
@@ -87,7 +136,7 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     resolved_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, resolved_device)
+    torch_dtype = resolve_dtype(dtype, resolved_device, spec)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, trust_remote_code)
     path = model_path(spec)
     try:

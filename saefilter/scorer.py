@@ -123,7 +123,8 @@ class Method:
             "background_cosine": round(self.proximity.background, 6),
             "max_tokens": config.max_tokens,
             "field": config.field,
-            "dtype": config.dtype,
+            "dtype": config.resolved_dtype,
+            "dtype_requested": config.dtype,
         }
 
 

@@ -110,6 +110,12 @@ def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path) -> tuple
     return acts, usable
 
 
+def cache_key(sae_fingerprint: str, split: str, limit: int, set_name: str, dtype: str = "float32") -> str:
+    """float32 keys keep their old names; other dtypes are kept apart by a suffix."""
+    suffix = "" if dtype == "float32" else f"-{dtype}"
+    return f"{sae_fingerprint[7:23]}-{split}-{limit}-{set_name.replace(' ', '_')}{suffix}.npz"
+
+
 def interval(scores: np.ndarray, labels: np.ndarray, n_boot: int) -> tuple[float, float]:
     return bootstrap_intervals(scores, labels, n_boot, 0, metric_fn=lambda s, y: {"auroc": auroc(s, y)})["auroc"]
 
@@ -185,11 +191,12 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--cache", type=Path, default=Path("artifacts/quality/cache"))
     parser.add_argument("--output", "-o", type=Path, default=None)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model dtype (the SAE runs in float32)")
     args = parser.parse_args()
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     sets = benchmark_sets(args.split, args.limit)
-    lm = load_model(DEFAULT_MODEL, device="auto", dtype="float32")
+    lm = load_model(DEFAULT_MODEL, device="auto", dtype=args.dtype)
     results, timings = {}, {}
     for item in args.config:
         name, _, spec = item.partition("=")
@@ -204,7 +211,7 @@ def main() -> None:
         encoder = FeatureEncoder(lm, loaded)
         scores, usable = {}, {}
         for set_name, data in sets.items():
-            key = f"{loaded.fingerprint[7:23]}-{args.split}-{args.limit}-{set_name.replace(' ', '_')}.npz"
+            key = cache_key(loaded.fingerprint, args.split, args.limit, set_name, args.dtype)
             acts, usable[set_name] = aggregated(encoder, data, args.cache / key)
             scores[set_name] = geometric_scores(acts, proximity)
         results[name] = measure(sets, scores, usable, args.bootstrap)

@@ -69,12 +69,29 @@ def test_every_format_scores_the_same_conversation_identically(tmp_path, model_d
 def test_scores_are_deterministic_and_independent_of_batching(tmp_path, model_dir, sae_dir):
     features = write_features(tmp_path / "f.json", [1, 5, 9])
     records = [chat("tell me a story", a * (i % 3 + 1)) for i, a in enumerate(ANSWERS * 3)]
-    first, _ = run(tmp_path, model_dir, sae_dir, features, records, name="a.jsonl")
-    second, _ = run(tmp_path, model_dir, sae_dir, features, records, name="b.jsonl")
-    batched, _ = run(tmp_path, model_dir, sae_dir, features, records, name="c.jsonl", batch_size=1, chunk_records=4)
+    first, _ = run(tmp_path, model_dir, sae_dir, features, records, name="a.jsonl", dtype="float32")
+    second, _ = run(tmp_path, model_dir, sae_dir, features, records, name="b.jsonl", dtype="float32")
+    batched, _ = run(tmp_path, model_dir, sae_dir, features, records, name="c.jsonl", batch_size=1, chunk_records=4, dtype="float32")
     reference = first.outputs.scores.read_bytes()
     assert second.outputs.scores.read_bytes() == reference
     assert batched.outputs.scores.read_bytes() == reference
+
+
+def test_bfloat16_scores_repeat_exactly_and_move_little_with_batching(tmp_path, model_dir, sae_dir):
+    """What README promises for bfloat16: byte-identical across runs with the same batch settings;
+    across batch sizes (other padding, other kernels) close, not identical."""
+    features = write_features(tmp_path / "f.json", [1, 5, 9])
+    records = [chat("tell me a story", a * (i % 3 + 1)) for i, a in enumerate(ANSWERS * 3)]
+    first, rows = run(tmp_path, model_dir, sae_dir, features, records, name="a.jsonl", dtype="bfloat16")
+    second, _ = run(tmp_path, model_dir, sae_dir, features, records, name="b.jsonl", dtype="bfloat16")
+    _, batched = run(tmp_path, model_dir, sae_dir, features, records, name="c.jsonl", batch_size=1, chunk_records=4, dtype="bfloat16")
+    _, float32 = run(tmp_path, model_dir, sae_dir, features, records, name="d.jsonl", dtype="float32")
+    assert second.outputs.scores.read_bytes() == first.outputs.scores.read_bytes()
+    scores, batched_scores, f32 = (np.array([r["score"] for r in rs]) for rs in (rows, batched, float32))
+    print("max |batch 16 - batch 1|", np.abs(scores - batched_scores).max(), "max |bf16 - fp32|", np.abs(scores - f32).max(),
+          "score range", np.ptp(f32))
+    assert np.abs(scores - batched_scores).max() <= 0.02 * np.ptp(f32)
+    assert np.abs(scores - f32).max() <= 0.05 * np.ptp(f32)
 
 
 def test_score_file_schema_and_order(tmp_path, model_dir, sae_dir):
