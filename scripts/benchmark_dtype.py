@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key  # noqa: E402
+from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key
 
-from saefilter.activations import FeatureEncoder  # noqa: E402
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec  # noqa: E402
-from saefilter.evaluate import geometric_scores  # noqa: E402
-from saefilter.features import load_feature_set  # noqa: E402
-from saefilter.metrics import auroc  # noqa: E402
-from saefilter.model import DEFAULT_MODEL, load_model  # noqa: E402
-from saefilter.proximity import feature_proximity  # noqa: E402
-from saefilter.sae import load_sae  # noqa: E402
+from saefilter.activations import FeatureEncoder
+from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.evaluate import geometric_scores
+from saefilter.features import load_feature_set
+from saefilter.metrics import auroc
+from saefilter.model import DEFAULT_MODEL, load_model
+from saefilter.proximity import feature_proximity
+from saefilter.sae import load_sae
 
 DTYPES = ("float32", "bfloat16")
 MIN_TOP_HALF_OVERLAP = 0.98

@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import LabelledSet, aggregated, benchmark_sets, cache_key, markdown, measure  # noqa: E402
+from benchmark_quality import LabelledSet, aggregated, benchmark_sets, cache_key, markdown, measure
 
-from saefilter.activations import FeatureEncoder  # noqa: E402
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec  # noqa: E402
-from saefilter.evaluate import geometric_scores  # noqa: E402
-from saefilter.features import load_feature_set  # noqa: E402
-from saefilter.model import DEFAULT_MODEL, load_model  # noqa: E402
-from saefilter.proximity import feature_proximity  # noqa: E402
-from saefilter.reference import builtin_contrasts, read_reference  # noqa: E402
-from saefilter.sae import load_sae  # noqa: E402
+from saefilter.activations import FeatureEncoder
+from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.evaluate import geometric_scores
+from saefilter.features import load_feature_set
+from saefilter.model import DEFAULT_MODEL, load_model
+from saefilter.proximity import feature_proximity
+from saefilter.reference import builtin_contrasts, read_reference
+from saefilter.sae import load_sae
 
 
 def component_scores(spec: str, sets: dict[str, LabelledSet], calibration: LabelledSet, split: str, limit: int,
