@@ -100,7 +100,7 @@ KernelOpt = Annotated[str, typer.Option("--kernel", help="Proximity of a cosine 
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Truncate each record to this many tokens (from the right, like SFT).")]
 FieldOpt = Annotated[str | None, typer.Option("--field", help="Read the text or messages from this key instead of auto-detecting.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype: auto, float32, bfloat16, float16. auto: bfloat16 on CUDA; on a CPU, bfloat16 where the CPU runs it natively (AVX512-BF16, AMX) and the model's bfloat16 scores were measured to agree (the embedded default), else float32.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Most records per forward pass.")]
 BatchTokensOpt = Annotated[int, typer.Option("--batch-tokens", help="Most padded tokens per forward pass.")]
 OnErrorOpt = Annotated[
@@ -157,7 +157,7 @@ def score(
     on_error: OnErrorOpt = "fail",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
-    shard: Annotated[str | None, typer.Option("--shard", help="Score only shard I of N (I/N, lines with (line-1) %% N == I); join with `saefilter merge`.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Score only shard I of N (I/N): blocks of --checkpoint-every records dealt round-robin; join with `saefilter merge`.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local: this process. ray: a Ray Data actor pool (pip install 'saefilter\\[ray]'); same score file.")] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
     ray_actors: Annotated[int | None, typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
@@ -180,7 +180,7 @@ def score(
         return
     if "://" in data:
         fail(f"{data}: remote inputs need --engine ray; the local engine reads local files")
-    shard_spec = run_with_errors(lambda: Shard.parse(shard)) if shard else None
+    shard_spec = run_with_errors(lambda: Shard.parse(shard, config.chunk_records)) if shard else None
     result = run_with_errors(lambda: _score_with_progress(Path(data), config, output, resume, score_progress, shard_spec))
     if shard_spec is not None:
         out.print(f"shard {shard} -> {result}\njoin all shards with: saefilter merge {data}")

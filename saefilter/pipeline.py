@@ -36,26 +36,28 @@ def no_status(_message: str) -> AbstractContextManager[Any]:
 
 @dataclass(frozen=True)
 class Shard:
-    """Shard I of N owns every line with (line_no - 1) % N == I: deterministic and balanced."""
+    """Shard I of N owns the records (counted from 0 in input order) of every block of `block`
+    consecutive records whose block number is I modulo N: deterministic and balanced. With the block
+    equal to the checkpoint window, each shard length-sorts and batches exactly the records a single
+    process batches together, so merged shards equal a single run byte for byte even where the
+    numerics depend on batch composition (bfloat16)."""
 
     index: int
     count: int
+    block: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> Shard:
+    def parse(cls, text: str, block: int = 1) -> Shard:
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
             raise InputError(f"--shard must look like I/N (e.g. 0/8), got '{text}'") from None
         if count < 1 or not 0 <= index < count:
             raise InputError(f"--shard {text}: need 0 <= I < N")
-        return cls(index, count)
+        return cls(index, count, block)
 
-    def owns(self, line_no: int) -> bool:
-        return (line_no - 1) % self.count == self.index
-
-    def expected_rows(self, lines_total: int) -> int:
-        return lines_total // self.count + (self.index < lines_total % self.count)
+    def owns(self, ordinal: int) -> bool:
+        return (ordinal // self.block) % self.count == self.index
 
 
 @dataclass
@@ -110,12 +112,12 @@ def current_scores(input_path: Path, config: ScoreConfig, output: Path | None = 
     return outputs.scores
 
 
-def every_line(_line_no: int) -> bool:
+def every_line(_ordinal: int) -> bool:
     return True
 
 
 def count_lines(path: Path, owned: Callable[[int], bool] = every_line) -> int:
-    return sum(1 for item in read_lines(path) if owned(item.line_no))
+    return sum(1 for ordinal, _item in enumerate(read_lines(path)) if owned(ordinal))
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -127,8 +129,8 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def validate_all(preparer: Preparer, input_path: Path, owned: Callable[[int], bool] = every_line) -> int:
     """Fail-fast pass for --on-error fail: read, render and tokenise every line before the model loads."""
     n_lines = 0
-    for item in read_lines(input_path):
-        if not owned(item.line_no):
+    for ordinal, item in enumerate(read_lines(input_path)):
+        if not owned(ordinal):
             continue
         n_lines += 1
         prepared = preparer.prepare(item)
@@ -209,7 +211,7 @@ def score_file(
     if on_progress and done:
         on_progress(done)
 
-    lines = (item for item in read_lines(input_path) if item.line_no > done and owned(item.line_no))
+    lines = (item for ordinal, item in enumerate(read_lines(input_path)) if item.line_no > done and owned(ordinal))
     with outputs.partial.open("a", encoding="utf-8") as partial:
         for chunk in chunked(lines, config.chunk_records):
             partial.write("".join(json_line(row) for row in score_chunk(scorer, chunk)))
@@ -225,7 +227,7 @@ def score_file(
 def write_shard(input_path: Path, outputs: ScoreOutputs, shard: Shard, description: dict[str, Any], n_rows: int) -> Path:
     """A finished shard: its unranked rows in line order, and what `merge` needs to check it."""
     write_json(shard_meta_path(outputs.scores), {
-        "shard": [shard.index, shard.count], "input_sha256": file_sha256(input_path),
+        "shard": [shard.index, shard.count, shard.block], "input_sha256": file_sha256(input_path),
         "lines_total": count_lines(input_path), "rows": n_rows, "run": description,
     })
     os.replace(outputs.partial, outputs.scores)

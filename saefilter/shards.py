@@ -11,9 +11,11 @@ import heapq
 import json
 from pathlib import Path
 
+import numpy as np
+
 from saefilter.outputs import iter_jsonl, json_line
 from saefilter.pipeline import ScoreOutputs, ScoreSummary, Shard, finalize, shard_meta_path
-from saefilter.records import InputError, file_sha256
+from saefilter.records import InputError, file_sha256, iter_raw_lines
 
 
 def find_shards(input_path: Path, output: Path | None = None) -> list[Path]:
@@ -41,7 +43,12 @@ def merge_shards(input_path: Path, shard_files: list[Path], output: Path | None 
         raise InputError(f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)}")
     if len(indices) != len(set(indices)):
         raise InputError("a shard was given twice")
+    blocks = {Shard(*meta["shard"]).block for meta in metas.values()}
+    if len(blocks) != 1:
+        raise InputError(f"shards were cut in different blocks (--checkpoint-every {', '.join(map(str, sorted(blocks)))}); "
+                         "score every shard with the same setting")
     input_sha = file_sha256(input_path)
+    line_numbers = np.fromiter((line_no for line_no, _raw in iter_raw_lines(input_path)), dtype=np.int64)
     first = next(iter(metas.values()))
     for path, meta in metas.items():
         if meta["input_sha256"] != input_sha:
@@ -49,10 +56,11 @@ def merge_shards(input_path: Path, shard_files: list[Path], output: Path | None 
         if meta["run"]["config_fingerprint"] != first["run"]["config_fingerprint"]:
             raise InputError(f"{path} was scored with a different configuration than the other shards")
         shard = Shard(*meta["shard"])
-        lines = [row["line"] for row in iter_jsonl(path)]
-        expected = shard.expected_rows(meta["lines_total"])
-        if len(lines) != expected or not all(shard.owns(line) for line in lines):
-            raise InputError(f"{path}: incomplete shard ({len(lines)} of {expected} rows); re-run it with --resume")
+        lines = np.fromiter((row["line"] for row in iter_jsonl(path)), dtype=np.int64)
+        ordinals = np.arange(len(line_numbers))
+        expected = line_numbers[(ordinals // shard.block) % shard.count == shard.index]
+        if not np.array_equal(lines, expected):
+            raise InputError(f"{path}: incomplete shard ({len(lines)} of {len(expected)} rows); re-run it with --resume")
     outputs = ScoreOutputs.for_input(input_path, output)
     streams = [iter_jsonl(path) for path in shard_files]
     with outputs.partial.open("w", encoding="utf-8") as partial:

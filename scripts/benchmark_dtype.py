@@ -8,6 +8,10 @@ is applied and printed: bfloat16 may become the CPU default only where every top
 least 0.98 and no AUROC moves by more than 0.005.
 
     python scripts/benchmark_dtype.py --split test -o artifacts/quality/dtype_test.json
+    python scripts/benchmark_dtype.py --batch-check artifacts/data/em_secure_test.jsonl --n 200
+
+--batch-check scores the first N records of a file through the API in bfloat16 at batch size 16 and
+1, and in float32, and prints how far scores and ranks move (what README's determinism table quotes).
 """
 
 from __future__ import annotations
@@ -58,6 +62,24 @@ def agreement(f32: np.ndarray, b16: np.ndarray, labels: np.ndarray) -> dict:
     return row
 
 
+def batch_check(path: Path, n: int) -> None:
+    import saefilter
+
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:n]]
+    runs = {(dtype, batch): np.array([r["score"] for r in saefilter.load_scorer(dtype=dtype, batch_size=batch).score(records)])
+            for dtype, batch in (("bfloat16", 16), ("bfloat16", 1), ("float32", 16))}
+    b16, b1, f32 = runs[("bfloat16", 16)], runs[("bfloat16", 1)], runs[("float32", 16)]
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        return np.argsort(np.argsort(-x, kind="stable"), kind="stable")
+
+    print(f"{len(records)} records, float32 score range {np.ptp(f32):.5f}")
+    print(f"bfloat16 batch 16 vs 1: identical {np.mean(b16 == b1):.3f}, largest difference {np.abs(b16 - b1).max():.5f}, "
+          f"largest rank move {np.abs(ranks(b16) - ranks(b1)).max()}, top half shared {top_overlap(b16, b1, 0.5):.3f}")
+    print(f"bfloat16 vs float32 (batch 16): largest difference {np.abs(b16 - f32).max():.5f}, "
+          f"largest rank move {np.abs(ranks(b16) - ranks(f32)).max()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sae", default="embedded")
@@ -66,7 +88,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--cache", type=Path, default=Path("artifacts/quality/cache"))
     parser.add_argument("--output", "-o", type=Path, default=None)
+    parser.add_argument("--batch-check", type=Path, default=None, help="records file for the batch-size check instead")
+    parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
+    if args.batch_check:
+        batch_check(args.batch_check, args.n)
+        return
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     sets = benchmark_sets(args.split, args.limit)

@@ -8,8 +8,11 @@
 2. Peak RSS of `saefilter score` on 1,000 and 100,000 synthetic records, each in a fresh process.
    This measures the pipeline's streaming, so it uses a tiny random model and SAE (built here) to
    keep 100,000 records affordable on a CPU; the model's own memory is constant in the record count.
-3. An estimate of the FLOP limit: measured fp32 matmul throughput of this CPU against the FLOPs per
-   token of the truncated forward.
+3. An estimate of the FLOP limit: measured matmul throughput of this CPU in the run's dtype against
+   the FLOPs per token of the truncated forward.
+
+Part 1 runs once per --dtypes entry (default float32 and bfloat16) on the same records, in one
+process, and prints end-to-end speed-ups against the first.
 
     python scripts/benchmark_speed.py --records data.jsonl --n 200 [--model ... --sae ... --features ...]
 """
@@ -45,8 +48,8 @@ def time_it(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def forward_benchmarks(args) -> dict:
-    config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, batch_size=args.batch_size)
+def forward_benchmarks(args, dtype: str) -> dict:
+    config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, batch_size=args.batch_size, dtype=dtype)
     scorer = Scorer.load(config)
     folder = Path(tempfile.mkdtemp())
     subset = folder / "records.jsonl"
@@ -82,15 +85,15 @@ def forward_benchmarks(args) -> dict:
         "tokens_per_s": {k: n_tokens / v for k, v in results.items()},
         "ratio_end_to_end_over_truncated": results["saefilter score end to end"] / results["bare truncated forward"],
         "ratio_full_over_truncated": results["full forward + LM head"] / results["bare truncated forward"],
-        "flop_estimate": flop_estimate(model, hook.layer + 1, n_tokens / results["bare truncated forward"]),
+        "flop_estimate": flop_estimate(model, hook.layer + 1, n_tokens / results["bare truncated forward"], model.dtype),
     }
 
 
-def flop_estimate(model, layers_run: int, measured_tokens_per_s: float) -> dict:
+def flop_estimate(model, layers_run: int, measured_tokens_per_s: float, dtype: torch.dtype) -> dict:
     layers = decoder_layers(model)
     per_layer = sum(p.numel() for p in layers[0].parameters() if p.dim() == 2)
     flops_per_token = 2 * per_layer * layers_run  # matmul FLOPs; attention scores are small at these lengths
-    a = torch.randn(2048, 2048)
+    a = torch.randn(2048, 2048).to(dtype)
     seconds = time_it(lambda: a @ a, 5)
     gflops = 2 * 2048**3 / seconds / 1e9
     limit = gflops * 1e9 / flops_per_token
@@ -144,12 +147,18 @@ def main() -> None:
     parser.add_argument("--rss-counts", default="1000,100000")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-forward", action="store_true")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="model dtypes to time, the first is the baseline")
     args = parser.parse_args()
     report: dict = {"torch_threads": torch.get_num_threads()}
     if not args.skip_forward:
         if args.records is None:
             parser.error("--records is needed for the forward comparison")
-        report["forward"] = forward_benchmarks(args)
+        dtypes = args.dtypes.split(",")
+        report["forward"] = {dtype: forward_benchmarks(args, dtype) for dtype in dtypes}
+        base = report["forward"][dtypes[0]]["seconds"]
+        report["speedup_over_" + dtypes[0]] = {
+            dtype: {step: base[step] / seconds for step, seconds in report["forward"][dtype]["seconds"].items()}
+            for dtype in dtypes[1:]}
     if not args.skip_rss:
         report["peak_rss"] = rss_benchmarks([int(c) for c in args.rss_counts.split(",")])
     print(json.dumps(report, indent=1))

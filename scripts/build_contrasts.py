@@ -11,7 +11,11 @@ this project. Only text whose licence allows redistribution inside an MIT packag
   so the two sides differ in what is asked, not in how (Alpaca and Dolly, the benign side before,
   are CC BY-NC and CC BY-SA: not shipped);
 - answers: the tuning half of data/matched/pairs.jsonl (written for saefilter, MIT), harmful vs
-  benign answers to the same user turn.
+  benign answers to the same user turn;
+- code: data/contrasts/code_pairs.jsonl (written for saefilter, MIT), the same coding request answered
+  with code that has a vulnerability (SQL injection, shell=True on user input, pickle of untrusted
+  data, verify=False, ...) and with secure code: what the emergent-misalignment training data holds,
+  written here because em/ is an evaluation set.
 
     python scripts/build_reference_data.py && python scripts/build_contrasts.py
 """
@@ -32,6 +36,7 @@ DATA = ROOT / "artifacts" / "data"
 SHARED = ROOT.parent / "shared" / "datasets"
 TARGET = ROOT / "saefilter" / "contrasts"
 TASKS = ROOT / "data" / "contrasts" / "benign_tasks.txt"
+CODE_PAIRS = ROOT / "data" / "contrasts" / "code_pairs.jsonl"
 
 # The most common openings of AdvBench/HarmBench requests, each completed by a benign task.
 OPENERS = (
@@ -123,6 +128,9 @@ def main() -> None:
     harmful, harmful_sources = harmful_requests()
     benign = benign_requests()
     answers = {s: read_jsonl(DATA / f"contrast_answers_{s}.jsonl") for s in ("harmful", "benign")}
+    code_pairs = read_jsonl(CODE_PAIRS)
+    code = {side: [{"messages": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p[key]}]}
+                   for p in code_pairs] for side, key in (("harmful", "vulnerable"), ("benign", "secure"))}
     manifest = {
         "format": "saefilter-contrasts/1",
         "warning": "the harmful sides hold slurs, hateful text and requests for dangerous help: reference data for finding harmful features",
@@ -141,6 +149,11 @@ def main() -> None:
                 "description": "harmful vs benign answers to the same user turn, as chats",
                 "harmful": side("answers_harmful", answers["harmful"], "harmful answers of data/matched/pairs.jsonl (tune split)", {"saefilter": len(answers["harmful"])}),
                 "benign": side("answers_benign", answers["benign"], "benign answers to the same prompts", {"saefilter": len(answers["benign"])}),
+            },
+            "code": {
+                "description": "vulnerable vs secure code answering the same request, as chats",
+                "harmful": side("code_harmful", code["harmful"], "code with a vulnerability (data/contrasts/code_pairs.jsonl)", {"saefilter": len(code_pairs)}),
+                "benign": side("code_benign", code["benign"], "secure code for the same requests", {"saefilter": len(code_pairs)}),
             },
         },
     }

@@ -6,9 +6,13 @@ selected from the reference splits, a calibrated check threshold, and the model 
 
 1. copies cfg.json and the weights (as float16: half the size; sae-lens loads them as float32)
    into saefilter/defaults/sae/;
-2. runs `saefilter features build` once per matched contrast
-   (artifacts/data/contrast_{toxicity,intent}_{harmful,benign}.jsonl, written by
-   scripts/build_reference_data.py) and `saefilter features merge --top-each N` on the results;
+2. builds the feature set with `saefilter features build` and no reference files: the built-in
+   contrasts shipped in the package, one ranked set each, merged with --top-each; exactly what a
+   user gets for any model and SAE. `--legacy-contrasts toxicity,intent` instead builds from
+   artifacts/data/contrast_*_{harmful,benign}.jsonl (scripts/build_reference_data.py), with
+   `--selection activation --top-each 25`: how the shipped set was made before the built-in
+   contrasts existed (its intent contrast has Alpaca instructions as the benign side, which is not
+   redistributable);
 3. scores the held-out benign reference chats and stores their 99th percentile in the feature set
    as the suggested `saefilter check` threshold.
 
@@ -28,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
+from saefilter.config import DEFAULT_TOP_EACH
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = ROOT / "saefilter" / "defaults"
 
@@ -41,11 +47,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sae", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("artifacts/data"))
-    parser.add_argument("--contrasts", default="toxicity,intent")
-    parser.add_argument("--top-each", type=int, default=25)
+    parser.add_argument("--contrasts", default=None, help="built-in contrasts to use (default: all)")
+    parser.add_argument("--legacy-contrasts", default=None, help="e.g. toxicity,intent: artifacts/data contrast files instead")
+    parser.add_argument("--top-each", type=int, default=DEFAULT_TOP_EACH)
     parser.add_argument("--aggregation", default="max")
-    # The shipped set was built before token-controlled selection existed; "activation" reproduces it.
-    parser.add_argument("--selection", default="activation", choices=("activation", "token-controlled"))
+    parser.add_argument("--selection", default="token-controlled", choices=("activation", "token-controlled"))
     args = parser.parse_args()
 
     target = DEFAULTS / "sae"
@@ -59,14 +65,20 @@ def main() -> None:
     features = DEFAULTS / "features.json"
     scratch = Path("artifacts/calibration")
     scratch.mkdir(parents=True, exist_ok=True)
-    per_contrast = []
-    for contrast in args.contrasts.split(","):
-        path = scratch / f"{contrast}.json"  # the name becomes each feature's "source"
-        saefilter("features", "build", "--harmful", str(args.data / f"contrast_{contrast}_harmful.jsonl"),
-                  "--benign", str(args.data / f"contrast_{contrast}_benign.jsonl"), "--top", "100",
-                  "--selection", args.selection, "-o", str(path))
-        per_contrast.append(str(path))
-    saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
+    # the SAE was just copied into saefilter/defaults/sae: the default --sae ("embedded") is it
+    if args.legacy_contrasts:
+        per_contrast = []
+        for contrast in args.legacy_contrasts.split(","):
+            path = scratch / f"{contrast}.json"  # the name becomes each feature's "source"
+            saefilter("features", "build", "--harmful", str(args.data / f"contrast_{contrast}_harmful.jsonl"),
+                      "--benign", str(args.data / f"contrast_{contrast}_benign.jsonl"), "--top", "100",
+                      "--selection", args.selection, "-o", str(path))
+            per_contrast.append(str(path))
+        saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
+    else:
+        chosen = [arg for name in (args.contrasts.split(",") if args.contrasts else []) for arg in ("--contrast", name)]
+        saefilter("features", "build", *chosen, "--selection", args.selection,
+                  "--top-each", str(args.top_each), "-o", str(features))
 
     saefilter("score", str(args.data / "benign_heldout.jsonl"), "-o", str(scratch / "benign_heldout.scores.jsonl"),
               "--aggregation", args.aggregation)

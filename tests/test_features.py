@@ -232,27 +232,28 @@ def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_p
     from typer.testing import CliRunner
 
     from saefilter.cli import app
+    from saefilter.config import BUILTIN_CONTRASTS
     from saefilter.features import load_feature_set
     from saefilter.reference import builtin_contrasts
 
     contrasts = builtin_contrasts()
-    assert [c.name for c in contrasts] == ["toxicity", "intent", "answers"]
+    assert tuple(c.name for c in contrasts) == BUILTIN_CONTRASTS
     assert all(c.harmful.is_file() and c.benign.is_file() for c in contrasts)
     out = tmp_path / "built.json"
     result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir),
                                       "--top-each", "3", "--max-tokens", "64", "-o", str(out), "-q"])
     assert result.exit_code == 0, result.output
     built = load_feature_set(out)
-    assert [m["set"] for m in built.meta["merged_from"]] == ["toxicity", "intent", "answers"]
+    assert tuple(m["set"] for m in built.meta["merged_from"]) == BUILTIN_CONTRASTS
     assert all(m["selection"]["contrasts"] == "built-in" and m["taken"] <= 3 for m in built.meta["merged_from"])
-    assert 0 < len(built.features) <= 9 and {f.stats["source"] for f in built.features} <= {"toxicity", "intent", "answers"}
+    assert 0 < len(built.features) <= 3 * len(BUILTIN_CONTRASTS) and {f.stats["source"] for f in built.features} <= set(BUILTIN_CONTRASTS)
     one = tmp_path / "one.json"
     result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir),
                                       "--contrast", "answers", "--top", "4", "-o", str(one), "-q"])
     assert result.exit_code == 0, result.output
     assert load_feature_set(one).meta["selection"]["contrast"] == "answers"
     result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir), "--contrast", "nope"])
-    assert result.exit_code == 2 and "no built-in contrast nope; there are: toxicity, intent, answers" in " ".join(result.output.split())
+    assert result.exit_code == 2 and f"no built-in contrast nope; there are: {', '.join(BUILTIN_CONTRASTS)}" in " ".join(result.output.split())
 
 
 def test_builtin_contrasts_are_small_and_every_row_has_a_licensed_source():

@@ -72,12 +72,13 @@ def test_fail_mode_names_the_first_bad_line(tmp_path, skip_scorer):
     assert not (tmp_path / "d.scores.jsonl").exists()
 
 
-def test_killed_run_resumes_to_a_byte_identical_score_file(tmp_path, model_dir, sae_dir):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # both dtypes `--dtype auto` can pick on a CPU
+def test_killed_run_resumes_to_a_byte_identical_score_file(tmp_path, model_dir, sae_dir, dtype):
     records = [chat("tell me a story", " ".join([a] * (1 + i % 7))) for i, a in enumerate(ANSWERS * 60)]
     data = write_jsonl(tmp_path / "d.jsonl", records)
     features = write_features(tmp_path / "f.json", [1, 5, 9])
     args = [sys.executable, "-m", "saefilter.cli", "score", str(data), "--model", str(model_dir), "--sae", str(sae_dir),
-            "--features", str(features), "--checkpoint-every", "8", "--batch-size", "2"]
+            "--features", str(features), "--checkpoint-every", "8", "--batch-size", "2", "--dtype", dtype]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     partial = tmp_path / ".d.scores.jsonl.partial"
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

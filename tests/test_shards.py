@@ -12,10 +12,12 @@ from saefilter.scorer import Scorer
 from saefilter.shards import find_shards, merge_shards
 
 
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory, model_dir, sae_dir):
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def scorer(request, tmp_path_factory, model_dir, sae_dir):
+    """Both dtypes `--dtype auto` can choose on a CPU (bfloat16 for the embedded model where native)."""
     features = write_features(tmp_path_factory.mktemp("f") / "f.json", [1, 5, 9])
-    return Scorer.load(ScoreConfig(model=str(model_dir), sae=str(sae_dir), features=str(features), chunk_records=4, on_error="skip"))
+    return Scorer.load(ScoreConfig(model=str(model_dir), sae=str(sae_dir), features=str(features), chunk_records=4,
+                                   on_error="skip", dtype=request.param))
 
 
 def dataset(folder):
@@ -30,7 +32,7 @@ def test_merged_shards_equal_the_single_process_output(tmp_path, scorer, n):
     data = dataset(tmp_path)
     single = score_file(data, scorer.config, tmp_path / "single.scores.jsonl", scorer=scorer)
     for i in range(n):
-        path = score_file(data, scorer.config, scorer=scorer, shard=Shard(i, n))
+        path = score_file(data, scorer.config, scorer=scorer, shard=Shard(i, n, scorer.config.chunk_records))
         assert path.name == f"d.scores.shard-{i}-of-{n}.jsonl"
     merged = merge_shards(data, find_shards(data))
     assert merged.outputs.scores.read_bytes() == single.outputs.scores.read_bytes()
@@ -42,9 +44,13 @@ def test_merged_shards_equal_the_single_process_output(tmp_path, scorer, n):
 
 def test_merge_refuses_missing_foreign_and_incomplete_shards(tmp_path, scorer):
     data = dataset(tmp_path)
-    paths = [score_file(data, scorer.config, scorer=scorer, shard=Shard(i, 3)) for i in range(3)]
+    paths = [score_file(data, scorer.config, scorer=scorer, shard=Shard(i, 3, 4)) for i in range(3)]
     with pytest.raises(InputError, match="missing shard"):
         merge_shards(data, paths[:2])
+    other_block = score_file(data, scorer.config, scorer=scorer, shard=Shard(2, 3, 2))
+    with pytest.raises(InputError, match="cut in different blocks"):
+        merge_shards(data, [*paths[:2], other_block])
+    paths[2] = score_file(data, scorer.config, scorer=scorer, shard=Shard(2, 3, 4))
     lines = paths[1].read_text().splitlines()
     paths[1].write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(InputError, match="incomplete shard"):
@@ -58,9 +64,10 @@ def test_merge_refuses_missing_foreign_and_incomplete_shards(tmp_path, scorer):
 
 
 def test_shard_parsing():
-    assert Shard.parse("2/8") == Shard(2, 8)
-    assert Shard(2, 8).owns(3) and not Shard(2, 8).owns(4)
-    assert sum(Shard(i, 3).expected_rows(10) for i in range(3)) == 10
+    assert Shard.parse("2/8") == Shard(2, 8) and Shard.parse("2/8", 512) == Shard(2, 8, 512)
+    assert Shard(2, 8).owns(2) and not Shard(2, 8).owns(3)  # record ordinals, counted from 0
+    assert [o for o in range(12) if Shard(1, 3, 2).owns(o)] == [2, 3, 8, 9]  # blocks of 2, dealt round-robin
+    assert sorted(o for i in range(3) for o in range(10) if Shard(i, 3, 4).owns(o)) == list(range(10))
     for bad in ("8/8", "a/b", "3"):
         with pytest.raises(InputError):
             Shard.parse(bad)
