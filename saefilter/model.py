@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.named_models import find_named_model, resolve_model_spec
+from saefilter.named_models import named_model_of, resolve_model_spec
 from saefilter.quiet import quiet_third_party
 from saefilter.records import InputError
 
@@ -76,7 +76,7 @@ def auto_dtype(device: str, model_spec: str, native_bf16: bool) -> str:
     models with `cpu_bfloat16`; BENCHMARKS.md, "bfloat16 on CPU"); float32 everywhere else."""
     if device == "cuda":
         return "bfloat16"
-    named = find_named_model(model_spec)
+    named = named_model_of(model_spec)
     return "bfloat16" if native_bf16 and named is not None and named.cpu_bfloat16 else "float32"
 
 

@@ -8,6 +8,7 @@ half-written conversion is never picked up (it is staged and renamed into place)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -84,6 +85,42 @@ def find_named_model(spec: str) -> NamedModel | None:
     return next((m for m in NAMED_MODELS if key == m.name or key in (a.lower() for a in m.aliases)), None)
 
 
+def named_model_of(spec: str) -> NamedModel | None:
+    """The named model `spec` names, or whose weights a .gguf path holds (same size, same sha256 as
+    the named model's assembled file): a setting that follows the weights (the dtype `auto` picks)
+    then does not depend on how the model was named."""
+    named = find_named_model(spec)
+    if named is not None or not spec.lower().endswith(".gguf") or not Path(spec).is_file():
+        return named
+    size = Path(spec).stat().st_size
+    for model in NAMED_MODELS:
+        if model.size_bytes != size:
+            continue
+        expected = model.sha256
+        if expected is None:  # the package's own file: compare with it, if it is installed
+            if not is_installed(model) or len(model.chunks) != 1:
+                continue
+            expected = file_digest(chunk_paths(model)[0])
+        if file_digest(Path(spec)) == expected:
+            return model
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, remembered for the process while its size and mtime do not change."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 def cache_dir() -> Path:
     """Where converted models live: $SAEFILTER_CACHE, else the platform's user cache dir."""
     override = os.environ.get("SAEFILTER_CACHE")
@@ -115,14 +152,6 @@ def is_installed(model: NamedModel) -> bool:
     except InputError:
         return False
     return True
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _publish(staging: Path, target: Path) -> None:

@@ -65,3 +65,20 @@ def test_a_float32_score_file_is_not_reused_for_bfloat16_or_back(tmp_path, model
     summary = score_file(data, b16)
     assert json.loads(summary.outputs.meta.read_text())["dtype"] == "bfloat16"
     assert current_scores(data, b16) == summary.outputs.scores and current_scores(data, f32) is None
+
+
+def test_a_gguf_path_holding_a_named_models_weights_is_that_model(tmp_path):
+    """The dtype follows the weights: the embedded GGUF file, wherever it lies, is the default model."""
+    import shutil
+
+    from saefilter.named_models import SMOLLM2, chunk_paths, named_model_of
+
+    original = chunk_paths(SMOLLM2)[0]
+    copy = tmp_path / "renamed.gguf"
+    shutil.copyfile(original, copy)
+    assert named_model_of(str(original)) is SMOLLM2 and named_model_of(str(copy)) is SMOLLM2
+    assert auto_dtype("cpu", str(copy), native_bf16=True) == auto_dtype("cpu", SMOLLM2.name, native_bf16=True)
+    with copy.open("r+b") as handle:  # same size, other bytes: another model
+        handle.seek(1000)
+        handle.write(b"\x00\x01\x02\x03")
+    assert named_model_of(str(copy)) is None
