@@ -191,7 +191,7 @@ def score_file(
         raise InputError(f"{output}: refusing to overwrite the input file")
     owned = shard.owns if shard else every_line
     if config.on_error == "fail":
-        with status("reading the tokenizer and checking every line..."):
+        with status("loading the tokenizer (a GGUF model is converted into the cache on first use) and checking every line..."):
             preparer = scorer.preparer if scorer is not None else Preparer.load(config)
             n_lines = validate_all(preparer, input_path, owned)
     else:

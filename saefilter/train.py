@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,18 @@ def encode_for_training(lm: LoadedModel, conversation: Conversation, max_tokens:
 
 
 STORE_FILE = "store.json"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def fits_float16(hook_rows: Iterable[np.ndarray]) -> np.ndarray:
+    """Tokens whose residual fits float16 at every hook. Some models (Gemma 3) put a few "massive
+    activation" tokens above 65,504 mid-sequence; they are left out of the store (and counted),
+    for every hook alike, so the hooks' rows stay aligned."""
+    keep = None
+    for rows in hook_rows:
+        fits = np.abs(rows).max(axis=1) <= FLOAT16_MAX if len(rows) else np.zeros(0, bool)
+        keep = fits if keep is None else keep & fits
+    return keep if keep is not None else np.zeros(0, bool)
 
 
 def store_rows(out_dir: Path, hook_name: str) -> np.ndarray:
@@ -97,8 +109,11 @@ def collect_activations(
             for batch in length_batches([len(s.input_ids) for s in encoded], batch_size, batch_size * max_tokens):
                 ids, attention, scored = pad_batch([encoded[i] for i in batch], lm.tokenizer.pad_token_id)
                 captured = residuals_at(lm.model, hooks, ids.to(lm.device), attention.to(lm.device))
-                for name, resid in captured.items():
-                    rows[name].append(resid[scored.to(lm.device)].float().cpu().numpy().astype(np.float16))
+                selected = {name: resid[scored.to(lm.device)].float().cpu().numpy() for name, resid in captured.items()}
+                keep = fits_float16(selected.values())
+                meta["out_of_range_tokens"] = meta.get("out_of_range_tokens", 0) + int((~keep).sum())
+                for name, resid in selected.items():
+                    rows[name].append(resid[keep].astype(np.float16))
             n_new = 0
             for name, parts in rows.items():
                 block = np.concatenate(parts) if parts else np.zeros((0, d_model), np.float16)

@@ -96,18 +96,24 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path("artifacts/ceiling"))
+    parser.add_argument("--model", default=ScoreConfig.model, help="for the scale table: another model ...")
+    parser.add_argument("--sae", default=ScoreConfig.sae, help="... with its own SAE ...")
+    parser.add_argument("--features", default=ScoreConfig.features, help="... and feature set")
+    parser.add_argument("--dtype", default="float32")
     parser.add_argument("-o", "--output", type=Path, default=Path("artifacts/ceiling/ceiling.json"))
     args = parser.parse_args()
     if not (DATA / "em_insecure_dev.jsonl").exists():
         sys.exit(f"{DATA}: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     args.cache.mkdir(parents=True, exist_ok=True)
 
-    config = ScoreConfig()
+    config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, dtype=args.dtype)
     feature_set = load_feature_set(resolve_features_path(config.features))
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
     encoder = FeatureEncoder(lm, loaded)
-    train, train_y = encoded_split(config, encoder, "dev", args.train_limit, args.seed, args.cache / f"dev_{args.train_limit}_{args.seed}.npz")
-    test, test_y = encoded_split(config, encoder, "test", args.test_limit, args.seed, args.cache / f"test_{args.test_limit}_{args.seed}.npz")
+    # the embedded default keeps its old cache names; other SAEs are kept apart by their fingerprint
+    tag = "" if args.sae == ScoreConfig.sae and args.dtype == "float32" else f"{loaded.fingerprint[7:23]}_{args.dtype}_"
+    train, train_y = encoded_split(config, encoder, "dev", args.train_limit, args.seed, args.cache / f"{tag}dev_{args.train_limit}_{args.seed}.npz")
+    test, test_y = encoded_split(config, encoder, "test", args.test_limit, args.seed, args.cache / f"{tag}test_{args.test_limit}_{args.seed}.npz")
 
     decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
     proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours, config.kernel).proximity
@@ -116,11 +122,11 @@ def main() -> None:
     print(f"\n{int(train_y.sum())} + {int(len(train_y) - train_y.sum())} dev rows train, "
           f"{int(test_y.sum())} + {int(len(test_y) - test_y.sum())} test rows score\n")
     print("| method | AUROC [95% CI] | removed@50% |\n|---|---|---|")
-    rows = [report("embedded default, unsupervised (geometric, max, k=1, sq-excess)", default, test_y, args.bootstrap, args.seed)]
+    rows = [report(f"{args.model} / {args.sae}, unsupervised (geometric, max, k=1, sq-excess)", default, test_y, args.bootstrap, args.seed)]
     inputs = {
-        "probe: mean residual (576)": (train.mean_residual, test.mean_residual),
-        "probe: SAE latents, max (4,096)": (train.aggregated["max"], test.aggregated["max"]),
-        "probe: SAE latents, mean (4,096)": (train.aggregated["mean"], test.aggregated["mean"]),
+        f"probe: mean residual ({train.mean_residual.shape[1]})": (train.mean_residual, test.mean_residual),
+        f"probe: SAE latents, max ({loaded.d_sae:,})": (train.aggregated["max"], test.aggregated["max"]),
+        f"probe: SAE latents, mean ({loaded.d_sae:,})": (train.aggregated["mean"], test.aggregated["mean"]),
         f"probe: the default's {len(harmful)} harmful latents, max": (train.aggregated["max"][:, harmful], test.aggregated["max"][:, harmful]),
         f"probe: the default's {len(harmful)} harmful latents, max above the split's mean":
             (excess_over_dataset(train.aggregated["max"])[:, harmful], excess_over_dataset(test.aggregated["max"])[:, harmful]),

@@ -192,11 +192,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("artifacts/quality/cache"))
     parser.add_argument("--output", "-o", type=Path, default=None)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model dtype (the SAE runs in float32)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the model every configuration's SAE was trained on")
     args = parser.parse_args()
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     sets = benchmark_sets(args.split, args.limit)
-    lm = load_model(DEFAULT_MODEL, device="auto", dtype=args.dtype)
+    lm = load_model(args.model, device="auto", dtype=args.dtype)
     results, timings = {}, {}
     for item in args.config:
         name, _, spec = item.partition("=")

@@ -70,3 +70,12 @@ def test_collection_resumes_where_it_stopped_and_matches_one_run(tmp_path, model
 
     with pytest.raises(ValueError, match="other settings"):
         collect_activations(lm, conversations, [HookPoint(2, "post")], parts, token_budget=10, max_tokens=64, chunk_samples=5)
+
+
+def test_tokens_beyond_float16_are_left_out_of_every_hook_alike():
+    from saefilter.train import FLOAT16_MAX, fits_float16
+
+    early = np.array([[1.0, -2.0], [3.0, 4.0], [0.5, 0.5]], dtype=np.float32)
+    late = np.array([[1.0, 2.0 * FLOAT16_MAX], [3.0, 4.0], [-FLOAT16_MAX, 0.0]], dtype=np.float32)
+    assert fits_float16([early, late]).tolist() == [False, True, True]  # token 0 overflows at the later hook only
+    assert fits_float16([early]).tolist() == [True, True, True]
