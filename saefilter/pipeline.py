@@ -202,6 +202,8 @@ def score_file(
         with status("loading model, SAE and features..."):
             scorer = Scorer.load(config, preparer)
     state = {"input": file_sha256(input_path), "config": scorer.method.fingerprint, "version": __version__}
+    if shard is not None:  # a shard resumed with another --checkpoint-every would own other records
+        state["shard"] = [shard.index, shard.count, shard.block]
     done = _resume_point(outputs, state) if resume else 0
     if not resume or done == 0:
         write_json(outputs.partial_state, state)
