@@ -142,6 +142,10 @@ class SAETrainingSettings:
     seed: int = 0
     aux_loss_coefficient: float = 1.0  # sae-lens's default: revives dead latents
     epochs: int = 1  # passes over the training rows (more steps when tokens are few: fewer dead latents)
+    # Leave out rows whose norm exceeds this many times the median (None: keep all). Qwen2.5 has
+    # "massive activation" tokens (template and sink tokens, norms ~100x the median) that would
+    # dominate the reconstruction loss; scoring rarely sees them (response tokens only).
+    outlier_norm_factor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,14 @@ def _shuffled_batches(acts: np.ndarray, rows: np.ndarray, batch_size: int, seed:
         for start in range(0, len(order) - batch_size + 1, batch_size):
             chunk = np.sort(order[start : start + batch_size])  # sorted reads are kinder to the page cache
             yield torch.from_numpy(acts[chunk].astype(np.float32))
+
+
+def rows_within_norm(acts: np.ndarray, rows: np.ndarray, factor: float, chunk: int = 65536) -> tuple[np.ndarray, float]:
+    """`rows` whose L2 norm is at most `factor` x the median norm of all rows, and that limit."""
+    norms = np.concatenate([np.linalg.norm(acts[start : start + chunk].astype(np.float32), axis=1)
+                            for start in range(0, len(acts), chunk)]) if len(acts) else np.zeros(0)
+    limit = float(factor * np.median(norms)) if len(norms) else 0.0
+    return rows[norms[rows] <= limit], limit
 
 
 def split_rows(n: int, held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +214,12 @@ def train_topk_sae(
 
     torch.manual_seed(settings.seed)
     train_rows, held_rows = split_rows(len(acts), settings.held_out_fraction, settings.seed)
+    outliers = {}
+    if settings.outlier_norm_factor is not None:
+        n_before = len(train_rows) + len(held_rows)
+        train_rows, limit = rows_within_norm(acts, train_rows, settings.outlier_norm_factor)
+        held_rows, _ = rows_within_norm(acts, held_rows, settings.outlier_norm_factor)
+        outliers = {"outlier_norm_limit": round(limit, 3), "outlier_rows_left_out": n_before - len(train_rows) - len(held_rows)}
     d_in = int(acts.shape[1])
     sae_cfg = TopKTrainingSAEConfig(
         d_in=d_in,
@@ -233,5 +251,5 @@ def train_topk_sae(
     inference = SAE.load_from_disk(out_dir)
     ev, mse, l0, dead = evaluate_sae(inference, acts, held_rows)
     metrics = SAEMetrics(len(train_rows), len(held_rows), round(ev, 4), round(mse, 6), round(l0, 2), round(dead, 4))
-    (out_dir / "metrics.json").write_text(json.dumps({**asdict(metrics), "settings": asdict(settings)}, indent=1))
+    (out_dir / "metrics.json").write_text(json.dumps({**asdict(metrics), **outliers, "settings": asdict(settings)}, indent=1))
     return metrics

@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("artifacts/sae"))
     parser.add_argument("--skip-collect", action="store_true", help="train on OUT/acts as it is")
     parser.add_argument("--dtype", default="float32", help="model dtype for collection (float32, bfloat16)")
+    parser.add_argument("--outlier-norm-factor", type=float, default=None,
+                        help="train and evaluate without rows whose norm exceeds this many times the median (e.g. 10 for Qwen2.5)")
     args = parser.parse_args()
 
     hooks = [HookPoint(int(layer), "post") for layer in args.layers.split(",")]
@@ -62,7 +64,8 @@ def main() -> None:
         print(f"collection took {time.perf_counter() - started:.0f} s", flush=True)
         del lm
 
-    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs)
+    settings = SAETrainingSettings(d_sae=args.d_sae, k=args.k, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                                   outlier_norm_factor=args.outlier_norm_factor)
     sweep = {}
     for hook in hooks:
         started = time.perf_counter()

@@ -79,3 +79,14 @@ def test_tokens_beyond_float16_are_left_out_of_every_hook_alike():
     late = np.array([[1.0, 2.0 * FLOAT16_MAX], [3.0, 4.0], [-FLOAT16_MAX, 0.0]], dtype=np.float32)
     assert fits_float16([early, late]).tolist() == [False, True, True]  # token 0 overflows at the later hook only
     assert fits_float16([early]).tolist() == [True, True, True]
+
+
+def test_rows_far_above_the_median_norm_are_left_out_of_training():
+    from saefilter.train import rows_within_norm
+
+    acts = np.ones((10, 4), dtype=np.float16)  # norm 2 each
+    acts[3] *= 300  # a "massive activation" token
+    acts[7] *= 5
+    kept, limit = rows_within_norm(acts, np.arange(10), factor=10.0, chunk=3)
+    assert limit == 20.0 and kept.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert rows_within_norm(acts, np.array([3, 7]), factor=10.0)[0].tolist() == [7]
