@@ -96,3 +96,14 @@ def test_every_command_takes_quiet_and_verbose():
         if not {"quiet", "verbose"} <= {p.name for p in leaf.params}
     ]
     assert missing == []
+
+
+def test_features_contrasts_lists_every_builtin_contrast_with_its_licences():
+    from saefilter.config import BUILTIN_CONTRASTS
+
+    result = saefilter("features", "contrasts")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for name in BUILTIN_CONTRASTS:
+        assert name in text
+    assert "CDLA-Permissive-2.0" in text and "MIT" in text and "licence notices" in text
