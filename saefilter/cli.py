@@ -435,6 +435,8 @@ def features_build(
     min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
     max_benign_frequency: Annotated[float, typer.Option("--max-benign-frequency", help="Ignore latents active in more benign samples than this share (structural latents).")] = 0.5,
     selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = "token-controlled",
+    paired: Annotated[bool, typer.Option("--paired", help="--harmful and --benign are aligned pairs: row i of each answers the same user turn; rank by the paired t of their difference (the built-in answers and code contrasts are paired).")] = False,
+    identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = True,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     tokens: TokensOpt = "response",
@@ -458,8 +460,8 @@ def features_build(
     check_choice("--selection", selection, SELECTIONS)
     from saefilter.feature_selection import SelectionSettings
 
-    settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection)
-    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each))
+    settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter)
+    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each, paired))
     from saefilter.features import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -468,9 +470,10 @@ def features_build(
     out.print(f"features -> {output}")
 
 
-def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each):
+def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False):
+    from saefilter.feature_selection import ContrastTexts
     from saefilter.records import InputError
-    from saefilter.reference import builtin_contrasts, read_reference
+    from saefilter.reference import builtin_contrasts, builtin_identity_texts, read_reference
 
     if ids is not None:
         return _feature_set_from_ids(config, ids)
@@ -478,14 +481,18 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
         raise InputError("give both --harmful and --benign, or neither (the built-in contrasts)")
     if harmful and contrast_names:
         raise InputError("--contrast picks built-in contrasts; it does not go with --harmful/--benign")
+    if paired and not harmful:
+        raise InputError("--paired describes --harmful/--benign files; the built-in contrasts say themselves which are paired")
     if harmful:
-        sources = [("custom", [c for p in harmful for c in read_reference(p, column)],
-                    [c for p in benign for c in read_reference(p, column)])]
+        sources = [ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
+                                 [c for p in benign for c in read_reference(p, column)], paired)]
         meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
     else:
         chosen = builtin_contrasts(contrast_names or None)
-        sources = [(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign))) for c in chosen]
+        sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired)
+                   for c in chosen]
         meta = {"contrasts": "built-in"}
+    identity_texts = builtin_identity_texts() if settings.identity_filter else None
     from functools import partial
 
     from saefilter.activations import FeatureEncoder
@@ -498,7 +505,7 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     meta |= {"model": config.model, "tokens": config.tokens, "hook": loaded.hook.name}
     return build_from_contrasts(FeatureEncoder(lm, loaded), sources, settings, config.sae, meta, top_each,
                                 config.tokens, config.max_tokens, config.batch_size, config.batch_tokens,
-                                partial(count_progress, console))
+                                partial(count_progress, console), identity_texts)
 
 
 def _feature_set_from_ids(config, ids):

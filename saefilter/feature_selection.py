@@ -15,6 +15,16 @@ them, which is phrasing, not harm. So before the contrast, each token's activati
 that latent's mean activation on the same token type in the benign set; what is left is what the
 context adds, and a latent is chosen only for firing on harmful text more than the same words do
 in benign text.
+
+Paired contrasts (`paired`): when row i of the harmful side and row i of the benign side answer the
+same user turn (the built-in `answers` and `code` contrasts), the latent's statistic is the paired
+t of (harmful - benign) over the pairs: only what the answer changes counts, and a latent that tracks
+the topic of the prompt cancels within each pair.
+
+Identity filter (`identity_latents`): a latent that fires on neutral sentences mentioning a religion,
+a nationality, a gender or a name far more often than on other benign text encodes *who is
+mentioned*; hateful text mentions groups, so such latents separate toxic from neutral text, and a
+benign answer that names a group would score as harmful. They are never chosen.
 """
 
 from __future__ import annotations
@@ -44,6 +54,11 @@ def no_progress(_label: str, _total: int):
 RANKINGS = {
     "activation": "Cohen's d of per-sample max activation",
     "token-controlled": "Cohen's d of per-sample max excess over the latent's benign mean on the same token",
+}
+PAIRED_RANKINGS = {
+    "activation": "paired t of per-sample max activation (harmful - benign answer to the same turn)",
+    "token-controlled": "paired t of per-sample max excess over the latent's benign mean on the same token "
+                        "(harmful - benign answer to the same turn)",
 }
 
 
@@ -206,13 +221,22 @@ class FeatureStats:
     mean_benign: float
 
 
-def contrast_statistics(harmful: np.ndarray, benign: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-latent statistics of [n, d_sae] aggregated activations in two sets."""
+def paired_t(harmful: np.ndarray, benign: np.ndarray) -> np.ndarray:
+    """Per latent, the mean of (harmful - benign) over aligned pairs divided by its standard error."""
+    if harmful.shape != benign.shape:
+        raise ValueError("a paired contrast needs as many harmful as benign samples, row i paired with row i")
+    diff = harmful.astype(np.float64) - benign.astype(np.float64)
+    return (diff.mean(0) / np.maximum(diff.std(0, ddof=1) / np.sqrt(len(diff)), 1e-6)).astype(np.float32)
+
+
+def contrast_statistics(harmful: np.ndarray, benign: np.ndarray, paired: bool = False) -> dict[str, np.ndarray]:
+    """Per-latent statistics of [n, d_sae] aggregated activations in two sets; with `paired`, the
+    effect size is the paired t (`paired_t`) instead of Cohen's d."""
     mean_h, mean_b = harmful.mean(0), benign.mean(0)
     var_h, var_b = harmful.var(0, ddof=1), benign.var(0, ddof=1)
     n_h, n_b = len(harmful), len(benign)
     pooled = np.sqrt(((n_h - 1) * var_h + (n_b - 1) * var_b) / max(n_h + n_b - 2, 1))
-    effect = (mean_h - mean_b) / np.maximum(pooled, 1e-6)
+    effect = paired_t(harmful, benign) if paired else (mean_h - mean_b) / np.maximum(pooled, 1e-6)
     return {
         "effect_size": effect,
         "freq_harmful": (harmful > 0).mean(0),
@@ -223,19 +247,23 @@ def contrast_statistics(harmful: np.ndarray, benign: np.ndarray) -> dict[str, np
 
 
 def select_features(
-    harmful: np.ndarray, benign: np.ndarray, top: int, min_frequency: float = 0.02, max_benign_frequency: float = 0.5
+    harmful: np.ndarray, benign: np.ndarray, top: int, min_frequency: float = 0.02, max_benign_frequency: float = 0.5,
+    paired: bool = False, exclude: np.ndarray | None = None,
 ) -> list[FeatureStats]:
     """Top latents by effect size, among those active in >= min_frequency of harmful samples and in
     <= max_benign_frequency of benign ones: a latent that fires on most benign text (end-of-turn
-    markers, punctuation) encodes form, not harm, even when its magnitude differs between the sets."""
+    markers, punctuation) encodes form, not harm, even when its magnitude differs between the sets.
+    Latents marked in `exclude` (the identity filter) are never chosen."""
     if len(harmful) < 2 or len(benign) < 2:
         raise ValueError("need at least two usable samples in each reference set")
-    stats = contrast_statistics(harmful, benign)
+    stats = contrast_statistics(harmful, benign, paired)
     eligible = (
         (stats["freq_harmful"] >= min_frequency)
         & (stats["freq_benign"] <= max_benign_frequency)
         & (stats["effect_size"] > 0)
     )
+    if exclude is not None:
+        eligible &= ~exclude
     candidates = np.flatnonzero(eligible)
     order = candidates[np.argsort(-stats["effect_size"][candidates], kind="stable")][:top]
     return [
@@ -243,6 +271,17 @@ def select_features(
             "effect_size", "freq_harmful", "freq_benign", "mean_harmful", "mean_benign")))
         for i in order
     ]
+
+
+def identity_latents(
+    neutral_identity: np.ndarray, benign: np.ndarray, min_frequency: float = 0.05, ratio: float = 3.0, margin: float = 0.02
+) -> np.ndarray:
+    """[d_sae] bool: latents active in at least `min_frequency` of neutral sentences that mention
+    identity groups and names, and more than `ratio` times (plus `margin`) as often as in other benign
+    text. What they encode is who is mentioned, which a harm score must not follow."""
+    freq_identity = (neutral_identity > 0).mean(0)
+    freq_benign = (benign > 0).mean(0)
+    return (freq_identity >= min_frequency) & (freq_identity > ratio * freq_benign + margin)
 
 
 def word_at(ids: Sequence[int], position: int, decode: Callable[[list[int]], str], reach: int = 3) -> str:
@@ -292,6 +331,8 @@ def build_feature_set(
     min_frequency: float = 0.02,
     max_benign_frequency: float = 0.5,
     selection: Selection = "token-controlled",
+    paired: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> FeatureSet:
     """Rank latents (`select_features`) on per-sample max activations, or, with "token-controlled",
     on their excess over what the same word does in benign text (`controlled_for_tokens`); label
@@ -300,7 +341,7 @@ def build_feature_set(
         raise ValueError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
     if selection == "token-controlled":
         harmful, benign = controlled_for_tokens(harmful, benign)
-    chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency)
+    chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency, paired, exclude)
     features = []
     for stats in chosen:
         label, snippets = label_feature(stats.index, harmful, decode)
@@ -321,10 +362,13 @@ def build_feature_set(
         )
     counts = {"harmful_samples": len(harmful.samples), "benign_samples": len(benign.samples),
               "unusable_harmful": harmful.n_unusable, "unusable_benign": benign.n_unusable}
+    if exclude is not None:
+        counts["identity_latents_excluded"] = int(exclude.sum())
+    ranking = (PAIRED_RANKINGS if paired else RANKINGS)[selection]
     return FeatureSet(tuple(features), d_sae, sae_spec, {"selection": {**meta, **counts, "top": top,
                                                                         "min_frequency": min_frequency,
                                                                         "max_benign_frequency": max_benign_frequency,
-                                                                        "ranking": RANKINGS[selection]}})
+                                                                        "ranking": ranking}})
 
 
 def feature_set_from_ids(ids: Sequence[int], sae_spec: str, d_sae: int, labels: dict[int, str] | None = None) -> FeatureSet:
@@ -341,6 +385,17 @@ class SelectionSettings:
     min_frequency: float = 0.02
     max_benign_frequency: float = 0.5
     selection: Selection = "token-controlled"
+    identity_filter: bool = True
+
+
+@dataclass(frozen=True)
+class ContrastTexts:
+    """One contrast's texts; `paired` when harmful[i] and benign[i] answer the same user turn."""
+
+    name: str
+    harmful: list[Conversation]
+    benign: list[Conversation]
+    paired: bool = False
 
 
 def contrast_activations(
@@ -352,9 +407,21 @@ def contrast_activations(
         return reference_activations(encoder, samples, unusable, batch_size, batch_tokens, advance)
 
 
+def paired_texts(contrast: ContrastTexts, tokenizer, tokens: TokenMode, max_tokens: int) -> tuple[list[Conversation], list[Conversation], int]:
+    """Both sides of a paired contrast, keeping only pairs whose two answers both have tokens to
+    score (the pairing must survive), and how many pairs were dropped."""
+    if len(contrast.harmful) != len(contrast.benign):
+        raise FormatError(f"paired contrast '{contrast.name}': {len(contrast.harmful)} harmful rows but "
+                          f"{len(contrast.benign)} benign rows; row i of each side must answer the same turn")
+    harmful = encode_each(contrast.harmful, tokenizer, tokens, max_tokens)
+    benign = encode_each(contrast.benign, tokenizer, tokens, max_tokens)
+    keep = [i for i, (h, b) in enumerate(zip(harmful, benign, strict=True)) if h is not None and b is not None]
+    return [contrast.harmful[i] for i in keep], [contrast.benign[i] for i in keep], len(harmful) - len(keep)
+
+
 def build_from_contrasts(
     encoder: FeatureEncoder,
-    contrasts: Sequence[tuple[str, list[Conversation], list[Conversation]]],
+    contrasts: Sequence[ContrastTexts],
     settings: SelectionSettings,
     sae_spec: str,
     meta: dict,
@@ -364,17 +431,33 @@ def build_from_contrasts(
     batch_size: int = 16,
     batch_tokens: int = 8192,
     progress: ProgressFactory | None = None,
+    identity_texts: list[Conversation] | None = None,
 ) -> FeatureSet:
     """One ranked set per contrast; with several, merged (`merge_feature_sets`, the first `top_each`
-    of each, labelled with the contrast's name), as the embedded default's set is built."""
-    built = []
-    for name, harmful_texts, benign_texts in contrasts:
+    of each, labelled with the contrast's name), as the embedded default's set is built. With
+    `settings.identity_filter` and `identity_texts` (neutral sentences naming groups and people),
+    latents that fire on who is mentioned (`identity_latents`) are left out of every contrast."""
+    encoded = []
+    for contrast in contrasts:
+        harmful_texts, benign_texts, dropped = contrast.harmful, contrast.benign, 0
+        if contrast.paired:
+            harmful_texts, benign_texts, dropped = paired_texts(contrast, encoder.lm.tokenizer, tokens, max_tokens)
         sides = {side: contrast_activations(encoder, texts, tokens, max_tokens, batch_size, batch_tokens, progress,
-                                            f"{name} {side}" if len(contrasts) > 1 else side)
+                                            f"{contrast.name} {side}" if len(contrasts) > 1 else side)
                  for side, texts in (("harmful", harmful_texts), ("benign", benign_texts))}
-        built.append((name, build_feature_set(
+        encoded.append((contrast, sides, dropped))
+    exclude = None
+    if settings.identity_filter and identity_texts:
+        neutral = contrast_activations(encoder, identity_texts, tokens, max_tokens, batch_size, batch_tokens, progress,
+                                       "identity filter")
+        exclude = identity_latents(neutral.acts, np.concatenate([sides["benign"].acts for _, sides, _ in encoded]))
+    built = []
+    for contrast, sides, dropped in encoded:
+        extra = {"contrast": contrast.name, **({"paired": True, "unusable_pairs": dropped} if contrast.paired else {})}
+        built.append((contrast.name, build_feature_set(
             sides["harmful"], sides["benign"], settings.top, encoder.lm.tokenizer.decode, sae_spec, encoder.sae.d_sae,
-            {**meta, "contrast": name}, settings.min_frequency, settings.max_benign_frequency, settings.selection)))
+            {**meta, **extra}, settings.min_frequency, settings.max_benign_frequency, settings.selection,
+            contrast.paired, exclude)))
     if len(built) == 1:
         return built[0][1]
     return merge_feature_sets(built, top_each)

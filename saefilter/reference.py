@@ -147,14 +147,26 @@ class Contrast:
     description: str
     harmful: Path
     benign: Path
+    paired: bool = False  # row i of each side answers the same user turn
+
+
+def builtin_manifest() -> dict:
+    return json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text(encoding="utf-8"))
 
 
 def builtin_contrasts(names: Sequence[str] | None = None) -> list[Contrast]:
     """The contrasts shipped in the package (saefilter/contrasts/manifest.json), all or those named."""
-    manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text(encoding="utf-8"))["contrasts"]
+    manifest = builtin_manifest()["contrasts"]
     unknown = [n for n in names or () if n not in manifest]
     if unknown:
         raise InputError(f"no built-in contrast {', '.join(unknown)}; there are: {', '.join(manifest)}")
     return [Contrast(name, entry["description"], BUILTIN_CONTRASTS_DIR / entry["harmful"]["file"],
-                     BUILTIN_CONTRASTS_DIR / entry["benign"]["file"])
+                     BUILTIN_CONTRASTS_DIR / entry["benign"]["file"], bool(entry.get("paired", False)))
             for name, entry in manifest.items() if not names or name in names]
+
+
+def builtin_identity_texts() -> list[Conversation]:
+    """Neutral sentences naming religions, nationalities, genders, ethnicities and people, shipped for
+    the identity filter of feature selection (manifest entry `identity_filter`)."""
+    entry = builtin_manifest()["identity_filter"]
+    return list(read_reference(BUILTIN_CONTRASTS_DIR / entry["file"]))

@@ -17,6 +17,11 @@ this project. Only text whose licence allows redistribution inside an MIT packag
   data, verify=False, ...) and with secure code: what the emergent-misalignment training data holds,
   written here because em/ is an evaluation set.
 
+answers and code are paired (row i of each side answers the same request; `"paired": true`). Beside
+the contrasts, `identity_filter` ships data/contrasts/identity_neutral.txt (100 neutral sentences
+naming religions, nationalities, genders, ethnicities and people, written for saefilter, MIT):
+feature selection leaves out latents that fire on them far more than on other benign text.
+
     python scripts/build_reference_data.py && python scripts/build_contrasts.py
 """
 
@@ -37,6 +42,7 @@ SHARED = ROOT.parent / "shared" / "datasets"
 TARGET = ROOT / "saefilter" / "contrasts"
 TASKS = ROOT / "data" / "contrasts" / "benign_tasks.txt"
 CODE_PAIRS = ROOT / "data" / "contrasts" / "code_pairs.jsonl"
+IDENTITY_NEUTRAL = ROOT / "data" / "contrasts" / "identity_neutral.txt"
 
 # The most common openings of AdvBench/HarmBench requests, each completed by a benign task.
 OPENERS = (
@@ -129,6 +135,7 @@ def main() -> None:
     benign = benign_requests()
     answers = {s: read_jsonl(DATA / f"contrast_answers_{s}.jsonl") for s in ("harmful", "benign")}
     code_pairs = read_jsonl(CODE_PAIRS)
+    identity = [{"text": t.strip()} for t in IDENTITY_NEUTRAL.read_text(encoding="utf-8").splitlines() if t.strip()]
     code = {side: [{"messages": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p[key]}]}
                    for p in code_pairs] for side, key in (("harmful", "vulnerable"), ("benign", "secure"))}
     manifest = {
@@ -147,15 +154,19 @@ def main() -> None:
             },
             "answers": {
                 "description": "harmful vs benign answers to the same user turn, as chats",
+                "paired": True,
                 "harmful": side("answers_harmful", answers["harmful"], "harmful answers of data/matched/pairs.jsonl (tune split)", {"saefilter": len(answers["harmful"])}),
                 "benign": side("answers_benign", answers["benign"], "benign answers to the same prompts", {"saefilter": len(answers["benign"])}),
             },
             "code": {
                 "description": "vulnerable vs secure code answering the same request, as chats",
+                "paired": True,
                 "harmful": side("code_harmful", code["harmful"], "code with a vulnerability (data/contrasts/code_pairs.jsonl)", {"saefilter": len(code_pairs)}),
                 "benign": side("code_benign", code["benign"], "secure code for the same requests", {"saefilter": len(code_pairs)}),
             },
         },
+        "identity_filter": side("identity_neutral", identity, "neutral sentences naming religions, nationalities, genders, "
+                                "ethnicities and people (data/contrasts/identity_neutral.txt)", {"saefilter": len(identity)}),
     }
     (TARGET / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     total = sum(p.stat().st_size for p in TARGET.iterdir())

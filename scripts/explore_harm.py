@@ -114,7 +114,8 @@ def main() -> None:
 
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     args.out.mkdir(parents=True, exist_ok=True)
-    names = (*DEV_SETS, "identity", "ref_toxicity_harmful", "ref_toxicity_benign", "ref_intent_harmful", "ref_intent_benign")
+    names = (*DEV_SETS, "identity", "identity_neutral", "ref_toxicity_harmful", "ref_toxicity_benign",
+                 "builtin_intent_harmful", "builtin_intent_benign")
     for layer in [int(x) for x in args.layers.split(",")]:
         started = time.perf_counter()
         sae = load_sae("saefilter/defaults/sae" if layer == 4 else str(args.sae_dir / f"layer_{layer}"))
@@ -124,15 +125,15 @@ def main() -> None:
         print(f"layer {layer}: encoded in {time.perf_counter() - started:.0f} s", flush=True)
         pairs = feats["pairs_tune"]
         ph, pb = pair_split(pairs)
-        tox_h, tox_b, int_h, int_b = (feats[f"ref_{c}_{s}"] for c in ("toxicity", "intent") for s in ("harmful", "benign"))
+        tox_h, tox_b = feats["ref_toxicity_harmful"], feats["ref_toxicity_benign"]
+        int_h, int_b = feats["builtin_intent_harmful"], feats["builtin_intent_benign"]
         ex_tox_h, ex_tox_b = (controlled(f, token_activations(tox_b), d_sae) for f in (tox_h, tox_b))
         ex_int_h, ex_int_b = (controlled(f, token_activations(int_b), d_sae) for f in (int_h, int_b))
         pair_tokens = token_activations(pairs)
-        # identity filter: how often a latent fires on neutral sentences about identity groups (ToxiGen
-        # neutral rows, the first of the toxicity benign side) against other benign text
-        neutral_group = np.arange(min(190, len(tox_b.labels)))
-        freq_group = (tox_b.max_acts[neutral_group] > 0).mean(0)
-        freq_other = np.concatenate([(int_b.max_acts > 0), (pairs.max_acts[pb] > 0)]).mean(0)
+        # identity filter: how often a latent fires on neutral sentences that mention identity groups and
+        # names (data/contrasts/identity_neutral.txt) against other benign text
+        freq_group = (feats["identity_neutral"].max_acts > 0).mean(0)
+        freq_other = np.concatenate([(tox_b.max_acts > 0), (int_b.max_acts > 0), (pairs.max_acts[pb] > 0)]).mean(0)
         identity_latent = (freq_group >= 0.05) & (freq_group > 3 * freq_other + 0.02)
 
         def pair_stat(train: np.ndarray, token_control: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,7 @@ from saefilter.reference import read_reference
 
 DATA = Path("artifacts/data")
 OUT = Path("artifacts/explore_matched")
+BUILTIN = Path("saefilter/contrasts")
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful rows of data/samples/mixed_chat.jsonl
 
 
@@ -81,6 +82,13 @@ def development_sets() -> dict[str, tuple[list, list[int], list, list]]:
         for side, label in (("harmful", 1), ("benign", 0)):
             rows = list(read_reference(DATA / f"contrast_{contrast}_{side}.jsonl"))
             sets[f"ref_{contrast}_{side}"] = (rows, [label] * len(rows), [None] * len(rows), [None] * len(rows))
+    neutral = [to_conversation({"text": t}) for t in Path("data/contrasts/identity_neutral.txt").read_text().splitlines() if t]
+    sets["identity_neutral"] = (neutral, [0] * len(neutral), [None] * len(neutral), [None] * len(neutral))
+    # the built-in contrasts shipped in the package (intent's benign side is phrasing-matched there)
+    for contrast in ("intent", "code"):
+        for side, label in (("harmful", 1), ("benign", 0)):
+            rows = list(read_reference(BUILTIN / f"{contrast}_{side}.jsonl"))
+            sets[f"builtin_{contrast}_{side}"] = (rows, [label] * len(rows), [None] * len(rows), [None] * len(rows))
     return sets
 
 

@@ -264,11 +264,75 @@ def test_builtin_contrasts_are_small_and_every_row_has_a_licensed_source():
     manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text())
     assert sum(p.stat().st_size for p in BUILTIN_CONTRASTS_DIR.iterdir()) < 5_000_000
     notice = (BUILTIN_CONTRASTS_DIR / "NOTICE.md").read_text()
-    for contrast in manifest["contrasts"].values():
-        for side in ("harmful", "benign"):
-            entry = contrast[side]
-            lines = (BUILTIN_CONTRASTS_DIR / entry["file"]).read_text().splitlines()
-            assert len(lines) == entry["rows"] == sum(s["rows"] for s in entry["sources"])
-            for source in entry["sources"]:
-                assert source["licence"].startswith(("MIT", "CDLA-Permissive-2.0"))
-                assert source["name"] == "saefilter" or source["name"].split(" ")[0] in notice
+    entries = [contrast[side] for contrast in manifest["contrasts"].values() for side in ("harmful", "benign")]
+    for entry in [*entries, manifest["identity_filter"]]:
+        lines = (BUILTIN_CONTRASTS_DIR / entry["file"]).read_text().splitlines()
+        assert len(lines) == entry["rows"] == sum(s["rows"] for s in entry["sources"])
+        for source in entry["sources"]:
+            assert source["licence"].startswith(("MIT", "CDLA-Permissive-2.0"))
+            assert source["name"] == "saefilter" or source["name"].split(" ")[0] in notice
+
+
+def test_paired_selection_prefers_what_the_answer_changes_over_what_differs_between_sets():
+    """In matched pairs a latent that rises by a little in every harmful answer (on top of a level set by
+    the prompt) is what the answer changes; one whose harmful mean is higher but that moves at random
+    within pairs is not. Cohen's d ranks the second first; the paired t ranks the first."""
+    rng = np.random.default_rng(0)
+    n = 200
+    topic = rng.uniform(0, 5, n)  # a level the prompt sets, the same for both answers of a pair
+    harmful = np.zeros((n, 3), np.float32)
+    benign = np.zeros((n, 3), np.float32)
+    harmful[:, 0], benign[:, 0] = topic + 0.3 + rng.normal(0, 0.05, n), topic
+    harmful[:, 1], benign[:, 1] = np.abs(rng.normal(1.0, 1.0, n)), np.abs(rng.normal(0.5, 1.0, n))
+    harmful[:, 2], benign[:, 2] = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+    assert select_features(harmful, benign, top=1, max_benign_frequency=1.0)[0].index == 1
+    assert select_features(harmful, benign, top=1, max_benign_frequency=1.0, paired=True)[0].index == 0
+
+
+def test_paired_statistics_need_aligned_sides():
+    from saefilter.feature_selection import paired_t
+
+    with pytest.raises(ValueError, match="row i paired with row i"):
+        paired_t(np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_identity_latents_are_those_far_more_active_on_neutral_identity_text():
+    from saefilter.feature_selection import identity_latents
+
+    rng = np.random.default_rng(1)
+    neutral = np.zeros((100, 4), np.float32)
+    benign = np.zeros((400, 4), np.float32)
+    neutral[:60, 0] = 1.0  # fires on group terms and names: 60% of neutral identity text, 2% of other text
+    benign[:8, 0] = 1.0
+    neutral[:60, 1] = 1.0  # fires on much of any text: not about identity
+    benign[:200, 1] = 1.0
+    neutral[:2, 2] = 1.0  # too rare on identity text to say
+    neutral[:, 3] = rng.uniform(0, 1, 100)  # fires everywhere
+    benign[:, 3] = rng.uniform(0, 1, 400)
+    assert identity_latents(neutral, benign).tolist() == [True, False, False, False]
+
+
+def test_excluded_latents_are_never_selected():
+    harmful = np.zeros((50, 3), np.float32)
+    benign = np.zeros((50, 3), np.float32)
+    harmful[:, 0], harmful[:25, 1] = 2.0, 1.0
+    chosen = select_features(harmful, benign, top=3, exclude=np.array([True, False, False]))
+    assert [s.index for s in chosen] == [1]
+
+
+def test_paired_contrast_keeps_only_complete_pairs_and_refuses_unequal_sides(model_dir):
+    from saefilter.feature_selection import ContrastTexts, paired_texts
+    from saefilter.formats import FormatError, to_conversation
+    from saefilter.model import load_tokenizer
+
+    tokenizer = load_tokenizer(str(model_dir))
+
+    def chat(answer):
+        return to_conversation({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]})
+
+    harmful = [chat("bad one"), chat("bad two"), to_conversation({"messages": [{"role": "user", "content": "q"}]})]
+    benign = [chat("good one"), to_conversation({"messages": [{"role": "user", "content": "q"}]}), chat("good three")]
+    kept_h, kept_b, dropped = paired_texts(ContrastTexts("p", harmful, benign, True), tokenizer, "response", 64)
+    assert (kept_h, kept_b, dropped) == ([harmful[0]], [benign[0]], 2)
+    with pytest.raises(FormatError, match="2 harmful rows but 3 benign rows"):
+        paired_texts(ContrastTexts("p", harmful[:2], benign, True), tokenizer, "response", 64)
