@@ -18,9 +18,11 @@ from rich.markup import escape
 from saefilter.config import (
     BUILTIN_CONTRASTS,
     CHOICES,
+    DEFAULT_CONTRASTS,
     DEFAULT_FEATURES,
     DEFAULT_KERNEL,
     DEFAULT_SAE,
+    DEFAULT_TOP,
     DEFAULT_TOP_EACH,
     SELECTIONS,
     ScoreConfig,
@@ -145,7 +147,7 @@ def score(
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
     tokens: TokensOpt = "response",
-    aggregation: AggOpt = "max",
+    aggregation: AggOpt = ScoreConfig.aggregation,
     neighbours: NeighboursOpt = 1,
     kernel: KernelOpt = DEFAULT_KERNEL,
     max_tokens: MaxTokensOpt = 1024,
@@ -236,7 +238,7 @@ def prune(
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
     tokens: TokensOpt = "response",
-    aggregation: AggOpt = "max",
+    aggregation: AggOpt = ScoreConfig.aggregation,
     neighbours: NeighboursOpt = 1,
     kernel: KernelOpt = DEFAULT_KERNEL,
     max_tokens: MaxTokensOpt = 1024,
@@ -426,9 +428,9 @@ app.add_typer(features_app, name="features")
 def features_build(
     harmful: Annotated[list[Path], typer.Option("--harmful", "-H", help="Harmful reference file(s): .jsonl/.json/.csv/.txt. Default: the built-in contrasts.")] = [],
     benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign reference file(s), matched in form to --harmful.")] = [],
-    contrast: Annotated[list[str], typer.Option("--contrast", "-c", help=f"Built-in contrast(s) to select from (default: all: {', '.join(BUILTIN_CONTRASTS)}); see `saefilter features contrasts`.")] = [],
+    contrast: Annotated[list[str], typer.Option("--contrast", "-c", help=f"Built-in contrast(s) to select from: {', '.join(BUILTIN_CONTRASTS)} (default: {', '.join(DEFAULT_CONTRASTS)}, as the embedded default); see `saefilter features contrasts`.")] = [],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
-    top: Annotated[int, typer.Option("--top", help="How many features to keep from one contrast (the paper kept 100).")] = 100,
+    top: Annotated[int, typer.Option("--top", help="How many features to keep from one contrast (the paper kept 100; the embedded default 200).")] = DEFAULT_TOP,
     top_each: Annotated[int, typer.Option("--top-each", help="With several contrasts: the first N features of each, merged (as the embedded default).")] = DEFAULT_TOP_EACH,
     ids: Annotated[str | None, typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
     column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
@@ -451,9 +453,10 @@ def features_build(
 ) -> None:
     """Select the SAE latents that best separate harmful from benign reference text.
 
-    With no --harmful/--benign, from the built-in contrasts shipped in the package (toxicity, harmful
-    intent, harmful answers), one ranked set each, merged with --top-each: how the embedded default's
-    set is built, for any model and SAE.
+    With no --harmful/--benign, from the built-in contrasts shipped in the package: by default the
+    paired `answers` contrast (harmful vs benign answers to the same user turns), token-controlled,
+    top 200, as the embedded default's set is built, for any model and SAE; --contrast picks others
+    (toxicity, intent, code), one ranked set each, merged with --top-each.
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
@@ -471,9 +474,9 @@ def features_build(
 
 
 def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False):
-    from saefilter.feature_selection import ContrastTexts
+    from saefilter.feature_selection import ContrastTexts, check_paired
     from saefilter.records import InputError
-    from saefilter.reference import builtin_contrasts, builtin_identity_texts, read_reference
+    from saefilter.reference import builtin_benign_texts, builtin_contrasts, builtin_identity_texts, read_reference
 
     if ids is not None:
         return _feature_set_from_ids(config, ids)
@@ -488,11 +491,14 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
                                  [c for p in benign for c in read_reference(p, column)], paired)]
         meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
     else:
-        chosen = builtin_contrasts(contrast_names or None)
+        chosen = builtin_contrasts(contrast_names or DEFAULT_CONTRASTS)
         sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired)
                    for c in chosen]
         meta = {"contrasts": "built-in"}
+    for source in sources:
+        check_paired(source)  # before the model loads
     identity_texts = builtin_identity_texts() if settings.identity_filter else None
+    identity_reference = builtin_benign_texts() if settings.identity_filter else None
     from functools import partial
 
     from saefilter.activations import FeatureEncoder
@@ -505,7 +511,7 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     meta |= {"model": config.model, "tokens": config.tokens, "hook": loaded.hook.name}
     return build_from_contrasts(FeatureEncoder(lm, loaded), sources, settings, config.sae, meta, top_each,
                                 config.tokens, config.max_tokens, config.batch_size, config.batch_tokens,
-                                partial(count_progress, console), identity_texts)
+                                partial(count_progress, console), identity_texts, identity_reference)
 
 
 def _feature_set_from_ids(config, ids):

@@ -26,6 +26,10 @@ SELECTIONS = ("token-controlled", "activation")
 # The contrasts shipped in saefilter/contrasts (scripts/build_contrasts.py) and how many features
 # `features build` takes from each when it merges them.
 BUILTIN_CONTRASTS = ("toxicity", "intent", "answers", "code")
+# what `features build` with no reference files and no --contrast selects from, as the embedded
+# default was built (BENCHMARKS.md, "Harm, not form, round 2")
+DEFAULT_CONTRASTS = ("answers",)
+DEFAULT_TOP = 200
 DEFAULT_TOP_EACH = 20
 
 
@@ -49,7 +53,7 @@ class ScoreConfig:
     sae: str = DEFAULT_SAE
     features: str = DEFAULT_FEATURES
     tokens: TokenMode = "response"
-    aggregation: Aggregation = "max"
+    aggregation: Aggregation = "mean"
     neighbours: int = 1
     kernel: str = DEFAULT_KERNEL
     max_tokens: int = 1024

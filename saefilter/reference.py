@@ -165,6 +165,11 @@ def builtin_contrasts(names: Sequence[str] | None = None) -> list[Contrast]:
             for name, entry in manifest.items() if not names or name in names]
 
 
+def builtin_benign_texts() -> list[Conversation]:
+    """The benign sides of every built-in contrast: broad benign text the identity filter compares with."""
+    return [c for contrast in builtin_contrasts() for c in read_reference(contrast.benign)]
+
+
 def builtin_identity_texts() -> list[Conversation]:
     """Neutral sentences naming religions, nationalities, genders, ethnicities and people, shipped for
     the identity filter of feature selection (manifest entry `identity_filter`)."""

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Detection quality of one or more scoring configurations on every benchmark, same rows, same run.
 
-Each configuration is NAME=SAE:FEATURES (the embedded default model; kernel and k as `saefilter
-score` uses them by default). Every set is encoded once per SAE; scores are `saefilter score`'s
+Each configuration is NAME=SAE:FEATURES[@AGGREGATION] (the embedded default model; kernel and k as
+`saefilter score` uses them by default; aggregation too unless @max or @mean says otherwise). Every set is encoded once per SAE; scores are `saefilter score`'s
 (max aggregation, geometric score), so the numbers are what a user gets.
 
 Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/datasets):
@@ -97,17 +97,21 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
     return sets
 
 
-def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Max-aggregated SAE activations of the usable rows, and which rows those are (cached on disk)."""
+def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path, how: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """Max- or mean-aggregated SAE activations of the usable rows, and which rows those are (cached on
+    disk: "acts" holds the max, "mean_acts" the mean; caches written before mean was kept are redone
+    only when the mean is asked for)."""
+    key = "acts" if how == "max" else "mean_acts"
     if cache.exists():
         stored = np.load(cache)
-        return stored["acts"], stored["usable"]
+        if key in stored:
+            return stored[key], stored["usable"]
     encoded = encode_each(data.conversations, encoder.lm.tokenizer, "response", 1024)
     usable = np.array([s is not None for s in encoded])
-    acts = collect(encoder, [s for s in encoded if s is not None], 16, 8192).aggregated["max"]
+    both = collect(encoder, [s for s in encoded if s is not None], 16, 8192).aggregated
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, acts=acts, usable=usable)
-    return acts, usable
+    np.savez(cache, acts=both["max"], mean_acts=both["mean"], usable=usable)
+    return (both["max"] if how == "max" else both["mean"]), usable
 
 
 def cache_key(sae_fingerprint: str, split: str, limit: int, set_name: str, dtype: str = "float32") -> str:
@@ -184,7 +188,8 @@ def markdown(results: dict[str, dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", required=True, help="NAME=SAE:FEATURES ('embedded' for the bundled ones)")
+    parser.add_argument("--config", action="append", required=True,
+                        help="NAME=SAE:FEATURES[@AGGREGATION] ('embedded' for the bundled ones; max or mean, default: saefilter score's)")
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--limit", type=int, default=500, help="insecure/secure rows per class")
     parser.add_argument("--kernel", default=DEFAULT_KERNEL)
@@ -201,6 +206,9 @@ def main() -> None:
     results, timings = {}, {}
     for item in args.config:
         name, _, spec = item.partition("=")
+        how = ScoreConfig().aggregation
+        if spec.rpartition("@")[2] in ("max", "mean"):
+            spec, _, how = spec.rpartition("@")
         sae_spec, _, features_spec = spec.rpartition(":")
         started = time.perf_counter()
         loaded = load_sae(resolve_sae_spec(sae_spec))
@@ -213,7 +221,7 @@ def main() -> None:
         scores, usable = {}, {}
         for set_name, data in sets.items():
             key = cache_key(loaded.fingerprint, args.split, args.limit, set_name, args.dtype)
-            acts, usable[set_name] = aggregated(encoder, data, args.cache / key)
+            acts, usable[set_name] = aggregated(encoder, data, args.cache / key, how)
             scores[set_name] = geometric_scores(acts, proximity)
         results[name] = measure(sets, scores, usable, args.bootstrap)
         timings[name] = round(time.perf_counter() - started, 1)

@@ -2,13 +2,13 @@
 """Bundle the embedded default: an SAE trained by scripts/train_sae.py, a harmful-feature set
 selected from the reference splits, a calibrated check threshold, and the model card.
 
-    python scripts/build_default.py --sae artifacts/sae/layer_4
+    python scripts/build_default.py --sae artifacts/sae/layer_16 --contrasts answers --top 200
 
 1. copies cfg.json and the weights (as float16: half the size; sae-lens loads them as float32)
    into saefilter/defaults/sae/;
 2. builds the feature set with `saefilter features build` and no reference files: the built-in
-   contrasts shipped in the package, one ranked set each, merged with --top-each; exactly what a
-   user gets for any model and SAE. `--legacy-contrasts toxicity,intent` instead builds from
+   contrasts shipped in the package (by default the paired `answers` contrast), one ranked set each,
+   merged with --top-each; exactly what a user gets for any model and SAE. `--legacy-contrasts toxicity,intent` instead builds from
    artifacts/data/contrast_*_{harmful,benign}.jsonl (scripts/build_reference_data.py), with
    `--selection activation --top-each 25`: how the shipped set was made before the built-in
    contrasts existed (its intent contrast has Alpaca instructions as the benign side, which is not
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from saefilter.config import DEFAULT_TOP_EACH
+from saefilter.config import DEFAULT_TOP, DEFAULT_TOP_EACH
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = ROOT / "saefilter" / "defaults"
@@ -47,10 +47,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sae", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("artifacts/data"))
-    parser.add_argument("--contrasts", default=None, help="built-in contrasts to use (default: all)")
+    parser.add_argument("--contrasts", default=None, help="built-in contrasts to use (default: features build's, answers)")
     parser.add_argument("--legacy-contrasts", default=None, help="e.g. toxicity,intent: artifacts/data contrast files instead")
     parser.add_argument("--top-each", type=int, default=DEFAULT_TOP_EACH)
-    parser.add_argument("--aggregation", default="max")
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="features kept from one contrast")
+    parser.add_argument("--aggregation", default="mean")
     parser.add_argument("--selection", default="token-controlled", choices=("activation", "token-controlled"))
     args = parser.parse_args()
 
@@ -77,7 +78,7 @@ def main() -> None:
         saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
     else:
         chosen = [arg for name in (args.contrasts.split(",") if args.contrasts else []) for arg in ("--contrast", name)]
-        saefilter("features", "build", *chosen, "--selection", args.selection,
+        saefilter("features", "build", *chosen, "--selection", args.selection, "--top", str(args.top),
                   "--top-each", str(args.top_each), "-o", str(features))
 
     saefilter("score", str(args.data / "benign_heldout.jsonl"), "-o", str(scratch / "benign_heldout.scores.jsonl"),

@@ -228,30 +228,34 @@ def test_token_baseline_is_the_benign_mean_per_token_and_latent():
 
 
 def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_path, model_dir, sae_dir):
-    """No --harmful/--benign: one set per shipped contrast, merged as the embedded default is."""
+    """No --harmful/--benign: the paired answers contrast, as the embedded default is built; --contrast
+    picks others, one set each, merged."""
     from typer.testing import CliRunner
 
     from saefilter.cli import app
-    from saefilter.config import BUILTIN_CONTRASTS
+    from saefilter.config import BUILTIN_CONTRASTS, DEFAULT_CONTRASTS
     from saefilter.features import load_feature_set
     from saefilter.reference import builtin_contrasts
 
     contrasts = builtin_contrasts()
     assert tuple(c.name for c in contrasts) == BUILTIN_CONTRASTS
     assert all(c.harmful.is_file() and c.benign.is_file() for c in contrasts)
+    assert {c.name for c in contrasts if c.paired} == {"answers", "code"}
     out = tmp_path / "built.json"
     result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir),
-                                      "--top-each", "3", "--max-tokens", "64", "-o", str(out), "-q"])
+                                      "--top", "5", "--max-tokens", "64", "-o", str(out), "-q"])
     assert result.exit_code == 0, result.output
     built = load_feature_set(out)
-    assert tuple(m["set"] for m in built.meta["merged_from"]) == BUILTIN_CONTRASTS
-    assert all(m["selection"]["contrasts"] == "built-in" and m["taken"] <= 3 for m in built.meta["merged_from"])
-    assert 0 < len(built.features) <= 3 * len(BUILTIN_CONTRASTS) and {f.stats["source"] for f in built.features} <= set(BUILTIN_CONTRASTS)
-    one = tmp_path / "one.json"
-    result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir),
-                                      "--contrast", "answers", "--top", "4", "-o", str(one), "-q"])
+    assert DEFAULT_CONTRASTS == ("answers",) and built.meta["selection"]["contrast"] == "answers"
+    assert built.meta["selection"]["paired"] is True and built.meta["selection"]["contrasts"] == "built-in"
+    assert "identity_latents_excluded" in built.meta["selection"] and 0 < len(built.features) <= 5
+    merged = tmp_path / "merged.json"
+    result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir), "--contrast", "toxicity",
+                                      "--contrast", "answers", "--top-each", "3", "--max-tokens", "64", "-o", str(merged), "-q"])
     assert result.exit_code == 0, result.output
-    assert load_feature_set(one).meta["selection"]["contrast"] == "answers"
+    built = load_feature_set(merged)
+    assert tuple(m["set"] for m in built.meta["merged_from"]) == ("toxicity", "answers")
+    assert all(m["taken"] <= 3 for m in built.meta["merged_from"]) and {f.stats["source"] for f in built.features} <= {"toxicity", "answers"}
     result = CliRunner().invoke(app, ["features", "build", "--model", str(model_dir), "--sae", str(sae_dir), "--contrast", "nope"])
     assert result.exit_code == 2 and f"no built-in contrast nope; there are: {', '.join(BUILTIN_CONTRASTS)}" in " ".join(result.output.split())
 
@@ -322,7 +326,7 @@ def test_excluded_latents_are_never_selected():
 
 def test_paired_contrast_keeps_only_complete_pairs_and_refuses_unequal_sides(model_dir):
     from saefilter.feature_selection import ContrastTexts, paired_texts
-    from saefilter.formats import FormatError, to_conversation
+    from saefilter.formats import to_conversation
     from saefilter.model import load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
@@ -334,5 +338,29 @@ def test_paired_contrast_keeps_only_complete_pairs_and_refuses_unequal_sides(mod
     benign = [chat("good one"), to_conversation({"messages": [{"role": "user", "content": "q"}]}), chat("good three")]
     kept_h, kept_b, dropped = paired_texts(ContrastTexts("p", harmful, benign, True), tokenizer, "response", 64)
     assert (kept_h, kept_b, dropped) == ([harmful[0]], [benign[0]], 2)
-    with pytest.raises(FormatError, match="2 harmful rows but 3 benign rows"):
+    with pytest.raises(InputError, match="2 harmful rows but 3 benign rows"):
         paired_texts(ContrastTexts("p", harmful[:2], benign, True), tokenizer, "response", 64)
+
+
+def test_features_build_cli_paired_files_and_its_errors(tmp_path, model_dir, planted):
+    """--paired ranks by the paired t: the planted trigger latent still comes first, the meta says how,
+    and files whose sides differ in length are refused with both counts."""
+    from conftest import ANSWERS, TRIGGER, chat, write_jsonl
+    from test_cli import saefilter
+
+    harmful = write_jsonl(tmp_path / "harmful.jsonl", [chat("tell me a story", f"{TRIGGER} {a}") for a in ANSWERS])
+    benign = write_jsonl(tmp_path / "benign.jsonl", [chat("tell me a story", a) for a in ANSWERS])
+    out = tmp_path / "paired.json"
+    result = saefilter("features", "build", "--harmful", str(harmful), "--benign", str(benign), "--paired", "--model",
+                       str(model_dir), "--sae", str(planted), "--top", "3", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    built = load_feature_set(out)
+    assert built.indices[0] == 0
+    assert built.meta["selection"]["paired"] is True and built.meta["selection"]["unusable_pairs"] == 0
+    assert built.meta["selection"]["ranking"].startswith("paired t")
+    short = write_jsonl(tmp_path / "short.jsonl", [chat("tell me a story", a) for a in ANSWERS[:-1]])
+    refused = saefilter("features", "build", "--harmful", str(harmful), "--benign", str(short), "--paired", "--model",
+                        str(model_dir), "--sae", str(planted), "-o", str(tmp_path / "x.json"))
+    assert refused.returncode == 2 and f"{len(ANSWERS)} harmful rows but {len(ANSWERS) - 1} benign rows" in refused.stderr
+    builtin = saefilter("features", "build", "--paired", "--model", str(model_dir), "--sae", str(planted), "-o", str(tmp_path / "y.json"))
+    assert builtin.returncode == 2 and "--paired describes --harmful/--benign files" in builtin.stderr

@@ -117,7 +117,7 @@ def test_score_file_reuse_and_invalidation(tmp_path, scored, model_dir, sae_dir)
     assert current_scores(data, config) == scores
     from dataclasses import replace
 
-    assert current_scores(data, replace(config, aggregation="mean")) is None
+    assert current_scores(data, replace(config, aggregation="max" if config.aggregation == "mean" else "mean")) is None
     assert current_scores(data, replace(config, batch_size=3)) == scores  # batching does not change scores
     other_features = write_features(tmp_path / "g.json", [2, 3])
     assert current_scores(data, replace(config, features=str(other_features))) is None
@@ -132,9 +132,10 @@ def test_prune_cli_reuses_scores_then_rescores_on_change(tmp_path, scored, model
     result = saefilter("prune", str(data), "--top-k", "3", *args)
     assert result.returncode == 0, result.stderr
     assert "reusing" in result.stderr
-    result = saefilter("prune", str(data), "--top-k", "3", "--aggregation", "mean", *args)
+    other = "max" if config.aggregation == "mean" else "mean"
+    result = saefilter("prune", str(data), "--top-k", "3", "--aggregation", other, *args)
     assert result.returncode == 0, result.stderr
     assert "reusing" not in result.stderr
-    assert json.loads((tmp_path / "data.scores.meta.json").read_text())["aggregation"] == "mean"
+    assert json.loads((tmp_path / "data.scores.meta.json").read_text())["aggregation"] == other
     result = saefilter("prune", str(data), "--top-k", "3", "--fraction", "0.1", *args)
     assert result.returncode == 2 and "exactly one of" in result.stderr
