@@ -2,8 +2,9 @@
 """Detection quality of one or more scoring configurations on every benchmark, same rows, same run.
 
 Each configuration is NAME=SAE:FEATURES[@AGGREGATION] (the embedded default model; kernel and k as
-`saefilter score` uses them by default; aggregation too unless @max or @mean says otherwise). Every set is encoded once per SAE; scores are `saefilter score`'s
-(max aggregation, geometric score), so the numbers are what a user gets.
+`saefilter score` uses them by default; aggregation too unless @max or @mean says otherwise).
+Every set is encoded once per SAE; scores are `saefilter score`'s (geometric score), so the numbers
+are what a user gets.
 
 Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/datasets):
 - matched, only the answer differs: own pairs (`pairs_tune` on dev, `pairs_report` on test), answers

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from saefilter.config import DEFAULT_TOP, DEFAULT_TOP_EACH
+from saefilter.config import DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = ROOT / "saefilter" / "defaults"
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--legacy-contrasts", default=None, help="e.g. toxicity,intent: artifacts/data contrast files instead")
     parser.add_argument("--top-each", type=int, default=DEFAULT_TOP_EACH)
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="features kept from one contrast")
-    parser.add_argument("--aggregation", default="mean")
+    parser.add_argument("--aggregation", default=ScoreConfig.aggregation)
     parser.add_argument("--selection", default="token-controlled", choices=("activation", "token-controlled"))
     args = parser.parse_args()
 

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from explore_direction import sample_vectors
 from explore_matched import SetFeatures, encode_set
-from explore_matched_variants import DEV_SETS, measure, pair_split
+from explore_matched_variants import DEV_SETS, cohens_d, measure, pair_split, top_by
 
 from saefilter.evaluate import geometric_scores
-from saefilter.feature_selection import TokenActivations, context_excess, token_baseline
+from saefilter.feature_selection import TokenActivations, context_excess, paired_t, token_baseline
 from saefilter.metrics import auroc
 from saefilter.proximity import feature_proximity
 from saefilter.sae import load_sae
@@ -54,19 +55,7 @@ def controlled(f: SetFeatures, baseline_tokens: TokenActivations, d_sae: int) ->
     return context_excess(token_activations(f), token_baseline(baseline_tokens, d_sae), len(f.offsets) - 1)[0]
 
 
-def cohens_d(h: np.ndarray, b: np.ndarray) -> np.ndarray:
-    pooled = np.sqrt(((len(h) - 1) * h.var(0, ddof=1) + (len(b) - 1) * b.var(0, ddof=1)) / max(len(h) + len(b) - 2, 1))
-    return (h.mean(0) - b.mean(0)) / np.maximum(pooled, 1e-6)
 
-
-def paired_t(h: np.ndarray, b: np.ndarray) -> np.ndarray:
-    diff = h - b
-    return diff.mean(0) / np.maximum(diff.std(0, ddof=1) / np.sqrt(len(diff)), 1e-6)
-
-
-def top_by(stat: np.ndarray, eligible: np.ndarray, n: int) -> list[int]:
-    candidates = np.flatnonzero(eligible & (stat > 0))
-    return [int(i) for i in candidates[np.argsort(-stat[candidates], kind="stable")][:n]]
 
 
 def score_sets(feats: dict[str, SetFeatures], decoder: np.ndarray, ids: list[int]) -> dict[str, np.ndarray]:
@@ -99,11 +88,6 @@ def mean_activations(f: SetFeatures, d_sae: int) -> np.ndarray:
     np.add.at(out, (sample_of, f.latents.ravel()), f.values.ravel())
     return out / np.maximum(np.diff(f.offsets), 1)[:, None]
 
-
-def mean_residuals(folder: Path, hook_name: str) -> np.ndarray:
-    resid = np.load(folder / f"{hook_name}.npy").astype(np.float32)
-    offsets = np.load(folder / "offsets.npy")
-    return np.add.reduceat(resid, offsets[:-1]) / np.diff(offsets)[:, None]
 
 
 def labels_of(ids: list[int], f: SetFeatures, decode, rows: np.ndarray | None = None, n: int = 6) -> list[str]:
@@ -186,7 +170,7 @@ def explore_layer(layer: int, args: argparse.Namespace, tokenizer, names: tuple[
     code_tc_t = paired_t(ex_code_h, ex_code_b)
     # the geometric control: latents whose decoder rows point along the mean-residual difference
     # of the harmful and benign tuning answers (computed without the held-out fold)
-    resid = mean_residuals(args.resid / "resid" / "pairs_tune", f"blocks.{layer}.hook_resid_post")
+    resid = sample_vectors(args.resid / "resid" / "pairs_tune", layer, "mean")[0]
     unit_decoder = decoder / np.maximum(np.linalg.norm(decoder, axis=1, keepdims=True), 1e-9)
 
     def direction_selector(n: int, with_t: bool = False) -> Selector:
