@@ -530,6 +530,63 @@ def _feature_set_from_ids(config, ids):
     return feature_set
 
 
+@features_app.command("calibrate")
+def features_calibrate(
+    features: Annotated[str, typer.Argument(help="Feature set file to calibrate, or 'embedded' (then give --output).")],
+    benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign text like the data you will check: .jsonl/.json/.csv/.txt (repeatable).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the calibrated set (default: overwrite FEATURES).")] = None,
+    percentile: Annotated[float, typer.Option("--percentile", help="Suggested threshold: this percentile of the benign scores.")] = 99.0,
+    column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    sae: SaeOpt = DEFAULT_SAE,
+    tokens: TokensOpt = "response",
+    aggregation: AggOpt = ScoreConfig.aggregation,
+    neighbours: NeighboursOpt = 1,
+    kernel: KernelOpt = DEFAULT_KERNEL,
+    max_tokens: MaxTokensOpt = 1024,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    batch_size: BatchOpt = 16,
+    batch_tokens: BatchTokensOpt = 8192,
+    trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score benign text with a feature set; store a suggested `check` threshold and each feature's
+    benign baseline in the set, so explanations rank what a sample has above benign text.
+
+    The baseline holds for the scoring settings used here (aggregation, neighbours, kernel, tokens);
+    a run with other settings explains by plain contribution, as an uncalibrated set does."""
+    set_verbosity(quiet, verbose)
+    config = make_config(locals())
+    if output is None and features == DEFAULT_FEATURES:
+        fail("the embedded feature set is part of the package: give --output for the calibrated copy")
+    target = output or Path(features)
+    calibrated_set = run_with_errors(lambda: _calibrate(config, benign, column, percentile))
+    from saefilter.features import save_feature_set
+
+    save_feature_set(calibrated_set, target)
+    threshold = calibrated_set.meta["suggested_threshold"]
+    out.print(f"suggested threshold {threshold['value']} ({threshold['how']})\ncalibrated features -> {target}")
+
+
+def _calibrate(config, benign, column, percentile):
+    from saefilter.calibrate import calibrated
+    from saefilter.feature_selection import encode_reference
+    from saefilter.reference import read_reference
+    from saefilter.scorer import Scorer
+    from saefilter.terminal import count_progress
+
+    conversations = [c for path in benign for c in read_reference(path, column)]  # bad files fail before the model
+    with console.status("loading model and SAE..."):
+        scorer = Scorer.load(config)
+    samples, unusable = encode_reference(conversations, scorer.lm.tokenizer, config.tokens, config.max_tokens)
+    with count_progress(console, "scoring benign", len(samples)) as advance:
+        contributions = scorer.contributions(samples, advance)
+    source = ", ".join(str(p) for p in benign) + (f"; {unusable} rows with nothing to score left out" if unusable else "")
+    return calibrated(scorer.method.feature_set, contributions, scorer.method.scoring_settings, source, percentile)
+
+
 @features_app.command("contrasts")
 def features_contrasts(
     quiet: QuietOpt = False,

@@ -25,6 +25,7 @@ class HarmfulFeature:
     label: str = ""
     weight: float = 1.0
     stats: dict[str, Any] = field(default_factory=dict)
+    benign_contribution: float | None = None  # mean share of the score on benign text (`features calibrate`)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,16 @@ class FeatureSet:
     @property
     def weights(self) -> list[float]:
         return [f.weight for f in self.features]
+
+    def benign_baseline(self, scoring: dict[str, Any]) -> list[float] | None:
+        """Each feature's benign contribution, if the set was calibrated with these scoring settings
+        (aggregation, neighbours, kernel, tokens): contributions under other settings are not comparable."""
+        calibration = self.meta.get("benign_calibration")
+        if not isinstance(calibration, dict) or any(f.benign_contribution is None for f in self.features):
+            return None
+        if any(calibration.get(key) != value for key, value in scoring.items()):
+            return None
+        return [float(f.benign_contribution) for f in self.features]  # type: ignore[arg-type]
 
     def label_of(self, index: int) -> str:
         for feature in self.features:
@@ -74,7 +85,11 @@ def _parse_feature(item: Any, where: str) -> HarmfulFeature:
     weight = item.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
         raise InputError(f"{where}: 'weight' must be a positive number, got {json.dumps(weight)}")
-    return HarmfulFeature(index, str(item.get("label", "")), float(weight), dict(item.get("stats", {})))
+    baseline = item.get("benign_contribution")
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int | float) or baseline < 0):
+        raise InputError(f"{where}: 'benign_contribution' must be a non-negative number, got {json.dumps(baseline)}")
+    return HarmfulFeature(index, str(item.get("label", "")), float(weight), dict(item.get("stats", {})),
+                          None if baseline is None else float(baseline))
 
 
 def load_feature_set(path: Path) -> FeatureSet:
@@ -109,7 +124,9 @@ def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
         "sae": feature_set.sae,
         "d_sae": feature_set.d_sae,
         "features": [
-            {"index": f.index, "label": f.label, "weight": f.weight, **({"stats": f.stats} if f.stats else {})}
+            {"index": f.index, "label": f.label, "weight": f.weight,
+             **({"benign_contribution": f.benign_contribution} if f.benign_contribution is not None else {}),
+             **({"stats": f.stats} if f.stats else {})}
             for f in feature_set.features
         ],
     }

@@ -83,6 +83,14 @@ def histogram_png(scores: np.ndarray, cutoff: float | None) -> bytes:
     return buffer.getvalue()
 
 
+def share_text(feature: dict[str, Any]) -> str:
+    """A feature's share of a score, and how far above its benign baseline when the set is calibrated."""
+    text = f"{feature['contribution']:.4f}"
+    if "above_benign" in feature:
+        text += f", +{feature['above_benign']:.4f} above benign"
+    return text
+
+
 def feature_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Harmful features ranked by their total contribution over the given (flagged) rows."""
     totals: dict[int, dict[str, Any]] = defaultdict(lambda: {"contribution": 0.0, "top_in": 0, "label": ""})
@@ -167,7 +175,7 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
     field = meta.get("field")
     for row in flagged:
         features = "<br>".join(
-            f"<b>{f['index']}</b> {html.escape(f['label'])} <span style='color:#888'>({f['contribution']:.4f})</span>"
+            f"<b>{f['index']}</b> {html.escape(f['label'])} <span style='color:#888'>({share_text(f)})</span>"
             for f in row["top_features"][:3]
         )
         text = highlight(scored_text(inputs.records.get(row["line"]), field), row["top_tokens"])

@@ -15,7 +15,7 @@ import torch
 
 from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.features import FeatureSet, load_feature_set
+from saefilter.features import FeatureSet, HarmfulFeature, load_feature_set
 from saefilter.formats import FormatError, to_conversation
 from saefilter.layers import check_hook_point
 from saefilter.model import LoadedModel, load_model, load_tokenizer
@@ -24,7 +24,7 @@ from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity
 from saefilter.records import BadLine, InputError, Record
 from saefilter.render import EncodedSample, encode, render
 from saefilter.sae import LoadedSAE, load_sae
-from saefilter.scoring import score_summary
+from saefilter.scoring import FeatureShare, sample_contributions, score_summary
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,18 @@ class Method:
     def fingerprint(self) -> str:
         return self.config.fingerprint(self.sae.fingerprint, self.feature_set.fingerprint)
 
+    @property
+    def scoring_settings(self) -> dict[str, Any]:
+        """What a feature's contribution depends on besides the SAE and the set: a benign baseline
+        measured under other settings does not apply."""
+        return {"aggregation": self.config.aggregation, "neighbours": self.proximity.k,
+                "kernel": self.config.kernel, "tokens": self.config.tokens}
+
+    @property
+    def benign_baseline(self) -> np.ndarray | None:
+        baseline = self.feature_set.benign_baseline(self.scoring_settings)
+        return None if baseline is None else np.asarray(baseline, dtype=np.float64)
+
     def description(self) -> dict[str, Any]:
         """What produced the scores: enough to reproduce them and to tell two runs apart."""
         config = self.config
@@ -121,6 +133,7 @@ class Method:
             "neighbours": self.proximity.k,
             "kernel": config.kernel,
             "background_cosine": round(self.proximity.background, 6),
+            "explanations": "above benign baseline" if self.benign_baseline is not None else "by contribution",
             "max_tokens": config.max_tokens,
             "field": config.field,
             "dtype": config.resolved_dtype,
@@ -154,6 +167,13 @@ class Preparer:
         return Prepared(item, encoded)
 
 
+def feature_row(feature: HarmfulFeature, share: FeatureShare) -> dict[str, Any]:
+    row = {"index": feature.index, "label": feature.label, "contribution": round_score(share.contribution)}
+    if share.above_benign is not None:
+        row["above_benign"] = round_score(share.above_benign)
+    return row
+
+
 @dataclass
 class Scorer:
     """The method plus what runs it: the model and the encoder truncated at the SAE's hook."""
@@ -161,6 +181,9 @@ class Scorer:
     method: Method
     lm: LoadedModel
     encoder: FeatureEncoder
+
+    def __post_init__(self) -> None:
+        self._baseline = self.method.benign_baseline
 
     @classmethod
     def load(cls, config: ScoreConfig, preparer: Preparer | None = None) -> Scorer:
@@ -193,9 +216,24 @@ class Scorer:
                 rows[i] = self._row(prepared[i], aggregated, token_mass)
         return [row for row in rows if row is not None]
 
+    def contributions(self, samples: Sequence[EncodedSample], on_progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Each sample's split of its score over the harmful features [n, n_harmful]: what
+        `features calibrate` averages over benign text."""
+        n_harmful = len(self.method.feature_set.features)
+        out = np.zeros((len(samples), n_harmful), dtype=np.float64)
+        proximity = torch.from_numpy(self.method.proximity.proximity)
+        for batch in length_batches([len(s.input_ids) for s in samples], self.config.batch_size, self.config.batch_tokens):
+            summaries = self.encoder.summaries([samples[i] for i in batch], proximity, self.config.aggregation)
+            for i, (aggregated, _) in zip(batch, summaries, strict=True):
+                out[i] = sample_contributions(aggregated, self.method.proximity, n_harmful)
+            if on_progress:
+                on_progress(len(batch))
+        return out
+
     def _row(self, prepared: Prepared, aggregated: np.ndarray, token_mass: np.ndarray) -> dict[str, Any]:
         result = score_summary(
-            aggregated, token_mass, self.method.proximity, len(self.method.feature_set.features), self.config.top_n
+            aggregated, token_mass, self.method.proximity, len(self.method.feature_set.features), self.config.top_n,
+            self._baseline,
         )
         encoded = prepared.encoded
         scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]
@@ -207,10 +245,7 @@ class Scorer:
             "n_tokens": len(encoded.input_ids),
             "n_scored": encoded.n_scored,
             "truncated": encoded.truncated,
-            "top_features": [
-                {"index": features[j].index, "label": features[j].label, "contribution": round_score(c)}
-                for j, c in result.top_features
-            ],
+            "top_features": [feature_row(features[share.position], share) for share in result.top_features],
             "top_tokens": [
                 {
                     "position": scored_positions[t],

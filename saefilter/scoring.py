@@ -7,12 +7,17 @@ With a_i the sample's activation of latent i aggregated over its scored tokens (
 the activation-weighted mean proximity of the sample's active features to the harmful set.
 The score splits exactly into contributions of the harmful features (through the kNN terms),
 which is what `top_features` reports, and into per-token harmful mass for highlighting.
+
+A feature set calibrated on benign text (`saefilter features calibrate`) carries each feature's
+mean contribution there. With it, `top_features` ranks by the contribution *above* that benign
+baseline: a latent that gives every answer some score (a topic or sentence-start latent) then does
+not lead every explanation, and what leads is what this sample has that benign text does not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -21,10 +26,16 @@ from saefilter.proximity import FeatureProximity
 Aggregation = Literal["max", "mean"]
 
 
+class FeatureShare(NamedTuple):
+    position: int  # in the harmful set
+    contribution: float  # to the score; the contributions of all harmful features sum to it
+    above_benign: float | None = None  # contribution minus its benign baseline, when calibrated
+
+
 @dataclass(frozen=True)
 class SampleScore:
     score: float
-    top_features: list[tuple[int, float]]  # (position in the harmful set, contribution to score)
+    top_features: list[FeatureShare]
     top_tokens: list[tuple[int, float]]  # (index among scored tokens, harmful mass)
 
 
@@ -48,27 +59,46 @@ def harmful_contributions(acts: np.ndarray, prox: FeatureProximity, n_harmful: i
     return contributions
 
 
+def sample_contributions(aggregated: np.ndarray, prox: FeatureProximity, n_harmful: int) -> np.ndarray:
+    """Each harmful feature's share of the score [n_harmful]; they sum to the score."""
+    acts = np.maximum(aggregated, 0.0)
+    total = float(acts.sum(dtype=np.float64))
+    if total <= 0.0:
+        return np.zeros(n_harmful, dtype=np.float64)
+    return harmful_contributions(acts, prox, n_harmful) / total
+
+
 def score_sample(
-    token_acts: np.ndarray, prox: FeatureProximity, how: Aggregation, n_harmful: int, top_n: int = 5
+    token_acts: np.ndarray, prox: FeatureProximity, how: Aggregation, n_harmful: int, top_n: int = 5,
+    baseline: np.ndarray | None = None,
 ) -> SampleScore:
     """The score of one sample from its [tokens, d_sae] activations."""
-    return score_summary(aggregate(token_acts, how), token_acts @ prox.proximity, prox, n_harmful, top_n)
+    return score_summary(aggregate(token_acts, how), token_acts @ prox.proximity, prox, n_harmful, top_n, baseline)
+
+
+def top_shares(contributions: np.ndarray, top_n: int, baseline: np.ndarray | None = None) -> list[FeatureShare]:
+    """The features that explain a score: by contribution, or, with a benign baseline [n_harmful],
+    by contribution above it (only those above it)."""
+    if baseline is None:
+        order = np.argsort(-contributions, kind="stable")[:top_n]
+        return [FeatureShare(int(j), float(contributions[j])) for j in order if contributions[j] > 0]
+    above = contributions - baseline
+    order = np.argsort(-above, kind="stable")[:top_n]
+    return [FeatureShare(int(j), float(contributions[j]), float(above[j])) for j in order if above[j] > 0]
 
 
 def score_summary(
-    aggregated: np.ndarray, token_mass: np.ndarray, prox: FeatureProximity, n_harmful: int, top_n: int = 5
+    aggregated: np.ndarray, token_mass: np.ndarray, prox: FeatureProximity, n_harmful: int, top_n: int = 5,
+    baseline: np.ndarray | None = None,
 ) -> SampleScore:
     """The score from what it needs of a sample: its aggregated activations [d_sae] and each token's
     harmful mass (activations @ proximity, [tokens]). The scorer computes both batched on the
     model's device, so the dense [tokens, d_sae] matrix never has to reach NumPy."""
-    acts = np.maximum(aggregated, 0.0)
-    total = float(acts.sum(dtype=np.float64))
-    if total <= 0.0:
+    if float(np.maximum(aggregated, 0.0).sum(dtype=np.float64)) <= 0.0:
         return SampleScore(0.0, [], [])
-    contributions = harmful_contributions(acts, prox, n_harmful) / total
+    contributions = sample_contributions(aggregated, prox, n_harmful)
     score = float(contributions.sum())
-    order = np.argsort(-contributions, kind="stable")[:top_n]
-    top_features = [(int(j), float(contributions[j])) for j in order if contributions[j] > 0]
+    top_features = top_shares(contributions, top_n, baseline)
     token_order = np.argsort(-token_mass, kind="stable")[:top_n]
     top_tokens = [(int(t), float(token_mass[t])) for t in token_order if token_mass[t] > 0]
     return SampleScore(score, top_features, top_tokens)

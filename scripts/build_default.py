@@ -13,8 +13,9 @@ selected from the reference splits, a calibrated check threshold, and the model 
    `--selection activation --top-each 25`: how the shipped set was made before the built-in
    contrasts existed (its intent contrast has Alpaca instructions as the benign side, which is not
    redistributable);
-3. scores the held-out benign reference chats and stores their 99th percentile in the feature set
-   as the suggested `saefilter check` threshold.
+3. calibrates the set on the held-out benign reference chats (`saefilter features calibrate`): their
+   99th percentile as the suggested `saefilter check` threshold, and each feature's mean contribution
+   there, so explanations rank what a sample has above benign text.
 
 saefilter/defaults/MODEL_CARD.md is written by hand from the numbers these steps print.
 """
@@ -29,7 +30,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 from safetensors.torch import load_file, save_file
 
 from saefilter.config import DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig
@@ -81,18 +81,10 @@ def main() -> None:
         saefilter("features", "build", *chosen, "--selection", args.selection, "--top", str(args.top),
                   "--top-each", str(args.top_each), "-o", str(features))
 
-    saefilter("score", str(args.data / "benign_heldout.jsonl"), "-o", str(scratch / "benign_heldout.scores.jsonl"),
+    # the suggested check threshold and each feature's benign baseline for explanations
+    saefilter("features", "calibrate", str(features), "--benign", str(args.data / "benign_heldout.jsonl"),
               "--aggregation", args.aggregation)
-    scores = [json.loads(line)["score"] for line in (scratch / "benign_heldout.scores.jsonl").read_text().splitlines()]
-    payload = json.loads(features.read_text())
-    payload["suggested_threshold"] = {
-        "value": round(float(np.percentile(scores, 99)), 6),
-        "how": f"99th percentile of the scores of {len(scores)} held-out benign reference chats "
-               f"(aggregation={args.aggregation}); about 1% of benign chats like these would be flagged",
-    }
-    features.write_text(json.dumps(payload, indent=1) + "\n")
-    print(json.dumps(payload["suggested_threshold"], indent=1))
-
+    print(json.dumps(json.loads(features.read_text())["suggested_threshold"], indent=1))
 
 if __name__ == "__main__":
     main()

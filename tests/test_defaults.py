@@ -76,3 +76,16 @@ def test_every_plainly_harmful_sample_ranks_above_every_benign_one(tmp_path):
     ranking = mixed_chat_ranking(tmp_path)
     harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]
     assert max(harmful) == len(MIXED_HARMFUL_LINES)
+
+
+def test_the_embedded_set_is_calibrated_for_the_default_scoring_settings():
+    """So `saefilter score` with no flags explains rows above the benign baseline, and its suggested
+    threshold was measured with the aggregation a user gets."""
+    from saefilter.config import DEFAULT_KERNEL, ScoreConfig
+
+    feature_set = load_feature_set(resolve_features_path("embedded"))
+    settings = {"aggregation": ScoreConfig.aggregation, "neighbours": ScoreConfig.neighbours,
+                "kernel": DEFAULT_KERNEL, "tokens": ScoreConfig.tokens}
+    baseline = feature_set.benign_baseline(settings)
+    assert baseline is not None and len(baseline) == len(feature_set.features)
+    assert f"aggregation={ScoreConfig.aggregation}" in feature_set.meta["suggested_threshold"]["how"]

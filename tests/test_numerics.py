@@ -56,7 +56,7 @@ def test_contributions_sum_to_the_score_and_name_the_harmful_feature():
     prox = feature_proximity(decoder, harmful=[3, 7, 11], weights=[1.0, 2.0, 1.0], k=2)
     acts = np.maximum(rng.normal(size=(5, 40)), 0).astype(np.float32)
     result = score_sample(acts, prox, "mean", 3, top_n=3)
-    assert sum(c for _, c in result.top_features) == pytest.approx(result.score, rel=1e-6)
+    assert sum(s.contribution for s in result.top_features) == pytest.approx(result.score, rel=1e-6)
     acts_one = np.zeros((2, 40), np.float32)
     acts_one[1, 7] = 5.0
     only = score_sample(acts_one, prox, "max", 3)

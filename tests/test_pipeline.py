@@ -133,5 +133,5 @@ def test_the_scorers_batched_summaries_equal_the_reference_score(model_dir, sae_
             expected = score_sample(token_acts, prox, how, 3)
             got = score_summary(aggregated, token_mass, prox, 3)
             assert got.score == pytest.approx(expected.score, rel=1e-6, abs=1e-9)
-            assert [j for j, _ in got.top_features] == [j for j, _ in expected.top_features]
+            assert [s.position for s in got.top_features] == [s.position for s in expected.top_features]
             np.testing.assert_allclose(token_mass, token_acts @ prox.proximity, rtol=1e-5, atol=1e-6)
