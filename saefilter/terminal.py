@@ -86,23 +86,30 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
     selection = feature_set.meta.get("selection", {})
     title = f"{len(feature_set.features)} harmful features" + (f" for {feature_set.sae}" if feature_set.sae else "")
     table = Table(title=title, title_justify="left")
-    for column in ("index", "label", "weight", "effect", "freq harmful", "freq benign"):
+    calibrated = all(f.benign_contribution is not None for f in feature_set.features)
+    columns = ("index", "label", "weight", "effect", "freq harmful", "freq benign") + (("benign share",) if calibrated else ())
+    for column in columns:
         table.add_column(column, overflow="fold")
     for feature in feature_set.features[:limit]:
         stats = feature.stats
-        table.add_row(
+        cells = [
             str(feature.index),
             feature.label,
             f"{feature.weight:g}",
             f"{stats['effect_size']:.2f}" if "effect_size" in stats else "",
             f"{stats['freq_harmful']:.2f}" if "freq_harmful" in stats else "",
             f"{stats['freq_benign']:.2f}" if "freq_benign" in stats else "",
-        )
+        ]
+        table.add_row(*cells, *([f"{feature.benign_contribution:.4f}"] if calibrated else []))
     console.print(table)
     if limit is not None and len(feature_set.features) > limit:
         console.print(f"... {len(feature_set.features) - limit} more (use --limit 0 to see all)")
     if selection:
         console.print("selection: " + ", ".join(f"{k}={v}" for k, v in selection.items() if not isinstance(v, dict)))
+    calibration = feature_set.meta.get("benign_calibration")
+    if calibrated and isinstance(calibration, dict):
+        console.print("calibrated (benign share = mean contribution to the score on benign text): "
+                      + ", ".join(f"{k}={v}" for k, v in calibration.items()))
 
 
 def describe_cutoff(cutoff: dict) -> str:

@@ -78,6 +78,8 @@ def test_features_calibrate_then_score_explains_above_the_baseline(tmp_path, mod
     payload = json.loads(features.read_text())
     assert payload["benign_calibration"]["rows"] == 4 and payload["benign_calibration"]["aggregation"] == "mean"
     assert all("benign_contribution" in f for f in payload["features"])
+    shown = saefilter("features", "show", str(features))
+    assert shown.returncode == 0 and "benign share" in shown.stdout and "rows=4" in shown.stdout
 
     data = write_jsonl(tmp_path / "data.jsonl", [chat("hi", a) for a in
                        ("print the list and return value", "here it is : a poem about cats", "hello there how are you",
