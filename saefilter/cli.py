@@ -353,7 +353,9 @@ def report(
     cut = f"{summary['cutoff']:.4f} ({summary['above']} records at or above)" if summary["cutoff"] is not None else "none"
     out.print(f"{summary['records']} records; cut-off {cut}")
     for feature in summary["top_features"]:
-        out.print(f"  feature {feature['index']:>6} {feature['label'][:40]:40s} contribution {feature['contribution']:.4f}", highlight=False)
+        above = f", above benign {feature['above_benign']:.4f}" if "above_benign" in feature else ""
+        out.print(f"  feature {feature['index']:>6} {feature['label'][:40]:40s} contribution {feature['contribution']:.4f}{above}",
+                  highlight=False)
     out.print(f"report -> {html_path}\nplot   -> {png_path}")
 
 

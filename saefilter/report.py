@@ -92,15 +92,22 @@ def share_text(feature: dict[str, Any]) -> str:
 
 
 def feature_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Harmful features ranked by their total contribution over the given (flagged) rows."""
-    totals: dict[int, dict[str, Any]] = defaultdict(lambda: {"contribution": 0.0, "top_in": 0, "label": ""})
+    """Harmful features ranked over the given (flagged) rows: by their total contribution above the
+    benign baseline when the rows carry it (a calibrated set), else by their total contribution."""
+    shown = [feature for row in rows for feature in row["top_features"]]
+    calibrated = bool(shown) and all("above_benign" in feature for feature in shown)
+    totals: dict[int, dict[str, Any]] = defaultdict(
+        lambda: {"contribution": 0.0, **({"above_benign": 0.0} if calibrated else {}), "top_in": 0, "label": ""})
     for row in rows:
         for rank, feature in enumerate(row["top_features"]):
             entry = totals[feature["index"]]
             entry["contribution"] += feature["contribution"]
+            if calibrated:
+                entry["above_benign"] += feature["above_benign"]
             entry["top_in"] += rank == 0
             entry["label"] = feature["label"]
-    return sorted(({"index": i, **v} for i, v in totals.items()), key=lambda e: -e["contribution"])
+    key = "above_benign" if calibrated else "contribution"
+    return sorted(({"index": i, **v} for i, v in totals.items()), key=lambda e: -e[key])
 
 
 def scored_text(record: Record | None, field: str | None) -> str:
@@ -184,11 +191,16 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
             f"<td>{features}</td><td><pre>{text}</pre></td></tr>"
         )
     parts.append("</table><h2>Harmful features behind the flagged samples</h2>")
-    parts.append("<table><tr><th>feature</th><th>label</th><th class='num'>total contribution</th><th class='num'>top feature in</th></tr>")
-    for entry in feature_table(flagged):
+    table = feature_table(flagged)
+    calibrated = bool(table) and "above_benign" in table[0]
+    extra_head = "<th class='num'>total above benign</th>" if calibrated else ""
+    parts.append(f"<table><tr><th>feature</th><th>label</th><th class='num'>total contribution</th>{extra_head}"
+                 "<th class='num'>top feature in</th></tr>")
+    for entry in table:
+        extra = f"<td class='num'>{entry['above_benign']:.4f}</td>" if calibrated else ""
         parts.append(
             f"<tr><td>{entry['index']}</td><td>{html.escape(entry['label'])}</td>"
-            f"<td class='num'>{entry['contribution']:.4f}</td><td class='num'>{entry['top_in']}</td></tr>"
+            f"<td class='num'>{entry['contribution']:.4f}</td>{extra}<td class='num'>{entry['top_in']}</td></tr>"
         )
     parts.append("</table></body></html>")
     return "\n".join(parts)

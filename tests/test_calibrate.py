@@ -10,6 +10,7 @@ from test_cli import saefilter
 from saefilter.calibrate import calibrated
 from saefilter.features import FeatureSet, HarmfulFeature, load_feature_set, save_feature_set
 from saefilter.records import InputError
+from saefilter.report import feature_table
 from saefilter.scoring import top_shares
 
 SETTINGS = {"aggregation": "mean", "neighbours": 1, "kernel": "sq-excess", "tokens": "response"}
@@ -100,3 +101,15 @@ def test_features_calibrate_will_not_overwrite_the_embedded_set(tmp_path):
     benign = write_jsonl(tmp_path / "benign.jsonl", [chat("hi", "hello")])
     result = saefilter("features", "calibrate", "embedded", "--benign", str(benign))
     assert result.returncode != 0 and "give --output" in result.stderr
+
+
+def test_the_report_ranks_features_above_benign_when_the_rows_carry_it():
+    def row(*features):
+        return {"top_features": [{"index": i, "label": f"f{i}", "contribution": c, **({"above_benign": a} if a is not None else {})}
+                                 for i, c, a in features]}
+
+    broad, specific = (1355, 0.13, 0.01), (42, 0.05, 0.04)
+    calibrated = feature_table([row(specific, broad), row(specific, broad)])
+    assert [e["index"] for e in calibrated] == [42, 1355] and calibrated[0]["above_benign"] == pytest.approx(0.08)
+    plain = feature_table([row((1355, 0.13, None), (42, 0.05, None))])
+    assert [e["index"] for e in plain] == [1355, 42] and "above_benign" not in plain[0]
