@@ -55,7 +55,6 @@ def set_verbosity(quiet: bool, verbose: bool) -> None:
     show_third_party_output(verbose)
 
 
-
 def _print_version(value: bool) -> None:
     if value:
         from saefilter import __version__
@@ -125,8 +124,6 @@ def fail(message: str) -> None:
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         fail(f"{name} must be one of {', '.join(choices)}, got {value}")
-
-
 
 
 def make_config(options: dict) -> ScoreConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,7 @@ class Method:
         return {"aggregation": self.config.aggregation, "neighbours": self.proximity.k,
                 "kernel": self.config.kernel, "tokens": self.config.tokens}
 
-    @property
+    @cached_property
     def benign_baseline(self) -> np.ndarray | None:
         baseline = self.feature_set.benign_baseline(self.scoring_settings)
         return None if baseline is None else np.asarray(baseline, dtype=np.float64)
@@ -182,9 +183,6 @@ class Scorer:
     lm: LoadedModel
     encoder: FeatureEncoder
 
-    def __post_init__(self) -> None:
-        self._baseline = self.method.benign_baseline
-
     @classmethod
     def load(cls, config: ScoreConfig, preparer: Preparer | None = None) -> Scorer:
         """Everything for scoring; `preparer` (already loaded to check the input) lends its tokenizer."""
@@ -233,7 +231,7 @@ class Scorer:
     def _row(self, prepared: Prepared, aggregated: np.ndarray, token_mass: np.ndarray) -> dict[str, Any]:
         result = score_summary(
             aggregated, token_mass, self.method.proximity, len(self.method.feature_set.features), self.config.top_n,
-            self._baseline,
+            self.method.benign_baseline,
         )
         encoded = prepared.encoded
         scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]

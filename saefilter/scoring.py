@@ -94,9 +94,9 @@ def score_summary(
     """The score from what it needs of a sample: its aggregated activations [d_sae] and each token's
     harmful mass (activations @ proximity, [tokens]). The scorer computes both batched on the
     model's device, so the dense [tokens, d_sae] matrix never has to reach NumPy."""
-    if float(np.maximum(aggregated, 0.0).sum(dtype=np.float64)) <= 0.0:
-        return SampleScore(0.0, [], [])
     contributions = sample_contributions(aggregated, prox, n_harmful)
+    if not contributions.any():  # nothing active, or nothing near the harmful set: no feature or token explains it
+        return SampleScore(0.0, [], [])
     score = float(contributions.sum())
     top_features = top_shares(contributions, top_n, baseline)
     token_order = np.argsort(-token_mass, kind="stable")[:top_n]

@@ -86,5 +86,6 @@ def main() -> None:
               "--aggregation", args.aggregation)
     print(json.dumps(json.loads(features.read_text())["suggested_threshold"], indent=1))
 
+
 if __name__ == "__main__":
     main()

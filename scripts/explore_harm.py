@@ -55,9 +55,6 @@ def controlled(f: SetFeatures, baseline_tokens: TokenActivations, d_sae: int) ->
     return context_excess(token_activations(f), token_baseline(baseline_tokens, d_sae), len(f.offsets) - 1)[0]
 
 
-
-
-
 def score_sets(feats: dict[str, SetFeatures], decoder: np.ndarray, ids: list[int]) -> dict[str, np.ndarray]:
     prox = feature_proximity(decoder, ids, [1.0] * len(ids), 1, "sq-excess").proximity
     return {name: geometric_scores(f.max_acts, prox) for name, f in feats.items()}
@@ -87,7 +84,6 @@ def mean_activations(f: SetFeatures, d_sae: int) -> np.ndarray:
     sample_of = np.repeat(np.repeat(np.arange(n), np.diff(f.offsets)), f.latents.shape[1])
     np.add.at(out, (sample_of, f.latents.ravel()), f.values.ravel())
     return out / np.maximum(np.diff(f.offsets), 1)[:, None]
-
 
 
 def labels_of(ids: list[int], f: SetFeatures, decode, rows: np.ndarray | None = None, n: int = 6) -> list[str]:
@@ -246,7 +242,6 @@ def explore_layer(layer: int, args: argparse.Namespace, tokenizer, names: tuple[
               f"mixedAUROC {result['mixed_chat']:.3f} id {result['identity_pct_spread_mean']:.3f}", flush=True)
     print(f"identity latents: {int(identity_latent.sum())}")
     (args.out / f"layer_{layer}_{args.aggregation}.json").write_text(json.dumps(results, indent=1))
-
 
 
 def main() -> None:
