@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from saefilter.features import FeatureSet
 from saefilter.pipeline import ScoreSummary
@@ -83,18 +84,24 @@ def count_progress(console: Console, label: str, total: int) -> Iterator[Callabl
 
 
 def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | None = None) -> None:
+    """The set as a table. Under each label (the words where the latent peaks in harmful text) its
+    strongest context there, so a latent that peaks on 'Then' shows the sentence it fires in."""
     selection = feature_set.meta.get("selection", {})
     title = f"{len(feature_set.features)} harmful features" + (f" for {feature_set.sae}" if feature_set.sae else "")
     table = Table(title=title, title_justify="left")
     calibrated = all(f.benign_contribution is not None for f in feature_set.features)
-    columns = ("index", "label", "weight", "effect", "freq harmful", "freq benign") + (("benign share",) if calibrated else ())
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table.add_column("index", no_wrap=True)
+    table.add_column("label / strongest context in harmful text", overflow="fold")
+    for column in ("weight", "effect", "freq\nharmful", "freq\nbenign") + (("benign\nshare",) if calibrated else ()):
+        table.add_column(column, no_wrap=True, justify="right")
     for feature in feature_set.features[:limit]:
         stats = feature.stats
+        label = Text(feature.label)  # plain text: a label like '[/b]' must not be read as markup
+        if stats.get("snippets"):
+            label.append("\n" + stats["snippets"][0].strip(), style="dim")
         cells = [
             str(feature.index),
-            feature.label,
+            label,
             f"{feature.weight:g}",
             f"{stats['effect_size']:.2f}" if "effect_size" in stats else "",
             f"{stats['freq_harmful']:.2f}" if "freq_harmful" in stats else "",

@@ -107,6 +107,7 @@ def test_features_build_cli_finds_the_planted_latent(tmp_path, model_dir, plante
     assert feature_set.d_sae == 48 and feature_set.meta["selection"]["harmful_samples"] == len(ANSWERS)
     shown = saefilter("features", "show", str(out))
     assert shown.returncode == 0 and TRIGGER in shown.stdout
+    assert "[[" in shown.stdout  # the strongest context, with the peak token marked, printed as plain text
     ids = saefilter("features", "build", "--ids", "3,7", "--sae", str(planted), "-o", str(tmp_path / "ids.json"))
     assert ids.returncode == 0, ids.stderr
     assert load_feature_set(tmp_path / "ids.json").indices == [3, 7]
