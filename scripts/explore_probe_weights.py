@@ -8,7 +8,8 @@ Each variant keeps the source paper's method (a sample's score from the proximit
 latents' decoder directions to a set of harmful directions) and changes one thing:
 - the normalisation: the share of activation near the harmful set (shipped), or the harmful mass
   itself (no division by the total activation);
-- the harmful set and its weights: the shipped selection, or the latents a non-negative sparse
+- the harmful set and its weights: the shipped selection, the shipped selection less the latents
+  whose labels are mostly function words (scikit-learn's English stop-word list), or the latents a non-negative sparse
   linear fit on the tuning pairs (Lasso, positive coefficients only) puts weight on, with those
   coefficients as weights.
 For reference, not the method: the ceiling's logistic probe on the tuning pairs (standardised
@@ -25,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 from benchmark_quality import benchmark_sets, cache_key
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.linear_model import Lasso, LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -65,6 +68,13 @@ def lasso_set(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[list[int], li
     coef = fit.coef_ / scale
     chosen = np.flatnonzero(coef > 0)
     return chosen.tolist(), (coef[chosen] / coef[chosen].max()).tolist()
+
+
+def function_word_labelled(label: str) -> bool:
+    """At least half of the label's words are stop words or not words at all ('.', '(')."""
+    words = re.findall(r"'(.*?)'(?=, '|$)", label)
+    function = [w for w in words if w.strip().lower() in ENGLISH_STOP_WORDS or not any(c.isalpha() for c in w)]
+    return bool(words) and 2 * len(function) >= len(words)
 
 
 def pair_folds(pairs: list, n_folds: int = 5) -> np.ndarray:
@@ -104,6 +114,8 @@ def main() -> None:
     folds = pair_folds([p for p, u in zip(sets["own pairs"].pairs, usable["own pairs"], strict=True) if u])
 
     variants: dict[str, tuple[list[int], list[float]]] = {"shipped set": (shipped.indices, shipped.weights)}
+    content = [f for f in shipped.features if not function_word_labelled(f.label)]
+    variants["shipped set less function-word labels"] = ([f.index for f in content], [f.weight for f in content])
     for alpha in [float(a) for a in args.alphas.split(",")]:
         variants[f"lasso+ alpha {alpha:g}"] = lasso_set(pairs_x, pairs_y, alpha)
     results = {}
