@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Does a larger model carry the harm of an answer better? Residual-level answers, no SAE needed.
+
+Issue 13's scale question, asked before an SAE exists for the larger model: for each model and
+layer, on the same rows of the matched benchmarks (own pairs, EM-model outputs, HH-RLHF, ToxiGen)
+and insecure vs secure code, how well do
+
+- the label-free direction: the mean-residual difference of the harmful and benign tuning answers
+  (selection data only), each sample scored by its mean residual's projection on it;
+- a probe trained on the tuning pairs (L2 logistic regression on the mean residual, C by 5-fold
+  cross-validation grouped by pair);
+- a probe trained on the benchmark's own dev rows (an upper bound: its labels are evaluation data)
+
+separate the test rows? Two stages, so the slow forward runs once and resumes per set:
+
+    python scripts/benchmark_scale_probes.py collect --model qwen2.5-coder-1.5b-instruct --layers 6,15 \\
+        --out /root/saefilter_runs/scale_resid
+    python scripts/benchmark_scale_probes.py measure --store /root/saefilter_runs/scale_resid \\
+        --run smollm2-135m-instruct:16 --run qwen2.5-coder-1.5b-instruct:15
+
+`collect` stores the residuals of each set's answer tokens (float16, the layout of
+scripts/explore_matched.py, so an SAE can be applied to them later without another forward).
+HH-RLHF and insecure code are subsampled (--hh-pairs, --code-rows, seeded) to keep the larger
+model's forward within hours on a CPU. Needs scikit-learn and the files of scripts/build_reference_data.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchmark_matched_ceiling import fit_probe, row_groups
+from benchmark_quality import DATA, LabelledSet, benchmark_sets, interval
+
+from saefilter.activations import length_batches, pad_batch
+from saefilter.evaluate import complete_pairs
+from saefilter.feature_selection import encode_each
+from saefilter.hooks import HookPoint
+from saefilter.layers import residuals_at
+from saefilter.metrics import auroc, pairwise_accuracy, pairwise_interval
+from saefilter.model import load_model
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat")
+COLLECT_ORDER = ("own pairs", "ToxiGen same-group", "mixed_chat", "EM-model outputs", "insecure vs secure", "HH-RLHF harmless")
+
+
+def subsample_pairs(data: LabelledSet, n_pairs: int, seed: int) -> LabelledSet:
+    """The rows of n_pairs pair ids drawn at random (both sides of each pair kept)."""
+    ids = sorted({p for p in data.pairs if p is not None})
+    if len(ids) <= n_pairs:
+        return data
+    keep_ids = {ids[i] for i in np.random.default_rng(seed).permutation(len(ids))[:n_pairs]}
+    rows = [i for i, p in enumerate(data.pairs) if p in keep_ids]
+    return LabelledSet([data.conversations[i] for i in rows], data.labels[rows], [data.pairs[i] for i in rows],
+                       [data.groups[i] for i in rows])
+
+
+def scale_sets(split: str, hh_pairs: int, code_rows: int) -> dict[str, LabelledSet]:
+    sets = benchmark_sets(split, code_rows)
+    sets["HH-RLHF harmless"] = subsample_pairs(sets["HH-RLHF harmless"], hh_pairs, 7)
+    return {name: sets[name] for name in SETS}
+
+
+def folder_name(model: str, split: str, name: str) -> str:
+    return f"{model}/{split}-{name.replace(' ', '_')}"
+
+
+def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: int, dtype: str) -> None:
+    lm = load_model(model, device="auto", dtype=dtype)
+    hooks = [HookPoint(layer, "post") for layer in layers]
+    sets = {split: scale_sets(split, hh_pairs, code_rows) for split in ("dev", "test")}
+    for name in COLLECT_ORDER:  # the cheap and the matched sets first: a stopped run has measured them
+        for split in ("dev", "test"):
+            if split == "dev" and name == "mixed_chat":
+                continue
+            data = sets[split][name]
+            folder = out / folder_name(model, split, name)
+            if (folder / "done").exists():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            encoded = encode_each(data.conversations, lm.tokenizer, "response", 1024)
+            keep = [i for i, s in enumerate(encoded) if s is not None]
+            samples = [encoded[i] for i in keep]
+            offsets = np.concatenate([[0], np.cumsum([s.n_scored for s in samples])]).astype(np.int64)
+            store = {h.name: np.zeros((offsets[-1], lm.model.config.hidden_size), np.float16) for h in hooks}
+            for batch in length_batches([len(s.input_ids) for s in samples], 8, 4096):
+                ids, attention, scored = pad_batch([samples[i] for i in batch], lm.tokenizer.pad_token_id)
+                with torch.inference_mode():
+                    captured = residuals_at(lm.model, hooks, ids, attention)
+                for hook_name, resid in captured.items():
+                    parts = torch.split(resid[scored].float(), [samples[i].n_scored for i in batch])
+                    for i, part in zip(batch, parts, strict=True):
+                        store[hook_name][offsets[i] : offsets[i + 1]] = part.numpy().astype(np.float16)
+            for hook_name, array in store.items():
+                np.save(folder / f"{hook_name}.npy", array)
+            np.save(folder / "offsets.npy", offsets)
+            token_ids = [np.asarray(s.input_ids)[np.asarray(s.scored, bool)] for s in samples]
+            np.save(folder / "token_ids.npy", np.concatenate(token_ids).astype(np.int32))
+            meta = {"labels": [int(data.labels[i]) for i in keep], "pairs": [data.pairs[i] for i in keep],
+                    "groups": [data.groups[i] for i in keep], "kept": keep, "n_input": len(data.conversations),
+                    "forward_tokens": int(sum(len(s.input_ids) for s in samples))}
+            (folder / "meta.json").write_text(json.dumps(meta))
+            (folder / "done").write_text("")
+            seconds = time.perf_counter() - started
+            print(f"{model} {split} {name}: {len(samples)} rows, {meta['forward_tokens']:,} forward tokens, "
+                  f"{seconds:.0f} s ({meta['forward_tokens'] / max(seconds, 1e-9):.0f} tokens/s)", flush=True)
+
+
+def mean_residuals(folder: Path, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """[n, d_model] mean residual over each row's answer tokens, and which input rows those are."""
+    resid = np.load(folder / f"blocks.{layer}.hook_resid_post.npy").astype(np.float32)
+    offsets = np.load(folder / "offsets.npy")
+    meta = json.loads((folder / "meta.json").read_text())
+    means = np.add.reduceat(resid, offsets[:-1], axis=0) / np.diff(offsets)[:, None]
+    usable = np.zeros(meta["n_input"], bool)
+    usable[meta["kept"]] = True
+    return means, usable
+
+
+def measure(store: Path, runs: list[str], hh_pairs: int, code_rows: int, n_boot: int, seed: int) -> dict:
+    sets = {split: scale_sets(split, hh_pairs, code_rows) for split in ("dev", "test")}
+    results = {}
+    for run in runs:
+        model, _, layer = run.rpartition(":")
+        x, usable = {}, {}
+        for split in ("dev", "test"):
+            for name in SETS:
+                folder = store / folder_name(model, split, name)
+                if (folder / "done").exists():
+                    x[split, name], usable[split, name] = mean_residuals(folder, int(layer))
+        test_names = [n for n in SETS if ("test", n) in x]
+        test = {n: sets["test"][n] for n in test_names}
+
+        def labels(split: str, name: str, usable: dict = usable) -> np.ndarray:
+            return sets[split][name].labels[usable[split, name]]
+
+        pairs_x, pairs_y = x["dev", "own pairs"], labels("dev", "own pairs")
+        direction = pairs_x[pairs_y == 1].mean(0) - pairs_x[pairs_y == 0].mean(0)
+        columns = {"label-free direction": {n: x["test", n] @ direction for n in test_names}}
+        probe = fit_probe(pairs_x, pairs_y, row_groups(sets["dev"]["own pairs"], usable["dev", "own pairs"], 0), seed)
+        columns["probe on the tuning pairs"] = {n: probe.decision_function(x["test", n]) for n in test_names}
+        run_results = {c: measure_partial(test, s, {n: usable["test", n] for n in test_names}, n_boot)
+                       for c, s in columns.items()}
+        own = {}
+        for name in test_names:
+            if name in ("own pairs", "mixed_chat") or ("dev", name) not in x:
+                continue
+            probe = fit_probe(x["dev", name], labels("dev", name), row_groups(sets["dev"][name], usable["dev", name], 0), seed)
+            own[name] = measure_partial({name: test[name]}, {name: probe.decision_function(x["test", name])},
+                                        {name: usable["test", name]}, n_boot)[name]
+        run_results["probe on the benchmark's own dev rows"] = own
+        results[run] = run_results
+    return results
+
+
+def measure_partial(sets: dict, scores: dict, usable: dict, n_boot: int) -> dict:
+    """benchmark_quality's measures, for whichever sets are present."""
+    out = {}
+    for name, data in sets.items():
+        s, y = scores[name], data.labels[usable[name]]
+        if name == "mixed_chat":
+            order = np.argsort(-s, kind="stable")
+            out[name] = {"harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1))}
+            continue
+        row = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "auroc": auroc(s, y), "auroc_ci": interval(s, y, n_boot)}
+        kept = [p for p, u in zip(data.pairs, usable[name], strict=True) if u]
+        if any(p is not None for p in kept):
+            h, b = complete_pairs(kept, y)
+            row |= {"pairs": len(h), "pairwise_accuracy": pairwise_accuracy(s[h], s[b]),
+                    "pairwise_ci": pairwise_interval(s[h], s[b], n_boot)}
+        out[name] = row
+    return out
+
+
+def markdown(results: dict) -> str:
+    runs = list(results)
+    columns = [(run, column) for run in runs for column in results[run]]
+    lines = ["| test rows | " + " | ".join(f"{run}: {column}" for run, column in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    names = [n for n in SETS if any(n in results[r][c] for r, c in columns)]
+    for name in names:
+        first = next(results[r][c][name] for r, c in columns if name in results[r][c])
+        if name == "mixed_chat":
+            lines.append("| mixed_chat: harmful ranks of 20 | " + " | ".join(
+                ", ".join(map(str, results[r][c][name]["harmful_ranks"])) if name in results[r][c] else "-" for r, c in columns) + " |")
+            continue
+        metrics = [("auroc", "auroc_ci", "AUROC")] + ([("pairwise_accuracy", "pairwise_ci", "pairwise")] if "pairs" in first else [])
+        for key, ci, label in metrics:
+            cells = []
+            for r, c in columns:
+                row = results[r][c].get(name)
+                cells.append(f"{row[key]:.3f} [{row[ci][0]:.3f}, {row[ci][1]:.3f}]" if row and key in row else "-")
+            size = f"{first['pairs']} pairs" if key == "pairwise_accuracy" else f"{first['n_harmful']} + {first['n_benign']}"
+            lines.append(f"| {name} ({size}): {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--model", required=True)
+    c.add_argument("--layers", required=True)
+    c.add_argument("--dtype", default="float32")
+    m = sub.add_parser("measure")
+    m.add_argument("--run", action="append", required=True, help="MODEL:LAYER, collected before")
+    m.add_argument("--bootstrap", type=int, default=500)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("-o", "--output", type=Path, default=None)
+    for p in (c, m):
+        p.add_argument("--out", "--store", dest="store", type=Path, default=Path("artifacts/scale_resid"))
+        p.add_argument("--hh-pairs", type=int, default=100, help="HH-RLHF pairs per split")
+        p.add_argument("--code-rows", type=int, default=100, help="insecure and secure rows per split")
+    args = parser.parse_args()
+    if not (DATA / "bench").is_dir():
+        raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
+    if args.stage == "collect":
+        collect(args.model, [int(v) for v in args.layers.split(",")], args.store, args.hh_pairs, args.code_rows, args.dtype)
+        return
+    results = measure(args.store, args.run, args.hh_pairs, args.code_rows, args.bootstrap, args.seed)
+    table = markdown(results)
+    print(table)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"runs": args.run, "hh_pairs": args.hh_pairs, "code_rows": args.code_rows,
+                                           "results": results, "table": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
