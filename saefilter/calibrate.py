@@ -21,17 +21,22 @@ from saefilter.records import InputError
 def calibrated(
     feature_set: FeatureSet, contributions: np.ndarray, scoring: dict[str, Any], source: str, percentile: float = 99.0
 ) -> FeatureSet:
-    """The set with its threshold and benign baselines from `contributions` [n_benign, n_harmful]:
-    row i is benign sample i's split of its score over the harmful features."""
-    if contributions.ndim != 2 or contributions.shape[1] != len(feature_set.features):
-        raise ValueError(f"contributions must be [n_benign, {len(feature_set.features)}], got {contributions.shape}")
+    """The set with its threshold and benign baselines from `contributions` [n_benign, n_components]:
+    row i is benign sample i's split of its score over the harmful latents, then the directions."""
+    n_components = len(feature_set.components)
+    if contributions.ndim != 2 or contributions.shape[1] != n_components:
+        raise ValueError(f"contributions must be [n_benign, {n_components}], got {contributions.shape}")
     if len(contributions) == 0:
         raise InputError("calibration needs at least one usable benign sample")
     if not 0.0 < percentile < 100.0:
         raise InputError(f"--percentile must be between 0 and 100, got {percentile}")
     scores = contributions.sum(axis=1)
     baseline = contributions.mean(axis=0)
-    features = tuple(replace(f, benign_contribution=round(float(b), 6)) for f, b in zip(feature_set.features, baseline, strict=True))
+    n_features = len(feature_set.features)
+    features = tuple(replace(f, benign_contribution=round(float(b), 6))
+                     for f, b in zip(feature_set.features, baseline[:n_features], strict=True))
+    directions = tuple(replace(d, benign_contribution=round(float(b), 6))
+                       for d, b in zip(feature_set.directions, baseline[n_features:], strict=True))
     share = 100.0 - percentile
     meta = {
         **feature_set.meta,
@@ -42,4 +47,4 @@ def calibrated(
         },
         "benign_calibration": {**scoring, "rows": len(scores), "source": source},
     }
-    return replace(feature_set, features=features, meta=meta)
+    return replace(feature_set, features=features, directions=directions, meta=meta)

@@ -18,6 +18,7 @@ from typing import Any
 
 from saefilter.config import ScoreConfig, files_fingerprint, resolve_features_path
 from saefilter.features import load_feature_set
+from saefilter.outputs import component_id
 from saefilter.records import BadLine, InputError, Record, read_lines
 
 SETTINGS_FILES = ("saefilter.toml", "pyproject.toml")
@@ -92,7 +93,7 @@ class Finding:
     top_feature: dict[str, Any] | None
 
     def format(self) -> str:
-        feature = f"{self.top_feature['index']} {self.top_feature['label']}".strip() if self.top_feature else "-"
+        feature = f"{component_id(self.top_feature)} {self.top_feature['label']}".strip() if self.top_feature else "-"
         return f"{self.path}:{self.line}  {self.score:.4f}  {feature}"
 
 

@@ -351,7 +351,7 @@ def report(
     out.print(f"{summary['records']} records; cut-off {cut}")
     for feature in summary["top_features"]:
         above = f", above benign {feature['above_benign']:.4f}" if "above_benign" in feature else ""
-        out.print(f"  feature {feature['index']:>6} {feature['label'][:40]:40s} contribution {feature['contribution']:.4f}{above}",
+        out.print(f"  feature {feature['feature']:>11} {feature['label'][:40]:40s} contribution {feature['contribution']:.4f}{above}",
                   highlight=False)
     out.print(f"report -> {html_path}\nplot   -> {png_path}")
 
@@ -584,6 +584,98 @@ def _calibrate(config, benign, column, percentile):
         contributions = scorer.contributions(samples, advance)
     source = ", ".join(str(p) for p in benign) + (f"; {unusable} rows with nothing to score left out" if unusable else "")
     return calibrated(scorer.method.feature_set, contributions, scorer.method.scoring_settings, source, percentile)
+
+
+@features_app.command("add-direction")
+def features_add_direction(
+    features: Annotated[str, typer.Argument(help="Feature set file, or 'embedded' (then give --output).")],
+    harmful: Annotated[list[Path], typer.Option("--harmful", "-H", help="Harmful answers (default: the built-in paired answers contrast).")] = [],
+    benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign answers, e.g. to the same user turns.")] = [],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the set (default: overwrite FEATURES).")] = None,
+    ratio: Annotated[float, typer.Option("--ratio", help="How much the direction counts beside the harmful latents (1: equal spread on benign text).")] = 1.0,
+    strength: Annotated[float, typer.Option("--c", help="Inverse L2 strength of the probe on standardised residuals.")] = 0.03,
+    label: Annotated[str | None, typer.Option("--label", help="Label of the direction in explanations.")] = None,
+    column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    sae: SaeOpt = DEFAULT_SAE,
+    tokens: TokensOpt = "response",
+    aggregation: AggOpt = ScoreConfig.aggregation,
+    neighbours: NeighboursOpt = 1,
+    kernel: KernelOpt = DEFAULT_KERNEL,
+    max_tokens: MaxTokensOpt = 1024,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    batch_size: BatchOpt = 16,
+    batch_tokens: BatchTokensOpt = 8192,
+    trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Add a harmful direction to a feature set: the weight vector of a logistic probe on the mean
+    residuals (at the SAE's layer) of harmful vs benign answers. Each latent's proximity to it (the
+    cosine of its decoder row, clipped at 0) joins its proximity to the harmful latents, weighted so
+    that both parts vary alike on the benign answers (--ratio 1). Replaces any direction the set
+    has; its benign calibration no longer holds, so run `features calibrate` again."""
+    set_verbosity(quiet, verbose)
+    config = make_config(locals() | {"features": features})
+    if output is None and features == DEFAULT_FEATURES:
+        fail("the embedded feature set is part of the package: give --output for the new copy")
+    target = output or Path(features)
+    updated = run_with_errors(lambda: _add_direction(config, harmful, benign, column, strength, ratio, label))
+    from saefilter.features import save_feature_set
+
+    save_feature_set(updated, target)
+    added = updated.directions[0]
+    out.print(f"direction '{added.label}' (weight {added.weight:.4g}) added -> {target}\n"
+              f"run `saefilter features calibrate {target} --benign ...` again: the scores have changed")
+
+
+def _add_direction(config, harmful, benign, column, strength, ratio, label):
+    from dataclasses import replace
+
+    from saefilter.direction import fitted_direction
+    from saefilter.evaluate import collect
+    from saefilter.feature_selection import ContrastTexts, encode_reference, paired_texts
+    from saefilter.features import HarmfulDirection
+    from saefilter.records import InputError
+    from saefilter.reference import builtin_contrasts, read_reference
+    from saefilter.scorer import Scorer
+    from saefilter.terminal import count_progress
+
+    if bool(harmful) != bool(benign):
+        raise InputError("give both --harmful and --benign, or neither (the built-in answers contrast)")
+    if harmful:
+        contrast = ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
+                                 [c for p in benign for c in read_reference(p, column)])
+        source = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
+    else:
+        builtin = builtin_contrasts(("answers",))[0]
+        contrast = ContrastTexts(builtin.name, list(read_reference(builtin.harmful)), list(read_reference(builtin.benign)), True)
+        source = "built-in answers contrast"
+    with console.status("loading model and SAE..."):
+        scorer = Scorer.load(config)
+    tokenizer = scorer.lm.tokenizer
+    sides = (contrast.harmful, contrast.benign)
+    if contrast.paired:
+        sides = paired_texts(contrast, tokenizer, config.tokens, config.max_tokens)[:2]
+    encoded = []
+    for name, texts in zip(("harmful", "benign"), sides, strict=True):
+        samples, _ = encode_reference(texts, tokenizer, config.tokens, config.max_tokens)
+        with count_progress(console, f"encoding {name}", len(samples)) as advance:
+            encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance))
+    latents_only = replace(scorer.method.feature_set, directions=())
+    decoder = scorer.method.sae.sae.W_dec.detach().float().cpu().numpy()
+    latent_proximity = latents_only.proximity(decoder, config.neighbours, config.kernel).proximity
+    vector, weight, stats = fitted_direction(encoded[0].mean_residual, encoded[1].mean_residual,
+                                             encoded[1].aggregated[config.aggregation], latent_proximity, decoder,
+                                             strength, ratio)
+    direction = HarmfulDirection(label or f"probe: harmful vs benign answers ({source})", tuple(float(v) for v in vector),
+                                 weight, {**stats, "source": source, "hook": scorer.method.sae.hook.name,
+                                          "aggregation": config.aggregation, "neighbours": config.neighbours,
+                                          "kernel": config.kernel})
+    meta = {k: v for k, v in latents_only.meta.items() if k not in ("benign_calibration", "suggested_threshold")}
+    features = tuple(replace(f, benign_contribution=None) for f in latents_only.features)
+    return replace(latents_only, features=features, directions=(direction,), meta=meta)
 
 
 @features_app.command("contrasts")

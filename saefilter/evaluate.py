@@ -28,7 +28,7 @@ from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
 from saefilter.feature_selection import encode_each, encode_reference
 from saefilter.features import FeatureSet, load_feature_set
 from saefilter.metrics import all_metrics, bootstrap_intervals, pairwise_accuracy, pairwise_interval, random_expectation
-from saefilter.proximity import KERNELS, feature_proximity, unit_rows
+from saefilter.proximity import KERNELS, unit_rows
 from saefilter.records import InputError
 from saefilter.reference import read_labelled, read_pairs, read_reference
 from saefilter.render import EncodedSample
@@ -129,7 +129,7 @@ def run_methods(
     for count in counts:
         harmful, weights = feature_set.indices[:count], feature_set.weights[:count]
         for k, kernel in ((k, kernel) for k in neighbours for kernel in kernels):
-            proximity = feature_proximity(decoder, harmful, weights, k, kernel).proximity
+            proximity = feature_set.proximity(decoder, k, kernel, count).proximity
             for aggregation, matrix in acts.aggregated.items():
                 variant = f"{aggregation}, k={k}, {kernel}, {count} features"
                 results.append(evaluate("geometric", variant, geometric_scores(matrix, proximity)))

@@ -2,8 +2,15 @@
 
 File format (JSON). The full form, as `saefilter features build` writes it:
     {"format": "saefilter.features/1", "sae": "...", "d_sae": 4096,
-     "features": [{"index": 12, "label": "violent threats", "weight": 1.0, "stats": {...}}, ...]}
+     "features": [{"index": 12, "label": "violent threats", "weight": 1.0, "stats": {...}}, ...],
+     "directions": [{"label": "...", "weight": 25.4, "vector": [...d_in floats...], "stats": {...}}]}
 Hand-made files may be just a list: [12, 345] or [{"index": 12, "label": "..."}].
+
+"directions" (optional, `saefilter features add-direction`) are harmful directions in the residual
+stream that are not SAE latents, e.g. a probe's weight vector: a latent's proximity to one is the
+cosine of its decoder row with it (clipped at 0) times its weight, added to its proximity to the
+harmful latents. Scoring is unchanged otherwise: still the activation-weighted proximity of a
+sample's latents to the harmful set.
 """
 
 from __future__ import annotations
@@ -14,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from saefilter.proximity import FeatureProximity, feature_proximity
 from saefilter.records import InputError, file_sha256
 
 FORMAT_TAG = "saefilter.features/1"
@@ -29,12 +39,37 @@ class HarmfulFeature:
 
 
 @dataclass(frozen=True)
+class HarmfulDirection:
+    label: str
+    vector: tuple[float, ...]  # [d_in], in residual units; only its direction matters
+    weight: float = 1.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    benign_contribution: float | None = None
+
+
+Component = HarmfulFeature | HarmfulDirection  # what a score's contributions are split over
+
+
+@dataclass(frozen=True)
 class FeatureSet:
     features: tuple[HarmfulFeature, ...]
     d_sae: int | None = None
     sae: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    directions: tuple[HarmfulDirection, ...] = ()
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        """The harmful latents, then the harmful directions: position j of a score's contributions."""
+        return (*self.features, *self.directions)
+
+    def proximity(self, decoder: np.ndarray, k: int, kernel: str, count: int | None = None) -> FeatureProximity:
+        """Every latent's proximity to this set (its first `count` latents and all its directions)."""
+        features = self.features[:count]
+        directions = np.array([d.vector for d in self.directions], np.float32) if self.directions else None
+        return feature_proximity(decoder, [f.index for f in features], [f.weight for f in features], k, kernel,
+                                 directions, [d.weight for d in self.directions])
 
     @property
     def indices(self) -> list[int]:
@@ -48,11 +83,11 @@ class FeatureSet:
         """Each feature's benign contribution, if the set was calibrated with these scoring settings
         (aggregation, neighbours, kernel, tokens): contributions under other settings are not comparable."""
         calibration = self.meta.get("benign_calibration")
-        if not isinstance(calibration, dict) or any(f.benign_contribution is None for f in self.features):
+        if not isinstance(calibration, dict) or any(c.benign_contribution is None for c in self.components):
             return None
         if any(calibration.get(key) != value for key, value in scoring.items()):
             return None
-        return [float(f.benign_contribution) for f in self.features]  # type: ignore[arg-type]
+        return [float(c.benign_contribution) for c in self.components]  # type: ignore[arg-type]
 
     def label_of(self, index: int) -> str:
         for feature in self.features:
@@ -60,8 +95,12 @@ class FeatureSet:
                 return feature.label
         return ""
 
-    def check_against(self, d_sae: int) -> None:
+    def check_against(self, d_sae: int, d_in: int | None = None) -> None:
         """Fail before any model work when the set cannot belong to this SAE."""
+        wrong = [d for d in self.directions if d_in is not None and len(d.vector) != d_in]
+        if wrong:
+            raise InputError(f"harmful direction {wrong[0].label!r} has {len(wrong[0].vector)} dimensions, "
+                             f"this SAE reads {d_in}; rebuild it with `saefilter features add-direction`")
         if self.d_sae is not None and self.d_sae != d_sae:
             raise InputError(
                 f"the feature set was built for an SAE with {self.d_sae} latents, this SAE has {d_sae}; "
@@ -92,6 +131,25 @@ def _parse_feature(item: Any, where: str) -> HarmfulFeature:
                           None if baseline is None else float(baseline))
 
 
+def _parse_direction(item: Any, where: str) -> HarmfulDirection:
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected an object with 'vector'")
+    vector = item.get("vector")
+    if not isinstance(vector, list) or not vector or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in vector):
+        raise InputError(f"{where}: 'vector' must be a non-empty list of finite numbers")
+    if not any(vector):
+        raise InputError(f"{where}: 'vector' is all zeros and has no direction")
+    weight = item.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise InputError(f"{where}: 'weight' must be a positive number, got {json.dumps(weight)}")
+    baseline = item.get("benign_contribution")
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int | float) or baseline < 0):
+        raise InputError(f"{where}: 'benign_contribution' must be a non-negative number, got {json.dumps(baseline)}")
+    return HarmfulDirection(str(item.get("label", "")), tuple(float(v) for v in vector), float(weight),
+                            dict(item.get("stats", {})), None if baseline is None else float(baseline))
+
+
 def load_feature_set(path: Path) -> FeatureSet:
     if not path.is_file():
         raise InputError(f"--features {path}: no such file")
@@ -111,8 +169,14 @@ def load_feature_set(path: Path) -> FeatureSet:
     duplicates = sorted(index for index, count in counts.items() if count > 1)
     if duplicates:
         raise InputError(f"--features {path}: duplicate feature indices {duplicates[:5]}")
-    meta = {k: v for k, v in header.items() if k not in {"features", "d_sae", "sae"}}
-    return FeatureSet(features, header.get("d_sae"), header.get("sae"), meta, file_sha256(path))
+    raw_directions = header.get("directions", [])
+    if not isinstance(raw_directions, list):
+        raise InputError(f"--features {path}: 'directions' must be a list")
+    directions = tuple(_parse_direction(item, f"{path}: directions[{i}]") for i, item in enumerate(raw_directions))
+    if len({len(d.vector) for d in directions}) > 1:
+        raise InputError(f"--features {path}: the harmful directions have different lengths")
+    meta = {k: v for k, v in header.items() if k not in {"features", "d_sae", "sae", "directions"}}
+    return FeatureSet(features, header.get("d_sae"), header.get("sae"), meta, file_sha256(path), directions)
 
 
 def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
@@ -130,6 +194,13 @@ def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
             for f in feature_set.features
         ],
     }
+    if feature_set.directions:
+        payload["directions"] = [
+            {"label": d.label, "weight": d.weight,
+             **({"benign_contribution": d.benign_contribution} if d.benign_contribution is not None else {}),
+             **({"stats": d.stats} if d.stats else {}), "vector": [round(v, 7) for v in d.vector]}
+            for d in feature_set.directions
+        ]
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
 

@@ -16,6 +16,13 @@ from typing import IO, Any
 
 import numpy as np
 
+
+def component_id(feature: dict[str, Any]) -> str:
+    """How a score row's top feature is named: its SAE index, or "direction J" for a harmful
+    direction of the set (`features add-direction`)."""
+    return str(feature["index"]) if "index" in feature else f"direction {feature['direction']}"
+
+
 SCORE_DECIMALS = 6  # enough to rank; few enough that batch-size float noise never shows
 
 

@@ -11,6 +11,10 @@ nearest harmful direction. In a few hundred dimensions every latent has *some* h
 at cosine ~0.1-0.2; the excess kernels count only proximity beyond that, so a sample's score is not
 drowned by the background of its many unrelated features. A harmful latent itself always gets 1.
 
+Harmful *directions* that are not latents (a probe's weight vector, `FeatureSet.directions`) add
+w_m * max(0, cos(d_i, v_m)) each, linear kernel: they come with their own weight, chosen so that
+their part of the score has the scale intended (`saefilter.direction`).
+
 This does not depend on any sample, so it is computed once per (SAE, feature set, k); scoring a
 sample is then a sparse dot product with its activations (see `scoring`).
 """
@@ -30,13 +34,14 @@ KERNELS = ("linear", "excess", "sq-excess")
 @dataclass(frozen=True)
 class FeatureProximity:
     proximity: np.ndarray  # [d_sae] float32
-    neighbours: np.ndarray  # [d_sae, k] int64: positions in the harmful set
-    terms: np.ndarray  # [d_sae, k] float32: w_j * kernel(cos) / k; rows sum to `proximity`
+    neighbours: np.ndarray  # [d_sae, k + m] int64: positions in the harmful set (latents, then m directions)
+    terms: np.ndarray  # [d_sae, k + m] float32: w_j * kernel(cos) / k, then the directions'; rows sum to `proximity`
     background: float = 0.0  # median nearest-harmful cosine over all latents
+    n_directions: int = 0
 
     @property
     def k(self) -> int:
-        return int(self.neighbours.shape[1])
+        return int(self.neighbours.shape[1]) - self.n_directions
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -82,20 +87,34 @@ def apply_kernel(cosines: np.ndarray, kernel: str, background: float) -> np.ndar
     raise ValueError(f"unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
 
 
+def clipped_cosines(decoder: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """[d_sae, m] max(0, cos(decoder row i, direction j)): each latent's proximity to each direction."""
+    return np.maximum(unit_rows(decoder) @ unit_rows(directions).T, 0.0)
+
+
 def feature_proximity(
-    decoder: np.ndarray, harmful: list[int], weights: list[float], k: int, kernel: str = "linear"
+    decoder: np.ndarray, harmful: list[int], weights: list[float], k: int, kernel: str = "linear",
+    directions: np.ndarray | None = None, direction_weights: list[float] | None = None,
 ) -> FeatureProximity:
-    """Proximity of every decoder row to its k nearest harmful decoder rows."""
+    """Proximity of every decoder row to its k nearest harmful decoder rows, plus to each harmful
+    direction (positions len(harmful).. in `neighbours`)."""
     if not harmful:
         raise ValueError("the harmful feature set is empty")
     if k < 1:
         raise ValueError("k must be at least 1")
     k = min(k, len(harmful))
-    directions = unit_rows(decoder)
-    index = harmful_index(directions[harmful])
+    unit = unit_rows(decoder)
+    index = harmful_index(unit[harmful])
     with faiss_single_thread():
-        cosines, neighbours = index.search(directions, k)
+        cosines, neighbours = index.search(unit, k)
     background = float(np.median(cosines[:, 0]))
     weight_of = np.asarray(weights, dtype=np.float32)
     terms = (weight_of[neighbours] * apply_kernel(cosines, kernel, background) / k).astype(np.float32)
-    return FeatureProximity(terms.sum(axis=1), neighbours.astype(np.int64), terms, background)
+    neighbours = neighbours.astype(np.int64)
+    if directions is not None and len(directions):
+        direction_terms = clipped_cosines(decoder, directions) * np.asarray(direction_weights, np.float32)
+        positions = np.broadcast_to(np.arange(len(harmful), len(harmful) + len(directions)), direction_terms.shape)
+        terms = np.concatenate([terms, direction_terms.astype(np.float32)], axis=1)
+        neighbours = np.concatenate([neighbours, positions.astype(np.int64)], axis=1)
+    n_directions = 0 if directions is None else len(directions)
+    return FeatureProximity(terms.sum(axis=1), neighbours, terms, background, n_directions)

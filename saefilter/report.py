@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from saefilter.formats import FormatError, to_conversation
-from saefilter.outputs import atomic_writer, iter_jsonl
+from saefilter.outputs import atomic_writer, component_id, iter_jsonl
 from saefilter.records import Record, read_lines
 
 
@@ -96,18 +96,18 @@ def feature_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     benign baseline when the rows carry it (a calibrated set), else by their total contribution."""
     shown = [feature for row in rows for feature in row["top_features"]]
     calibrated = bool(shown) and all("above_benign" in feature for feature in shown)
-    totals: dict[int, dict[str, Any]] = defaultdict(
+    totals: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"contribution": 0.0, **({"above_benign": 0.0} if calibrated else {}), "top_in": 0, "label": ""})
     for row in rows:
         for rank, feature in enumerate(row["top_features"]):
-            entry = totals[feature["index"]]
+            entry = totals[component_id(feature)]
             entry["contribution"] += feature["contribution"]
             if calibrated:
                 entry["above_benign"] += feature["above_benign"]
             entry["top_in"] += rank == 0
             entry["label"] = feature["label"]
     key = "above_benign" if calibrated else "contribution"
-    return sorted(({"index": i, **v} for i, v in totals.items()), key=lambda e: -e[key])
+    return sorted(({"feature": name, **v} for name, v in totals.items()), key=lambda e: -e[key])
 
 
 def scored_text(record: Record | None, field: str | None) -> str:
@@ -182,7 +182,7 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
     field = meta.get("field")
     for row in flagged:
         features = "<br>".join(
-            f"<b>{f['index']}</b> {html.escape(f['label'])} <span style='color:#888'>({share_text(f)})</span>"
+            f"<b>{component_id(f)}</b> {html.escape(f['label'])} <span style='color:#888'>({share_text(f)})</span>"
             for f in row["top_features"][:3]
         )
         text = highlight(scored_text(inputs.records.get(row["line"]), field), row["top_tokens"])
@@ -199,7 +199,7 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
     for entry in table:
         extra = f"<td class='num'>{entry['above_benign']:.4f}</td>" if calibrated else ""
         parts.append(
-            f"<tr><td>{entry['index']}</td><td>{html.escape(entry['label'])}</td>"
+            f"<tr><td>{entry['feature']}</td><td>{html.escape(entry['label'])}</td>"
             f"<td class='num'>{entry['contribution']:.4f}</td>{extra}<td class='num'>{entry['top_in']}</td></tr>"
         )
     parts.append("</table></body></html>")

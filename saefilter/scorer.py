@@ -16,12 +16,12 @@ import torch
 
 from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.features import FeatureSet, HarmfulFeature, load_feature_set
+from saefilter.features import Component, FeatureSet, HarmfulFeature, load_feature_set
 from saefilter.formats import FormatError, to_conversation
 from saefilter.layers import check_hook_point
 from saefilter.model import LoadedModel, load_model, load_tokenizer
 from saefilter.outputs import round_score
-from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity
+from saefilter.proximity import KERNELS, FeatureProximity
 from saefilter.records import BadLine, InputError, Record
 from saefilter.render import EncodedSample, encode, render
 from saefilter.sae import LoadedSAE, load_sae
@@ -96,10 +96,9 @@ class Method:
         check_settings(config)
         feature_set = feature_set or load_feature_set(resolve_features_path(config.features))
         sae = sae or load_sae(resolve_sae_spec(config.sae))
-        feature_set.check_against(sae.d_sae)
+        feature_set.check_against(sae.d_sae, sae.d_in)
         decoder = sae.sae.W_dec.detach().float().cpu().numpy()
-        proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours, config.kernel)
-        return cls(config, sae, feature_set, proximity)
+        return cls(config, sae, feature_set, feature_set.proximity(decoder, config.neighbours, config.kernel))
 
     @property
     def fingerprint(self) -> str:
@@ -129,6 +128,7 @@ class Method:
             "features": config.features,
             "features_fingerprint": self.feature_set.fingerprint,
             "n_harmful_features": len(self.feature_set.features),
+            "n_harmful_directions": len(self.feature_set.directions),
             "tokens": config.tokens,
             "aggregation": config.aggregation,
             "neighbours": self.proximity.k,
@@ -168,8 +168,10 @@ class Preparer:
         return Prepared(item, encoded)
 
 
-def feature_row(feature: HarmfulFeature, share: FeatureShare) -> dict[str, Any]:
-    row = {"index": feature.index, "label": feature.label, "contribution": round_score(share.contribution)}
+def feature_row(component: Component, share: FeatureShare, position: int) -> dict[str, Any]:
+    """A latent by its SAE index; a harmful direction by its position among the set's directions."""
+    where = {"index": component.index} if isinstance(component, HarmfulFeature) else {"direction": position}
+    row = {**where, "label": component.label, "contribution": round_score(share.contribution)}
     if share.above_benign is not None:
         row["above_benign"] = round_score(share.above_benign)
     return row
@@ -217,7 +219,7 @@ class Scorer:
     def contributions(self, samples: Sequence[EncodedSample], on_progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Each sample's split of its score over the harmful features [n, n_harmful]: what
         `features calibrate` averages over benign text."""
-        n_harmful = len(self.method.feature_set.features)
+        n_harmful = len(self.method.feature_set.components)
         out = np.zeros((len(samples), n_harmful), dtype=np.float64)
         proximity = torch.from_numpy(self.method.proximity.proximity)
         for batch in length_batches([len(s.input_ids) for s in samples], self.config.batch_size, self.config.batch_tokens):
@@ -230,12 +232,12 @@ class Scorer:
 
     def _row(self, prepared: Prepared, aggregated: np.ndarray, token_mass: np.ndarray) -> dict[str, Any]:
         result = score_summary(
-            aggregated, token_mass, self.method.proximity, len(self.method.feature_set.features), self.config.top_n,
+            aggregated, token_mass, self.method.proximity, len(self.method.feature_set.components), self.config.top_n,
             self.method.benign_baseline,
         )
         encoded = prepared.encoded
         scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]
-        features = self.method.feature_set.features
+        components, n_features = self.method.feature_set.components, len(self.method.feature_set.features)
         return {
             "line": prepared.record.line_no,
             "id": prepared.record.record_id,
@@ -243,7 +245,8 @@ class Scorer:
             "n_tokens": len(encoded.input_ids),
             "n_scored": encoded.n_scored,
             "truncated": encoded.truncated,
-            "top_features": [feature_row(features[share.position], share) for share in result.top_features],
+            "top_features": [feature_row(components[share.position], share, share.position - n_features)
+                             for share in result.top_features],
             "top_tokens": [
                 {
                     "position": scored_positions[t],

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from saefilter.features import FeatureSet
+from saefilter.outputs import component_id
 from saefilter.pipeline import ScoreSummary
 from saefilter.prune import PruneResult
 
@@ -67,7 +68,7 @@ def print_score_summary(console: Console, summary: ScoreSummary) -> None:
             top.add_column(column)
         for row in summary.top_rows:
             feature = row["top_features"][0] if row["top_features"] else None
-            feature_text = f"{feature['index']} {feature['label']}".strip() if feature else "-"
+            feature_text = f"{component_id(feature)} {feature['label']}".strip() if feature else "-"
             tokens = " ".join(repr(t["token"]) for t in row["top_tokens"][:3])
             top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", feature_text, tokens)
         console.print(top)
@@ -87,9 +88,11 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
     """The set as a table. Under each label (the words where the latent peaks in harmful text) its
     strongest context there, so a latent that peaks on 'Then' shows the sentence it fires in."""
     selection = feature_set.meta.get("selection", {})
-    title = f"{len(feature_set.features)} harmful features" + (f" for {feature_set.sae}" if feature_set.sae else "")
+    title = f"{len(feature_set.features)} harmful features" + (
+        f" and {len(feature_set.directions)} harmful direction(s)" if feature_set.directions else "") + (
+        f" for {feature_set.sae}" if feature_set.sae else "")
     table = Table(title=title, title_justify="left")
-    calibrated = all(f.benign_contribution is not None for f in feature_set.features)
+    calibrated = all(c.benign_contribution is not None for c in feature_set.components)
     table.add_column("index", no_wrap=True)
     table.add_column("label / strongest context in harmful text", overflow="fold")
     for column in ("weight", "effect", "freq\nharmful", "freq\nbenign") + (("benign\nshare",) if calibrated else ()):
@@ -108,6 +111,11 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
             f"{stats['freq_benign']:.2f}" if "freq_benign" in stats else "",
         ]
         table.add_row(*cells, *([f"{feature.benign_contribution:.4f}"] if calibrated else []))
+    for j, direction in enumerate(feature_set.directions):
+        label = Text(direction.label)
+        label.append(f"\na direction in the residual stream ({len(direction.vector)} dims), not a latent", style="dim")
+        table.add_row(f"direction {j}", label, f"{direction.weight:.4g}", "", "", "",
+                      *([f"{direction.benign_contribution:.4f}"] if calibrated else []))
     console.print(table)
     if limit is not None and len(feature_set.features) > limit:
         console.print(f"... {len(feature_set.features) - limit} more (use --limit 0 to see all)")

@@ -48,7 +48,6 @@ from saefilter.evaluate import (
 from saefilter.feature_selection import encode_each
 from saefilter.features import load_feature_set
 from saefilter.metrics import all_metrics, bootstrap_intervals
-from saefilter.proximity import feature_proximity
 from saefilter.scorer import load_backbone
 
 DATA = Path("artifacts/data")
@@ -116,7 +115,7 @@ def main() -> None:
     test, test_y = encoded_split(config, encoder, "test", args.test_limit, args.seed, args.cache / f"{tag}test_{args.test_limit}_{args.seed}.npz")
 
     decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
-    proximity = feature_proximity(decoder, feature_set.indices, feature_set.weights, config.neighbours, config.kernel).proximity
+    proximity = feature_set.proximity(decoder, config.neighbours, config.kernel).proximity
     default = geometric_scores(test.aggregated[config.aggregation], proximity)
     harmful = feature_set.indices
     print(f"\n{int(train_y.sum())} + {int(len(train_y) - train_y.sum())} dev rows train, "

@@ -33,7 +33,6 @@ from saefilter.evaluate import geometric_scores
 from saefilter.features import load_feature_set
 from saefilter.metrics import auroc
 from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.proximity import feature_proximity
 from saefilter.sae import load_sae
 
 DTYPES = ("float32", "bfloat16")
@@ -99,8 +98,7 @@ def main() -> None:
     sets = benchmark_sets(args.split, args.limit)
     loaded = load_sae(resolve_sae_spec(args.sae))
     feature_set = load_feature_set(resolve_features_path(args.features))
-    proximity = feature_proximity(loaded.sae.W_dec.detach().float().numpy(), feature_set.indices, feature_set.weights,
-                                  ScoreConfig().neighbours, DEFAULT_KERNEL).proximity
+    proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, DEFAULT_KERNEL).proximity
     scores: dict[str, dict[str, np.ndarray]] = {}
     for dtype in DTYPES:
         encoder = FeatureEncoder(load_model(DEFAULT_MODEL, device="cpu", dtype=dtype), loaded)

@@ -39,7 +39,6 @@ from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spe
 from saefilter.evaluate import geometric_scores
 from saefilter.features import load_feature_set
 from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.proximity import feature_proximity
 from saefilter.sae import load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
@@ -93,8 +92,7 @@ def main() -> None:
     test_acts = {n: acts["test", n] for n in test}
     test_usable = {n: usable["test", n] for n in test}
     feature_set = load_feature_set(resolve_features_path(args.features))
-    proximity = feature_proximity(loaded.sae.W_dec.detach().float().numpy(), feature_set.indices, feature_set.weights,
-                                  ScoreConfig().neighbours, ScoreConfig().kernel).proximity
+    proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, ScoreConfig().kernel).proximity
     columns = {"shipped set, geometric score": measure(test, {n: geometric_scores(a, proximity) for n, a in test_acts.items()},
                                                        test_usable, args.bootstrap)}
     chosen_c = {}

@@ -39,7 +39,6 @@ from saefilter.features import load_feature_set
 from saefilter.formats import to_conversation
 from saefilter.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
 from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.proximity import feature_proximity
 from saefilter.reference import read_reference
 from saefilter.sae import load_sae
 from saefilter.scorer import check_widths
@@ -216,8 +215,7 @@ def main() -> None:
         check_widths(lm, loaded)
         feature_set = load_feature_set(resolve_features_path(features_spec))
         feature_set.check_against(loaded.d_sae)
-        proximity = feature_proximity(loaded.sae.W_dec.detach().float().numpy(), feature_set.indices, feature_set.weights,
-                                      ScoreConfig().neighbours, args.kernel).proximity
+        proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, args.kernel).proximity
         encoder = FeatureEncoder(lm, loaded)
         scores, usable = {}, {}
         for set_name, data in sets.items():

@@ -110,6 +110,6 @@ def test_the_report_ranks_features_above_benign_when_the_rows_carry_it():
 
     broad, specific = (1355, 0.13, 0.01), (42, 0.05, 0.04)
     calibrated = feature_table([row(specific, broad), row(specific, broad)])
-    assert [e["index"] for e in calibrated] == [42, 1355] and calibrated[0]["above_benign"] == pytest.approx(0.08)
+    assert [e["feature"] for e in calibrated] == ["42", "1355"] and calibrated[0]["above_benign"] == pytest.approx(0.08)
     plain = feature_table([row((1355, 0.13, None), (42, 0.05, None))])
-    assert [e["index"] for e in plain] == [1355, 42] and "above_benign" not in plain[0]
+    assert [e["feature"] for e in plain] == ["1355", "42"] and "above_benign" not in plain[0]

@@ -23,7 +23,7 @@ def test_report_shows_flagged_samples_and_is_self_contained(tmp_path, model_dir,
     assert f"<td>{len(records)}</td>" in first_row  # rank 1 is the planted line
     assert f">{TRIGGER}</mark>" in first_row
     assert "feature 0" in first_row
-    assert info["top_features"][0]["index"] == 0
+    assert info["top_features"][0]["feature"] == "0"
 
 
 def test_highlight_escapes_html():

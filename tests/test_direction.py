@@ -1,0 +1,95 @@
+"""Harmful directions beside harmful latents: the probe, its weight, proximity, file format, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import chat, write_features, write_jsonl
+from test_cli import saefilter
+
+from saefilter.direction import direction_weight, probe_direction
+from saefilter.features import FeatureSet, HarmfulDirection, HarmfulFeature, load_feature_set, save_feature_set
+from saefilter.proximity import clipped_cosines, feature_proximity
+from saefilter.records import InputError
+from saefilter.scoring import sample_contributions
+
+
+def test_the_probe_finds_a_planted_direction_among_noisy_ones():
+    rng = np.random.default_rng(0)
+    planted = rng.normal(size=24)
+    planted /= np.linalg.norm(planted)
+    x = rng.normal(size=(2000, 24)) * 3.0  # large variation in every direction
+    y = (rng.random(2000) < 0.5).astype(float)
+    x += np.outer(y, planted) * 6.0  # harmful rows shifted along the planted direction only
+    found = probe_direction(x, y, c=1.0)
+    assert np.linalg.norm(found) == pytest.approx(1.0)
+    assert float(found @ planted) > 0.9
+    with pytest.raises(ValueError, match="both harmful and benign"):
+        probe_direction(x, np.ones(2000))
+
+
+def test_the_weight_puts_both_parts_of_the_score_on_the_same_spread():
+    latent_part = np.array([0.40, 0.42, 0.44, 0.46])  # std 0.0224
+    direction_part = np.array([0.10, 0.11, 0.12, 0.13])  # std 0.0112
+    assert direction_weight(latent_part, direction_part) == pytest.approx(2.0)
+    assert direction_weight(latent_part, direction_part, ratio=0.5) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="does not vary"):
+        direction_weight(latent_part, np.full(4, 0.2))
+
+
+def test_a_direction_adds_clipped_cosine_times_weight_to_every_latents_proximity():
+    decoder = np.eye(4, dtype=np.float32)  # latent i points along axis i
+    direction = np.array([[1.0, 1.0, 0.0, -1.0]], np.float32)  # cos 1/sqrt(3) with axes 0 and 1, negative with 3
+    plain = feature_proximity(decoder, [0], [1.0], 1, "linear")
+    with_direction = feature_proximity(decoder, [0], [1.0], 1, "linear", direction, [3.0])
+    added = with_direction.proximity - plain.proximity
+    assert added == pytest.approx([3 / np.sqrt(3), 3 / np.sqrt(3), 0.0, 0.0], abs=1e-6)
+    assert with_direction.k == 1 and with_direction.n_directions == 1
+    assert clipped_cosines(decoder, direction)[:, 0] == pytest.approx([1 / np.sqrt(3), 1 / np.sqrt(3), 0, 0], abs=1e-6)
+    # a sample's score splits over the latent (position 0) and the direction (position 1)
+    acts = np.array([0.0, 2.0, 0.0, 1.0], np.float32)
+    shares = sample_contributions(acts, with_direction, 2)
+    assert shares.sum() == pytest.approx(float(acts @ with_direction.proximity / acts.sum()))
+    assert shares[1] == pytest.approx(2.0 * 3 / np.sqrt(3) / 3.0)
+
+
+def test_directions_survive_the_file_and_bad_ones_name_the_file(tmp_path):
+    feature_set = FeatureSet((HarmfulFeature(2, "two"),), d_sae=8,
+                             directions=(HarmfulDirection("probe", (0.5, -0.25, 1.0), 4.0, {"c": 0.03}),))
+    path = tmp_path / "f.json"
+    save_feature_set(feature_set, path)
+    loaded = load_feature_set(path)
+    assert loaded.directions[0].vector == pytest.approx((0.5, -0.25, 1.0)) and loaded.directions[0].weight == 4.0
+    assert [c.label for c in loaded.components] == ["two", "probe"]
+    with pytest.raises(InputError, match="3 dimensions, this SAE reads 5"):
+        loaded.check_against(8, 5)
+    payload = json.loads(path.read_text())
+    payload["directions"][0]["vector"] = [0, 0, 0]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(InputError, match=r"f\.json: directions\[0\]: 'vector' is all zeros"):
+        load_feature_set(path)
+
+
+def test_features_add_direction_then_score_explains_with_it(tmp_path, model_dir, sae_dir):
+    harmful = write_jsonl(tmp_path / "h.jsonl", [chat("tell me", f"kill them all with {w}") for w in
+                                                 ("knives", "poison", "fire", "rope", "guns", "rocks")])
+    benign = write_jsonl(tmp_path / "b.jsonl", [chat("tell me", f"bake them all with {w}") for w in
+                                                ("flour", "sugar", "eggs", "butter", "milk", "salt")])
+    features = write_features(tmp_path / "f.json", [1, 5, 9, 13])
+    out = tmp_path / "fd.json"
+    common = ["--model", str(model_dir), "--sae", str(sae_dir)]
+    added = saefilter("features", "add-direction", str(features), "-H", str(harmful), "-B", str(benign), "-o", str(out), *common)
+    assert added.returncode == 0, added.stderr
+    feature_set = load_feature_set(out)
+    assert len(feature_set.directions) == 1 and len(feature_set.directions[0].vector) == 32
+    assert feature_set.directions[0].weight > 0 and feature_set.directions[0].stats["harmful_rows"] == 6
+    shown = saefilter("features", "show", str(out))
+    assert shown.returncode == 0 and "direction 0" in shown.stdout
+    scored = saefilter("score", str(harmful), "--features", str(out), "-o", str(tmp_path / "s.jsonl"), *common)
+    assert scored.returncode == 0, scored.stderr
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    explained = [f for row in rows for f in row["top_features"]]
+    assert any(f.get("direction") == 0 for f in explained)  # the direction is reported like a feature
+    assert all(("index" in f) != ("direction" in f) for f in explained)
+    one_sided = saefilter("features", "add-direction", str(features), "-H", str(harmful), "-o", str(out), *common)
+    assert one_sided.returncode == 2 and "give both --harmful and --benign" in one_sided.stderr
