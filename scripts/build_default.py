@@ -13,7 +13,10 @@ selected from the reference splits, a calibrated check threshold, and the model 
    `--selection activation --top-each 25`: how the shipped set was made before the built-in
    contrasts existed (its intent contrast has Alpaca instructions as the benign side, which is not
    redistributable);
-3. calibrates the set on the held-out benign reference chats (`saefilter features calibrate`): their
+3. unless --no-direction, adds the harmful direction of the built-in answers contrast
+   (`saefilter features add-direction`: a logistic probe on the mean residuals of its harmful vs
+   benign answers, weighted to vary as much as the latents' part on its benign answers);
+4. calibrates the set on the held-out benign reference chats (`saefilter features calibrate`): their
    99th percentile as the suggested `saefilter check` threshold, and each feature's mean contribution
    there, so explanations rank what a sample has above benign text.
 
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="features kept from one contrast")
     parser.add_argument("--aggregation", default=ScoreConfig.aggregation)
     parser.add_argument("--selection", default="token-controlled", choices=("activation", "token-controlled"))
+    parser.add_argument("--no-direction", action="store_true", help="latents only, no probe direction (the set before round 4)")
     args = parser.parse_args()
 
     target = DEFAULTS / "sae"
@@ -81,6 +85,8 @@ def main() -> None:
         saefilter("features", "build", *chosen, "--selection", args.selection, "--top", str(args.top),
                   "--top-each", str(args.top_each), "-o", str(features))
 
+    if not args.no_direction:
+        saefilter("features", "add-direction", str(features), "--aggregation", args.aggregation)
     # the suggested check threshold and each feature's benign baseline for explanations
     saefilter("features", "calibrate", str(features), "--benign", str(args.data / "benign_heldout.jsonl"),
               "--aggregation", args.aggregation)
