@@ -114,11 +114,16 @@ def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: 
 
 
 def mean_residuals(folder: Path, layer: int) -> tuple[np.ndarray, np.ndarray]:
-    """[n, d_model] mean residual over each row's answer tokens, and which input rows those are."""
+    """[n, d_model] mean residual over each row's answer tokens, and which input rows those are.
+    Values beyond float16 range (stored as inf: Gemma's few huge dimensions) are left out of the
+    mean of their dimension and row, and a dimension with none left gets 0."""
     resid = np.load(folder / f"blocks.{layer}.hook_resid_post.npy").astype(np.float32)
     offsets = np.load(folder / "offsets.npy")
     meta = json.loads((folder / "meta.json").read_text())
-    means = np.add.reduceat(resid, offsets[:-1], axis=0) / np.diff(offsets)[:, None]
+    finite = np.isfinite(resid)
+    sums = np.add.reduceat(np.where(finite, resid, 0.0), offsets[:-1], axis=0)
+    counts = np.add.reduceat(finite.astype(np.float32), offsets[:-1], axis=0)
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     usable = np.zeros(meta["n_input"], bool)
     usable[meta["kept"]] = True
     return means, usable
