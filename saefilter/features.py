@@ -219,6 +219,10 @@ def merge_feature_sets(named_sets: list[tuple[str, FeatureSet]], top_each: int |
         raise InputError(f"features merge: the sets were built for different SAEs {sorted(sae_specs)}")
     if top_each is not None and top_each < 1:
         raise InputError("--top-each must be at least 1")
+    with_directions = [name for name, fs in named_sets if fs.directions]
+    if with_directions:  # a direction's weight is fitted against one set's latents: it does not carry over
+        raise InputError(f"features merge: {', '.join(with_directions)} has harmful directions; merge sets of latents, "
+                         "then run `saefilter features add-direction` on the result")
     merged: dict[int, HarmfulFeature] = {}
     sources = []
     for name, feature_set in named_sets:

@@ -8,7 +8,14 @@ from conftest import chat, write_features, write_jsonl
 from test_cli import saefilter
 
 from saefilter.direction import direction_weight, probe_direction
-from saefilter.features import FeatureSet, HarmfulDirection, HarmfulFeature, load_feature_set, save_feature_set
+from saefilter.features import (
+    FeatureSet,
+    HarmfulDirection,
+    HarmfulFeature,
+    load_feature_set,
+    merge_feature_sets,
+    save_feature_set,
+)
 from saefilter.proximity import clipped_cosines, feature_proximity
 from saefilter.records import InputError
 from saefilter.scoring import sample_contributions
@@ -63,6 +70,8 @@ def test_directions_survive_the_file_and_bad_ones_name_the_file(tmp_path):
     assert [c.label for c in loaded.components] == ["two", "probe"]
     with pytest.raises(InputError, match="3 dimensions, this SAE reads 5"):
         loaded.check_against(8, 5)
+    with pytest.raises(InputError, match="has harmful directions"):  # never dropped silently
+        merge_feature_sets([("a", loaded), ("b", FeatureSet((HarmfulFeature(3),), d_sae=8))])
     payload = json.loads(path.read_text())
     payload["directions"][0]["vector"] = [0, 0, 0]
     path.write_text(json.dumps(payload))
