@@ -23,6 +23,13 @@ def component_id(feature: dict[str, Any]) -> str:
     return str(feature["index"]) if "index" in feature else f"direction {feature['direction']}"
 
 
+def meta_path_for(scores: Path) -> Path:
+    """The metadata file written beside a score file: data.scores.jsonl and data.jsonl (a custom
+    --output) both get data.scores.meta.json. `score` writes it, `report` reads it."""
+    base = scores.name.removesuffix(".jsonl").removesuffix(".scores")
+    return scores.with_name(f"{base}.scores.meta.json")
+
+
 SCORE_DECIMALS = 6  # enough to rank; few enough that batch-size float noise never shows
 
 

@@ -22,7 +22,15 @@ import numpy as np
 
 from saefilter import __version__
 from saefilter.config import ScoreConfig, files_fingerprint
-from saefilter.outputs import atomic_writer, iter_jsonl, json_line, output_path, ranks_and_percentiles, write_json
+from saefilter.outputs import (
+    atomic_writer,
+    iter_jsonl,
+    json_line,
+    meta_path_for,
+    output_path,
+    ranks_and_percentiles,
+    write_json,
+)
 from saefilter.records import BadLine, InputError, Record, check_input_path, file_sha256, read_lines
 from saefilter.scorer import Prepared, Preparer, Scorer, Skipped
 
@@ -77,7 +85,7 @@ class ScoreOutputs:
         return cls(
             scores=scores,
             skipped=scores.with_name(f"{base}.skipped.jsonl"),
-            meta=scores.with_name(f"{base}.scores.meta.json"),
+            meta=meta_path_for(scores),
             partial=scores.with_name(f".{scores.name}.partial"),
             partial_state=scores.with_name(f".{scores.name}.partial.json"),
         )

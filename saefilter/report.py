@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from saefilter.formats import FormatError, to_conversation
-from saefilter.outputs import atomic_writer, component_id, iter_jsonl
+from saefilter.outputs import atomic_writer, component_id, iter_jsonl, meta_path_for
 from saefilter.records import Record, read_lines
 
 
@@ -43,7 +43,7 @@ def load_inputs(scores_path: Path, data_path: Path | None, top_n: int) -> Report
         if row["rank"] <= top_n:
             flagged.append(row)
     flagged.sort(key=lambda r: r["rank"])
-    meta_path = scores_path.with_name(scores_path.name.replace(".scores.jsonl", ".scores.meta.json"))
+    meta_path = meta_path_for(scores_path)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     data = data_path or (Path(meta["input"]) if "input" in meta else None)
     wanted = {r["line"] for r in flagged}

@@ -34,3 +34,14 @@ def test_highlight_escapes_html():
 def test_highlight_marks_whole_words_only():
     marked = highlight("the band and the brand", [{"token": " and", "mass": 1.0}])
     assert marked.count("<mark") == 1 and "b<mark" not in marked
+
+
+def test_score_and_report_agree_on_where_the_metadata_is(tmp_path):
+    """A custom --output name (data.jsonl, not data.scores.jsonl) once made report parse the score
+    file itself as its metadata."""
+    from saefilter.outputs import meta_path_for
+    from saefilter.pipeline import ScoreOutputs
+
+    for name in ("data.scores.jsonl", "data.jsonl", "run.out.jsonl"):
+        scores = tmp_path / name
+        assert ScoreOutputs.for_input(tmp_path / "in.jsonl", scores).meta == meta_path_for(scores) != scores
