@@ -454,8 +454,9 @@ def features_build(
 
     With no --harmful/--benign, from the built-in contrasts shipped in the package: by default the
     paired `answers` contrast (harmful vs benign answers to the same user turns), token-controlled,
-    top 200, as the embedded default's set is built, for any model and SAE; --contrast picks others
-    (toxicity, intent, code), one ranked set each, merged with --top-each.
+    top 200, as the embedded default's latents are chosen, for any model and SAE (its harmful
+    direction comes from `features add-direction`); --contrast picks others (toxicity, intent,
+    code), one ranked set each, merged with --top-each.
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
