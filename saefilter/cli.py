@@ -662,6 +662,8 @@ def _add_direction(config, harmful, benign, column, strength, ratio, label):
     encoded = []
     for name, texts in zip(("harmful", "benign"), sides, strict=True):
         samples, _ = encode_reference(texts, tokenizer, config.tokens, config.max_tokens)
+        if not samples:
+            raise InputError(f"features add-direction: no {name} row has tokens to score (--tokens {config.tokens})")
         with count_progress(console, f"encoding {name}", len(samples)) as advance:
             encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance))
     latents_only = replace(scorer.method.feature_set, directions=())
