@@ -113,6 +113,18 @@ class FeatureSet:
             )
 
 
+def _weight_and_baseline(item: dict, where: str) -> tuple[float, float | None]:
+    """The 'weight' (positive, default 1) and 'benign_contribution' (non-negative or absent) of a
+    feature or direction entry."""
+    weight = item.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise InputError(f"{where}: 'weight' must be a positive number, got {json.dumps(weight)}")
+    baseline = item.get("benign_contribution")
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int | float) or baseline < 0):
+        raise InputError(f"{where}: 'benign_contribution' must be a non-negative number, got {json.dumps(baseline)}")
+    return float(weight), None if baseline is None else float(baseline)
+
+
 def _parse_feature(item: Any, where: str) -> HarmfulFeature:
     if isinstance(item, bool) or not isinstance(item, int | dict):
         raise InputError(f"{where}: expected a feature index or an object with 'index'")
@@ -121,14 +133,8 @@ def _parse_feature(item: Any, where: str) -> HarmfulFeature:
     index = item.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise InputError(f"{where}: 'index' must be a non-negative integer, got {json.dumps(index)}")
-    weight = item.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-        raise InputError(f"{where}: 'weight' must be a positive number, got {json.dumps(weight)}")
-    baseline = item.get("benign_contribution")
-    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int | float) or baseline < 0):
-        raise InputError(f"{where}: 'benign_contribution' must be a non-negative number, got {json.dumps(baseline)}")
-    return HarmfulFeature(index, str(item.get("label", "")), float(weight), dict(item.get("stats", {})),
-                          None if baseline is None else float(baseline))
+    weight, baseline = _weight_and_baseline(item, where)
+    return HarmfulFeature(index, str(item.get("label", "")), weight, dict(item.get("stats", {})), baseline)
 
 
 def _parse_direction(item: Any, where: str) -> HarmfulDirection:
@@ -140,14 +146,9 @@ def _parse_direction(item: Any, where: str) -> HarmfulDirection:
         raise InputError(f"{where}: 'vector' must be a non-empty list of finite numbers")
     if not any(vector):
         raise InputError(f"{where}: 'vector' is all zeros and has no direction")
-    weight = item.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-        raise InputError(f"{where}: 'weight' must be a positive number, got {json.dumps(weight)}")
-    baseline = item.get("benign_contribution")
-    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int | float) or baseline < 0):
-        raise InputError(f"{where}: 'benign_contribution' must be a non-negative number, got {json.dumps(baseline)}")
-    return HarmfulDirection(str(item.get("label", "")), tuple(float(v) for v in vector), float(weight),
-                            dict(item.get("stats", {})), None if baseline is None else float(baseline))
+    weight, baseline = _weight_and_baseline(item, where)
+    return HarmfulDirection(str(item.get("label", "")), tuple(float(v) for v in vector), weight,
+                            dict(item.get("stats", {})), baseline)
 
 
 def load_feature_set(path: Path) -> FeatureSet:

@@ -124,18 +124,25 @@ def interval(scores: np.ndarray, labels: np.ndarray, n_boot: int) -> tuple[float
     return bootstrap_intervals(scores, labels, n_boot, 0, metric_fn=lambda s, y: {"auroc": auroc(s, y)})["auroc"]
 
 
+def set_row(data: LabelledSet, s: np.ndarray, usable: np.ndarray, n_boot: int) -> dict:
+    """AUROC with its interval, and pairwise accuracy with its interval where the rows come in pairs."""
+    y = data.labels[usable]
+    row = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "auroc": auroc(s, y), "auroc_ci": interval(s, y, n_boot)}
+    kept = [p for p, u in zip(data.pairs, usable, strict=True) if u]
+    if any(p is not None for p in kept):
+        h, b = complete_pairs(kept, y)
+        row |= {"pairs": len(h), "pairwise_accuracy": pairwise_accuracy(s[h], s[b]),
+                "pairwise_ci": pairwise_interval(s[h], s[b], n_boot)}
+    return row
+
+
 def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable: dict[str, np.ndarray], n_boot: int) -> dict:
     result: dict = {}
     for name, data in sets.items():
         if name in ("identity", "mixed_chat"):
             continue
         s, y = scores[name], data.labels[usable[name]]
-        row = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "auroc": auroc(s, y), "auroc_ci": interval(s, y, n_boot)}
-        kept = [p for p, u in zip(data.pairs, usable[name], strict=True) if u]
-        if any(p is not None for p in kept):
-            h, b = complete_pairs(kept, y)
-            row |= {"pairs": len(h), "pairwise_accuracy": pairwise_accuracy(s[h], s[b]),
-                    "pairwise_ci": pairwise_interval(s[h], s[b], n_boot)}
+        row = set_row(data, s, usable[name], n_boot)
         groups = [g for g, u in zip(data.groups, usable[name], strict=True) if u]
         if name.startswith("ToxiGen"):
             g = np.array(groups)

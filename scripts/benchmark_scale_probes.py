@@ -35,14 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_matched_ceiling import fit_probe, row_groups
-from benchmark_quality import DATA, LabelledSet, benchmark_sets, interval
+from benchmark_quality import DATA, LabelledSet, benchmark_sets, set_row
 
 from saefilter.activations import length_batches, pad_batch
-from saefilter.evaluate import complete_pairs
 from saefilter.feature_selection import encode_each
 from saefilter.hooks import HookPoint
 from saefilter.layers import residuals_at
-from saefilter.metrics import auroc, pairwise_accuracy, pairwise_interval
 from saefilter.model import load_model
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
@@ -174,13 +172,7 @@ def measure_partial(sets: dict, scores: dict, usable: dict, n_boot: int) -> dict
             order = np.argsort(-s, kind="stable")
             out[name] = {"harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1))}
             continue
-        row = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "auroc": auroc(s, y), "auroc_ci": interval(s, y, n_boot)}
-        kept = [p for p, u in zip(data.pairs, usable[name], strict=True) if u]
-        if any(p is not None for p in kept):
-            h, b = complete_pairs(kept, y)
-            row |= {"pairs": len(h), "pairwise_accuracy": pairwise_accuracy(s[h], s[b]),
-                    "pairwise_ci": pairwise_interval(s[h], s[b], n_boot)}
-        out[name] = row
+        out[name] = set_row(data, s, usable[name], n_boot)
     return out
 
 

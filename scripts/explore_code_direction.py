@@ -16,17 +16,15 @@ from pathlib import Path
 
 import numpy as np
 from explore_probe_direction import (
-    benchmark_sets,
-    cache_key,
+    dev_encodings,
     load_feature_set,
     load_sae,
     resolve_features_path,
     resolve_sae_spec,
-    sae_fingerprint,
     share,
     unit_rows,
 )
-from explore_probe_weights import SETS, metrics, report
+from explore_probe_weights import metrics, report
 
 from saefilter.direction import probe_direction
 
@@ -44,12 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     harmful, benign = mean_residuals(args.resid / "builtin_code_harmful"), mean_residuals(args.resid / "builtin_code_benign")
     w = probe_direction(np.concatenate([harmful, benign]), np.r_[np.ones(len(harmful)), np.zeros(len(benign))])
-    sets = benchmark_sets("dev", 500)
-    fingerprint = sae_fingerprint(resolve_sae_spec("embedded"))
-    acts, usable = {}, {}
-    for name in SETS:
-        stored = np.load(args.cache / cache_key(fingerprint, "dev", 500, name))
-        acts[name], usable[name] = np.maximum(stored["mean_acts"], 0).astype(np.float64), stored["usable"]
+    sets, acts, usable = dev_encodings(args.cache)
     decoder = load_sae(resolve_sae_spec("embedded")).sae.W_dec.detach().float().numpy()
     shipped = load_feature_set(resolve_features_path("embedded")).proximity(decoder, 1, "sq-excess").proximity.astype(np.float64)
     near = np.maximum(unit_rows(decoder).astype(np.float64) @ w, 0.0)

@@ -35,6 +35,18 @@ from saefilter.sae import load_sae, sae_fingerprint
 MODEL = "smollm2-135m-instruct"
 
 
+def dev_encodings(cache: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The dev sets, and the embedded SAE's mean activations of their usable rows (clipped at 0) from
+    the cache of `benchmark_quality.py --split dev`."""
+    sets = benchmark_sets("dev", 500)
+    fingerprint = sae_fingerprint(resolve_sae_spec("embedded"))
+    acts, usable = {}, {}
+    for name in SETS:
+        stored = np.load(cache / cache_key(fingerprint, "dev", 500, name))
+        acts[name], usable[name] = np.maximum(stored["mean_acts"], 0).astype(np.float64), stored["usable"]
+    return sets, acts, usable
+
+
 def probe_direction(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """The probe's weights in residual units (it standardises its inputs), unit length."""
     probe = fit_probe(x, y, groups, 0)
@@ -58,12 +70,7 @@ def main() -> None:
     resid_y = scale_pairs.labels[resid_usable]
     resid_pairs = [p for p, u in zip(scale_pairs.pairs, resid_usable, strict=True) if u]
 
-    sets = benchmark_sets("dev", 500)
-    fingerprint = sae_fingerprint(resolve_sae_spec("embedded"))
-    acts, usable = {}, {}
-    for name in SETS:
-        stored = np.load(args.cache / cache_key(fingerprint, "dev", 500, name))
-        acts[name], usable[name] = np.maximum(stored["mean_acts"], 0).astype(np.float64), stored["usable"]
+    sets, acts, usable = dev_encodings(args.cache)
     pairs_rows = [p for p, u in zip(sets["own pairs"].pairs, usable["own pairs"], strict=True) if u]
     if pairs_rows != resid_pairs:
         raise SystemExit("the residual store and the quality cache hold different own-pairs rows")
