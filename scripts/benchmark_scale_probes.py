@@ -20,6 +20,13 @@ separate the test rows? Two stages, so the slow forward runs once and resumes pe
 
 `collect` stores the residuals of each set's answer tokens (float16, the layout of
 scripts/explore_matched.py, so an SAE can be applied to them later without another forward).
+`score` does that: `saefilter score`'s geometric score of each stored row for an SAE and feature set
+of that model (the SAE encodes the stored residuals; the same aggregation, proximity and kNN terms),
+so the SAE-level scale table is measured on the same rows as the residual-level one:
+
+    python scripts/benchmark_scale_probes.py score --store /root/saefilter_runs/scale_resid \
+        --config "Qwen L15=qwen2.5-coder-1.5b-instruct:artifacts/sae_qwen/layer_15:artifacts/qwen15.json@mean"
+
 HH-RLHF and insecure code are subsampled (--hh-pairs, --code-rows, seeded) to keep the larger
 model's forward within hours on a CPU. Needs scikit-learn and the files of scripts/build_reference_data.py.
 """
@@ -38,10 +45,14 @@ from benchmark_matched_ceiling import fit_probe, row_groups
 from benchmark_quality import DATA, LabelledSet, benchmark_sets, set_row
 
 from saefilter.activations import length_batches, pad_batch
+from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.evaluate import geometric_scores
 from saefilter.feature_selection import encode_each
+from saefilter.features import load_feature_set
 from saefilter.hooks import HookPoint
 from saefilter.layers import residuals_at
 from saefilter.model import load_model
+from saefilter.sae import LoadedSAE, load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat")
@@ -69,13 +80,16 @@ def folder_name(model: str, split: str, name: str) -> str:
     return f"{model}/{split}-{name.replace(' ', '_')}"
 
 
-def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: int, dtype: str) -> None:
+def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: int, dtype: str,
+            dev_sets: set[str]) -> None:
+    """The tuning pairs' dev split is always collected (every direction and probe learns from it);
+    the other sets' dev splits only where named in `dev_sets` (the own-dev upper bound needs them)."""
     lm = load_model(model, device="auto", dtype=dtype)
     hooks = [HookPoint(layer, "post") for layer in layers]
     sets = {split: scale_sets(split, hh_pairs, code_rows) for split in ("dev", "test")}
     for name in COLLECT_ORDER:  # the cheap and the matched sets first: a stopped run has measured them
         for split in ("dev", "test"):
-            if split == "dev" and name == "mixed_chat":
+            if split == "dev" and (name == "mixed_chat" or (name != "own pairs" and name not in dev_sets)):
                 continue
             data = sets[split][name]
             folder = out / folder_name(model, split, name)
@@ -163,6 +177,63 @@ def measure(store: Path, runs: list[str], hh_pairs: int, code_rows: int, n_boot:
     return results
 
 
+def stored_features(folder: Path, sae: LoadedSAE, how: str, chunk_tokens: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """[n, d_sae] SAE activations of each stored row aggregated over its answer tokens ('max' or
+    'mean', as `saefilter score`), and which input rows those are. The SAE encodes the stored
+    float16 residuals in float32: the only difference from a fresh forward is that rounding."""
+    resid = np.load(folder / f"{sae.hook.name}.npy", mmap_mode="r")
+    if resid.shape[1] != sae.d_in:
+        raise SystemExit(f"{folder}: stored residuals are {resid.shape[1]} wide, the SAE reads {sae.d_in}")
+    offsets = np.load(folder / "offsets.npy")
+    meta = json.loads((folder / "meta.json").read_text())
+    n = len(offsets) - 1
+    out = np.zeros((n, sae.d_sae), np.float32)
+    dtype = next(sae.sae.parameters()).dtype
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and offsets[stop + 1] - offsets[start] <= chunk_tokens:
+            stop += 1
+        block = np.nan_to_num(np.asarray(resid[offsets[start]:offsets[stop]], np.float32), posinf=0.0, neginf=0.0)
+        with torch.inference_mode():
+            feats = sae.sae.encode(torch.from_numpy(block).to(dtype)).float().numpy()
+        bounds = offsets[start:stop] - offsets[start]
+        if how == "max":
+            out[start:stop] = np.maximum.reduceat(feats, bounds, axis=0)
+        else:
+            out[start:stop] = np.add.reduceat(feats, bounds, axis=0) / np.diff(offsets[start:stop + 1])[:, None]
+        start = stop
+    usable = np.zeros(meta["n_input"], bool)
+    usable[meta["kept"]] = True
+    return out, usable
+
+
+def score_configs(store: Path, configs: list[str], hh_pairs: int, code_rows: int, n_boot: int, kernel: str) -> dict:
+    """Each NAME=MODEL:SAE:FEATURES[@AGG]'s geometric score on every stored test set of MODEL."""
+    sets = scale_sets("test", hh_pairs, code_rows)
+    results = {}
+    for item in configs:
+        name, _, spec = item.partition("=")
+        how = ScoreConfig().aggregation
+        if spec.rpartition("@")[2] in ("max", "mean"):
+            spec, _, how = spec.rpartition("@")
+        model, sae_spec, features_spec = spec.split(":", 2)
+        sae = load_sae(resolve_sae_spec(sae_spec))
+        feature_set = load_feature_set(resolve_features_path(features_spec))
+        feature_set.check_against(sae.d_sae, sae.d_in)
+        proximity = feature_set.proximity(sae.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, kernel).proximity
+        scores, usable = {}, {}
+        for set_name in SETS:
+            folder = store / folder_name(model, "test", set_name)
+            if (folder / "done").exists():
+                acts, usable[set_name] = stored_features(folder, sae, how)
+                scores[set_name] = geometric_scores(acts, proximity)
+        present = {n: sets[n] for n in scores}
+        results[name] = {"geometric score": measure_partial(present, scores, usable, n_boot)}
+        print(f"{name}: {', '.join(present)}", flush=True)
+    return results
+
+
 def measure_partial(sets: dict, scores: dict, usable: dict, n_boot: int) -> dict:
     """benchmark_quality's measures, for whichever sets are present."""
     out = {}
@@ -206,12 +277,19 @@ def main() -> None:
     c.add_argument("--model", required=True)
     c.add_argument("--layers", required=True)
     c.add_argument("--dtype", default="float32")
+    c.add_argument("--dev-sets", default=",".join(s for s in SETS if s != "mixed_chat"),
+                   help="comma-separated sets whose dev split is collected too (the tuning pairs always are)")
     m = sub.add_parser("measure")
     m.add_argument("--run", action="append", required=True, help="MODEL:LAYER, collected before")
-    m.add_argument("--bootstrap", type=int, default=500)
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("-o", "--output", type=Path, default=None)
-    for p in (c, m):
+    g = sub.add_parser("score")
+    g.add_argument("--config", action="append", required=True,
+                   help="NAME=MODEL:SAE:FEATURES[@AGGREGATION] ('embedded' for the bundled SAE or set)")
+    g.add_argument("--kernel", default=DEFAULT_KERNEL)
+    for p in (m, g):
+        p.add_argument("--bootstrap", type=int, default=500)
+        p.add_argument("-o", "--output", type=Path, default=None)
+    for p in (c, m, g):
         p.add_argument("--out", "--store", dest="store", type=Path, default=Path("artifacts/scale_resid"))
         p.add_argument("--hh-pairs", type=int, default=100, help="HH-RLHF pairs per split")
         p.add_argument("--code-rows", type=int, default=100, help="insecure and secure rows per split")
@@ -219,15 +297,25 @@ def main() -> None:
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     if args.stage == "collect":
-        collect(args.model, [int(v) for v in args.layers.split(",")], args.store, args.hh_pairs, args.code_rows, args.dtype)
+        dev_sets = {v.strip() for v in args.dev_sets.split(",") if v.strip()}
+        unknown = dev_sets - set(SETS)
+        if unknown:
+            raise SystemExit(f"--dev-sets: unknown {sorted(unknown)}; choose from {list(SETS)}")
+        collect(args.model, [int(v) for v in args.layers.split(",")], args.store, args.hh_pairs, args.code_rows, args.dtype,
+                dev_sets)
         return
-    results = measure(args.store, args.run, args.hh_pairs, args.code_rows, args.bootstrap, args.seed)
+    if args.stage == "score":
+        runs = args.config
+        results = score_configs(args.store, runs, args.hh_pairs, args.code_rows, args.bootstrap, args.kernel)
+    else:
+        runs = args.run
+        results = measure(args.store, runs, args.hh_pairs, args.code_rows, args.bootstrap, args.seed)
     table = markdown(results)
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"runs": args.run, "hh_pairs": args.hh_pairs, "code_rows": args.code_rows,
-                                           "results": results, "table": table}, indent=1))
+        args.output.write_text(json.dumps({"stage": args.stage, "runs": runs, "hh_pairs": args.hh_pairs,
+                                           "code_rows": args.code_rows, "results": results, "table": table}, indent=1))
 
 
 if __name__ == "__main__":
