@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from saefilter.config import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
-from saefilter.model import DEFAULT_MODEL
-from saefilter.outputs import ranks_and_percentiles
-from saefilter.records import InputError, Record, parse_line, table_line
+from saefilter.inputs.records import InputError, Record, parse_line, table_line
+from saefilter.model.loading import DEFAULT_MODEL
+from saefilter.outputs.files import ranks_and_percentiles
 
 if TYPE_CHECKING:
-    from saefilter.pipeline import ScoreSummary
-    from saefilter.prune import PruneResult
-    from saefilter.scorer import Scorer
+    from saefilter.commands.pipeline import ScoreSummary
+    from saefilter.outputs.prune import PruneResult
+    from saefilter.scoring.scorer import Scorer
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ScoreConfig) if f.name not in ("model", "sae", "features"))
 
@@ -57,7 +57,7 @@ class RecordScorer:
         rank and percentile (which need every score). Record i is line i+1 of `source`; its id is the
         hash of its compact JSON (as for a Parquet row). A record that cannot be scored raises
         InputError naming it (on_error="fail") or comes back as {"line", "id", "skipped": reason}."""
-        from saefilter.pipeline import chunked, score_chunk
+        from saefilter.commands.pipeline import chunked, score_chunk
 
         items = (as_record(record, source, i) for i, record in enumerate(records, start=1))
         for chunk in chunked(items, self.config.chunk_records):
@@ -91,7 +91,7 @@ def as_record(record: Mapping[str, Any], source: str, line_no: int) -> Record:
 
 
 def check_chunk(scorer: Scorer, chunk: list[Record]) -> None:
-    from saefilter.scorer import Skipped
+    from saefilter.scoring.scorer import Skipped
 
     for record in chunk:
         prepared = scorer.prepare(record)
@@ -103,7 +103,7 @@ def load_scorer(
     model: str = DEFAULT_MODEL, sae: str = DEFAULT_SAE, features: str = DEFAULT_FEATURES, **options: Any
 ) -> RecordScorer:
     """Load the model, SAE and harmful features once; score as many records as you like with it."""
-    from saefilter.scorer import Scorer
+    from saefilter.scoring.scorer import Scorer
 
     return RecordScorer(Scorer.load(make_config(model, sae, features, options)))
 
@@ -121,7 +121,7 @@ def score_file(
 ) -> ScoreSummary:
     """`saefilter score PATH`: the ranked score file next to the input (or at `output`); returns its
     summary (`.outputs.scores` is the file). Pass `scorer` to reuse a loaded model."""
-    from saefilter.pipeline import score_file as run
+    from saefilter.commands.pipeline import score_file as run
 
     config = scorer.config if scorer is not None else make_config(model, sae, features, options)
     return run(Path(path), config, Path(output) if output else None, resume, scorer.scorer if scorer else None)
@@ -144,7 +144,7 @@ def prune_file(
 ) -> PruneResult:
     """`saefilter prune PATH`: pruned, removed and random-baseline files; scores first unless a score
     file made from this input with this configuration exists (or `scores` names one)."""
-    from saefilter.prune import DEFAULT_SEED, Cutoff, prune_dataset, scores_for
+    from saefilter.outputs.prune import DEFAULT_SEED, Cutoff, prune_dataset, scores_for
 
     cutoff = Cutoff(top_k, fraction, threshold)
     cutoff.validate()

@@ -27,7 +27,7 @@ from saefilter.config import (
     SELECTIONS,
     ScoreConfig,
 )
-from saefilter.model import DEFAULT_MODEL
+from saefilter.model.loading import DEFAULT_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -167,7 +167,7 @@ def score(
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
     set_verbosity(quiet, verbose)
     config = make_config(locals())
-    from saefilter.pipeline import Shard
+    from saefilter.commands.pipeline import Shard
     from saefilter.terminal import print_score_summary, score_progress
 
     check_choice("--engine", engine, ("local", "ray"))
@@ -190,14 +190,14 @@ def score(
 def _score_with_progress(data, config, output, resume, score_progress, shard=None):
     """Every line is checked with the tokenizer alone (--on-error fail), then the model loads, then
     the bar runs: one status line of ours per slow step, no third-party bars."""
-    from saefilter.pipeline import score_file
+    from saefilter.commands.pipeline import score_file
 
     with score_progress(console) as (on_start, on_progress):
         return score_file(data, config, output, resume, None, on_start, on_progress, shard, status=console.status)
 
 
 def _score_with_ray(data, config, output, address, actors, score_progress):
-    from saefilter.ray_engine import RayOptions, score_with_ray
+    from saefilter.commands.ray_engine import RayOptions, score_with_ray
 
     with score_progress(console) as (on_start, on_progress):
         console.print("starting Ray and the scoring actors (each loads the model once)...")
@@ -214,7 +214,7 @@ def merge(
 ) -> None:
     """Join the shard files of `score --shard I/N` into one ranked score file, identical to a single-process run."""
     set_verbosity(quiet, verbose)
-    from saefilter.shards import find_shards, merge_shards
+    from saefilter.outputs.shards import find_shards, merge_shards
     from saefilter.terminal import print_score_summary
 
     summary = run_with_errors(lambda: merge_shards(data, shards or find_shards(data, output), output))
@@ -256,14 +256,14 @@ def prune(
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
-    from saefilter.prune import Cutoff, prune_dataset
+    from saefilter.outputs.prune import Cutoff, prune_dataset
     from saefilter.terminal import print_prune_summary
 
     cutoff = Cutoff(top_k, fraction, threshold)
     run_with_errors(cutoff.validate)
 
     def scores_file() -> Path:
-        from saefilter.prune import scores_for
+        from saefilter.outputs.prune import scores_for
         from saefilter.terminal import score_progress
 
         path, reused = scores_for(data, config, scores, rescore,
@@ -296,8 +296,8 @@ def check(
     aggregation, tokens, neighbours, max_tokens, field). Flags override them.
     """
     set_verbosity(quiet, verbose)
-    from saefilter.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
-    from saefilter.named_models import cache_dir
+    from saefilter.commands.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
+    from saefilter.model.named import cache_dir
 
     def run():
         settings, source = find_settings(Path.cwd())
@@ -308,7 +308,7 @@ def check(
             check_choice("--" + name.replace("_", "-"), getattr(config, name), choices)
         limit = limit if limit is not None else suggested_threshold(config)
         if limit is None:
-            from saefilter.records import InputError
+            from saefilter.inputs.records import InputError
 
             raise InputError("no threshold: pass --threshold or set `threshold` in [tool.saefilter]")
         score_cache = ScoreCache(cache or cache_dir() / "check-cache.sqlite3")
@@ -341,7 +341,7 @@ def report(
 ) -> None:
     """Write a self-contained HTML report (and a PNG histogram) of a score file."""
     set_verbosity(quiet, verbose)
-    from saefilter.report import write_report
+    from saefilter.outputs.report import write_report
 
     target = output or scores.with_name(scores.name.replace(".scores.jsonl", "") + ".report.html")
     if not scores.is_file():
@@ -388,8 +388,8 @@ def evaluate(
     config = make_config(locals())
     from functools import partial
 
-    from saefilter.evaluate import EvalRequest, evaluate_config
-    from saefilter.outputs import write_json
+    from saefilter.evaluation.evaluate import EvalRequest, evaluate_config
+    from saefilter.outputs.files import write_json
     from saefilter.terminal import count_progress, print_eval
 
     request = EvalRequest(
@@ -461,11 +461,11 @@ def features_build(
     set_verbosity(quiet, verbose)
     config = make_config(locals())
     check_choice("--selection", selection, SELECTIONS)
-    from saefilter.feature_selection import SelectionSettings
+    from saefilter.features.selection import SelectionSettings
 
     settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter)
     feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each, paired))
-    from saefilter.features import save_feature_set
+    from saefilter.features.feature_set import save_feature_set
     from saefilter.terminal import print_feature_set
 
     save_feature_set(feature_set, output)
@@ -474,9 +474,14 @@ def features_build(
 
 
 def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False):
-    from saefilter.feature_selection import ContrastTexts, check_paired
-    from saefilter.records import InputError
-    from saefilter.reference import builtin_benign_texts, builtin_contrasts, builtin_identity_texts, read_reference
+    from saefilter.features.selection import ContrastTexts, check_paired
+    from saefilter.inputs.records import InputError
+    from saefilter.inputs.reference import (
+        builtin_benign_texts,
+        builtin_contrasts,
+        builtin_identity_texts,
+        read_reference,
+    )
 
     if ids is not None:
         return _feature_set_from_ids(config, ids)
@@ -501,9 +506,9 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     identity_reference = builtin_benign_texts() if settings.identity_filter else None
     from functools import partial
 
-    from saefilter.activations import FeatureEncoder
-    from saefilter.feature_selection import build_from_contrasts
-    from saefilter.scorer import load_backbone
+    from saefilter.features.selection import build_from_contrasts
+    from saefilter.model.activations import FeatureEncoder
+    from saefilter.scoring.scorer import load_backbone
     from saefilter.terminal import count_progress
 
     with console.status("loading model and SAE..."):
@@ -516,9 +521,9 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
 
 def _feature_set_from_ids(config, ids):
     from saefilter.config import resolve_sae_spec
-    from saefilter.feature_selection import feature_set_from_ids
-    from saefilter.records import InputError
-    from saefilter.sae import load_sae
+    from saefilter.features.selection import feature_set_from_ids
+    from saefilter.inputs.records import InputError
+    from saefilter.sae.loading import load_sae
 
     try:
         indices = [int(part) for part in ids.split(",") if part.strip()]
@@ -563,7 +568,7 @@ def features_calibrate(
         fail("the embedded feature set is part of the package: give --output for the calibrated copy")
     target = output or Path(features)
     calibrated_set = run_with_errors(lambda: _calibrate(config, benign, column, percentile))
-    from saefilter.features import save_feature_set
+    from saefilter.features.feature_set import save_feature_set
 
     save_feature_set(calibrated_set, target)
     threshold = calibrated_set.meta["suggested_threshold"]
@@ -571,10 +576,10 @@ def features_calibrate(
 
 
 def _calibrate(config, benign, column, percentile):
-    from saefilter.calibrate import calibrated
-    from saefilter.feature_selection import encode_reference
-    from saefilter.reference import read_reference
-    from saefilter.scorer import Scorer
+    from saefilter.features.calibrate import calibrated
+    from saefilter.features.selection import encode_reference
+    from saefilter.inputs.reference import read_reference
+    from saefilter.scoring.scorer import Scorer
     from saefilter.terminal import count_progress
 
     conversations = [c for path in benign for c in read_reference(path, column)]  # bad files fail before the model
@@ -623,7 +628,7 @@ def features_add_direction(
         fail("the embedded feature set is part of the package: give --output for the new copy")
     target = output or Path(features)
     updated = run_with_errors(lambda: _add_direction(config, harmful, benign, column, strength, ratio, label))
-    from saefilter.features import save_feature_set
+    from saefilter.features.feature_set import save_feature_set
 
     save_feature_set(updated, target)
     added = updated.directions[0]
@@ -634,13 +639,13 @@ def features_add_direction(
 def _add_direction(config, harmful, benign, column, strength, ratio, label):
     from dataclasses import replace
 
-    from saefilter.direction import fitted_direction
-    from saefilter.evaluate import collect
-    from saefilter.feature_selection import ContrastTexts, encode_reference, paired_texts
-    from saefilter.features import HarmfulDirection
-    from saefilter.records import InputError
-    from saefilter.reference import builtin_contrasts, read_reference
-    from saefilter.scorer import Scorer
+    from saefilter.evaluation.evaluate import collect
+    from saefilter.features.direction import fitted_direction
+    from saefilter.features.feature_set import HarmfulDirection
+    from saefilter.features.selection import ContrastTexts, encode_reference, paired_texts
+    from saefilter.inputs.records import InputError
+    from saefilter.inputs.reference import builtin_contrasts, read_reference
+    from saefilter.scoring.scorer import Scorer
     from saefilter.terminal import count_progress
 
     if bool(harmful) != bool(benign):
@@ -705,8 +710,8 @@ def features_import(
 ) -> None:
     """Select features of a published SAE whose Neuronpedia explanations mention harmful themes."""
     set_verbosity(quiet, verbose)
-    from saefilter.features import save_feature_set
-    from saefilter.neuronpedia import DEFAULT_KEYWORDS, import_explanations
+    from saefilter.features.feature_set import save_feature_set
+    from saefilter.features.neuronpedia import DEFAULT_KEYWORDS, import_explanations
     from saefilter.terminal import print_feature_set
 
     words = [k for k in keywords.split(",")] if keywords else list(DEFAULT_KEYWORDS)
@@ -726,7 +731,7 @@ def features_merge(
 ) -> None:
     """Join feature sets built from different contrasts (e.g. toxicity and harmful intent) into one."""
     set_verbosity(quiet, verbose)
-    from saefilter.features import load_feature_set, merge_feature_sets, save_feature_set
+    from saefilter.features.feature_set import load_feature_set, merge_feature_sets, save_feature_set
 
     def merge():
         merged = merge_feature_sets([(path.stem, load_feature_set(path)) for path in sets], top_each)
@@ -747,7 +752,7 @@ def features_show(
     """Print a feature set as a table: index, label, weight and selection statistics."""
     set_verbosity(quiet, verbose)
     from saefilter.config import resolve_features_path
-    from saefilter.features import load_feature_set
+    from saefilter.features.feature_set import load_feature_set
     from saefilter.terminal import print_feature_set
 
     feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path)))
@@ -756,7 +761,7 @@ def features_show(
 
 def run_with_errors(action):
     """Turn the library's input errors into one-line messages; Ctrl-C into a resume hint."""
-    from saefilter.records import InputError
+    from saefilter.inputs.records import InputError
 
     try:
         return action()

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from saefilter.model import DEFAULT_MODEL
-from saefilter.render import TokenMode
-from saefilter.scoring import Aggregation
+from saefilter.inputs.render import TokenMode
+from saefilter.model.loading import DEFAULT_MODEL
+from saefilter.scoring.sample import Aggregation
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 EMBEDDED = "embedded"
@@ -43,7 +43,7 @@ def resolve_features_path(spec: str) -> Path:
 
 OnError = Literal["fail", "skip"]
 # Settings with a fixed set of values; --kernel is checked with the other scoring settings
-# (`scorer.check_settings`), before any model loads.
+# (`scoring.scorer.check_settings`), before any model loads.
 CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
 
 
@@ -68,7 +68,7 @@ class ScoreConfig:
     trust_remote_code: bool = False
 
     def check_choices(self) -> None:
-        from saefilter.records import InputError
+        from saefilter.inputs.records import InputError
 
         for name, choices in CHOICES.items():
             value = getattr(self, name)
@@ -78,7 +78,7 @@ class ScoreConfig:
     @property
     def resolved_dtype(self) -> str:
         """The dtype the model will run in (`--dtype auto` resolved for this machine and model)."""
-        from saefilter.model import resolve_dtype_name
+        from saefilter.model.loading import resolve_dtype_name
 
         return resolve_dtype_name(self.dtype, self.device, self.model)
 
@@ -95,8 +95,8 @@ class ScoreConfig:
 def files_fingerprint(config: ScoreConfig) -> str:
     """`ScoreConfig.fingerprint` from the SAE and feature files alone, without loading any model:
     what a cached score must match to be reused (prune's score files, check's cache)."""
-    from saefilter.records import InputError, file_sha256
-    from saefilter.sae import sae_fingerprint
+    from saefilter.inputs.records import InputError, file_sha256
+    from saefilter.sae.loading import sae_fingerprint
 
     features = resolve_features_path(config.features)
     if not features.is_file():

@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from saefilter.features import FeatureSet
-from saefilter.outputs import component_id
-from saefilter.pipeline import ScoreSummary
-from saefilter.prune import PruneResult
+from saefilter.commands.pipeline import ScoreSummary
+from saefilter.features.feature_set import FeatureSet
+from saefilter.outputs.files import component_id
+from saefilter.outputs.prune import PruneResult
 
 
 @contextmanager
@@ -177,7 +177,7 @@ def print_eval(console: Console, report: dict) -> None:
 def print_models(console: Console) -> None:
     from rich.markup import escape
 
-    from saefilter.named_models import NAMED_MODELS, is_installed
+    from saefilter.model.named import NAMED_MODELS, is_installed
 
     table = Table(title="models a package provides (--model NAME)", title_justify="left")
     for column in ("name", "installed", "size", "layers x width", "licence", "shipped SAE + features", "install"):
@@ -193,7 +193,7 @@ def print_models(console: Console) -> None:
 def print_contrasts(console: Console) -> None:
     import json
 
-    from saefilter.reference import BUILTIN_CONTRASTS_DIR
+    from saefilter.inputs.reference import BUILTIN_CONTRASTS_DIR
 
     manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text(encoding="utf-8"))
     table = Table(title="built-in reference contrasts (saefilter features build --contrast NAME)", title_justify="left")

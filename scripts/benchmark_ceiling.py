@@ -35,9 +35,8 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import ScoreConfig, resolve_features_path
-from saefilter.evaluate import (
+from saefilter.evaluation.evaluate import (
     EvalActivations,
     EvalRequest,
     collect,
@@ -45,10 +44,11 @@ from saefilter.evaluate import (
     geometric_scores,
     labelled_conversations,
 )
-from saefilter.feature_selection import encode_each
-from saefilter.features import load_feature_set
-from saefilter.metrics import all_metrics, bootstrap_intervals
-from saefilter.scorer import load_backbone
+from saefilter.evaluation.metrics import all_metrics, bootstrap_intervals
+from saefilter.features.feature_set import load_feature_set
+from saefilter.features.selection import encode_each
+from saefilter.model.activations import FeatureEncoder
+from saefilter.scoring.scorer import load_backbone
 
 DATA = Path("artifacts/data")
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # l1_ratios / legacy-attribute notices

@@ -27,13 +27,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import geometric_scores
-from saefilter.features import load_feature_set
-from saefilter.metrics import auroc
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.sae import load_sae
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.evaluation.metrics import auroc
+from saefilter.features.feature_set import load_feature_set
+from saefilter.model.activations import FeatureEncoder
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.loading import load_sae
 
 DTYPES = ("float32", "bfloat16")
 MIN_TOP_HALF_OVERLAP = 0.98

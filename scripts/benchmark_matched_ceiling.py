@@ -34,12 +34,12 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import geometric_scores
-from saefilter.features import load_feature_set
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.sae import load_sae
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.features.feature_set import load_feature_set
+from saefilter.model.activations import FeatureEncoder
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.loading import load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 IN_DISTRIBUTION = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure")

@@ -21,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.outputs import json_line, ranks_and_percentiles
-from saefilter.records import line_id
+from saefilter.inputs.records import line_id
+from saefilter.outputs.files import json_line, ranks_and_percentiles
 
 STEP = """
 import resource, sys
 from pathlib import Path
 data, scores, out = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 if sys.argv[1] == "prune":
-    from saefilter.prune import Cutoff, prune_dataset
+    from saefilter.outputs.prune import Cutoff, prune_dataset
     prune_dataset(data, scores, Cutoff(fraction=0.1), out_dir=out)
 else:
-    from saefilter.report import write_report
+    from saefilter.outputs.report import write_report
     write_report(scores, out / "report.html", data_path=data)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

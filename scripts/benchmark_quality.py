@@ -31,17 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import collect, complete_pairs, geometric_scores
-from saefilter.feature_selection import encode_each
-from saefilter.features import load_feature_set
-from saefilter.formats import to_conversation
-from saefilter.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.reference import read_reference
-from saefilter.sae import load_sae
-from saefilter.scorer import check_widths
+from saefilter.evaluation.evaluate import collect, complete_pairs, geometric_scores
+from saefilter.evaluation.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
+from saefilter.features.feature_set import load_feature_set
+from saefilter.features.selection import encode_each
+from saefilter.inputs.formats import to_conversation
+from saefilter.inputs.reference import read_reference
+from saefilter.model.activations import FeatureEncoder
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.loading import load_sae
+from saefilter.scoring.scorer import check_widths
 
 DATA = Path("artifacts/data")
 MIXED = Path("data/samples/mixed_chat.jsonl")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from saefilter.records import Record, read_lines
+from saefilter.inputs.records import Record, read_lines
 
 
 def scores_by_line(path: Path) -> dict[int, tuple[float, int]]:
@@ -64,8 +64,8 @@ def main() -> None:
 
     import ray
 
+    from saefilter.commands.ray_engine import RayOptions, score_with_ray, start_ray
     from saefilter.config import ScoreConfig
-    from saefilter.ray_engine import RayOptions, score_with_ray, start_ray
 
     started = time.perf_counter()
     start_ray(None)

@@ -44,15 +44,15 @@ import torch
 from benchmark_matched_ceiling import fit_probe, row_groups
 from benchmark_quality import DATA, LabelledSet, benchmark_sets, set_row
 
-from saefilter.activations import length_batches, pad_batch
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import geometric_scores
-from saefilter.feature_selection import encode_each
-from saefilter.features import load_feature_set
-from saefilter.hooks import HookPoint
-from saefilter.layers import residuals_at
-from saefilter.model import load_model
-from saefilter.sae import LoadedSAE, load_sae
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.features.feature_set import load_feature_set
+from saefilter.features.selection import encode_each
+from saefilter.model.activations import length_batches, pad_batch
+from saefilter.model.hooks import HookPoint
+from saefilter.model.layers import residuals_at
+from saefilter.model.loading import load_model
+from saefilter.sae.loading import LoadedSAE, load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat")

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from saefilter.reference import dialogue_messages
+from saefilter.inputs.reference import dialogue_messages
 
 EM_SAE_ROWS = 1000
 EM_DEV_END = 3000

@@ -26,7 +26,7 @@ from explore_probe_direction import (
 )
 from explore_probe_weights import metrics, report
 
-from saefilter.direction import probe_direction
+from saefilter.features.direction import probe_direction
 
 
 def mean_residuals(folder: Path) -> np.ndarray:

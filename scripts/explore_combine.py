@@ -24,10 +24,10 @@ from explore_harm import mean_activations
 from explore_matched import encode_set
 from explore_matched_variants import DEV_SETS, measure
 
-from saefilter.evaluate import geometric_scores
-from saefilter.features import load_feature_set
-from saefilter.proximity import feature_proximity
-from saefilter.sae import load_sae
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.features.feature_set import load_feature_set
+from saefilter.sae.loading import load_sae
+from saefilter.scoring.proximity import feature_proximity
 
 BENIGN_REFERENCE = ("ref_toxicity_benign", "builtin_intent_benign", "builtin_code_benign")
 SETS = (*DEV_SETS, "identity", *BENIGN_REFERENCE)

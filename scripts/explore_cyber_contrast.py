@@ -23,13 +23,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from explore_scoring import DATA, MIXED_HARMFUL_LINES, cached_activations, unweighted_proximity
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import ScoreConfig, resolve_features_path
-from saefilter.evaluate import geometric_scores
-from saefilter.feature_selection import select_features
-from saefilter.metrics import auroc, positives_removed
-from saefilter.reference import read_reference
-from saefilter.scorer import load_backbone
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.evaluation.metrics import auroc, positives_removed
+from saefilter.features.selection import select_features
+from saefilter.inputs.reference import read_reference
+from saefilter.model.activations import FeatureEncoder
+from saefilter.scoring.scorer import load_backbone
 
 CYBER = re.compile(r"\b(hack|malware|virus|exploit|ransomware|keylogger|ddos|phishing|botnet|trojan|sql injection"
                    r"|backdoor|rootkit|crack|spyware|worm|vulnerab)\w*", re.IGNORECASE)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.metrics import auroc
+from saefilter.evaluation.metrics import auroc
 
 DEV_SETS = ("em_outputs_dev", "hh_dev", "toxigen_dev", "em_dev", "heldout", "mixed_chat")
 

@@ -25,11 +25,11 @@ from explore_direction import sample_vectors
 from explore_matched import SetFeatures, encode_set
 from explore_matched_variants import DEV_SETS, cohens_d, measure, pair_split, top_by
 
-from saefilter.evaluate import geometric_scores
-from saefilter.feature_selection import TokenActivations, context_excess, paired_t, token_baseline
-from saefilter.metrics import auroc
-from saefilter.proximity import feature_proximity
-from saefilter.sae import load_sae
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.evaluation.metrics import auroc
+from saefilter.features.selection import TokenActivations, context_excess, paired_t, token_baseline
+from saefilter.sae.loading import load_sae
+from saefilter.scoring.proximity import feature_proximity
 
 Selector = Callable[[np.ndarray], list[int]]  # training-pair mask -> latent ids
 
@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument("--aggregation", choices=("max", "mean"), default="max")
     parser.add_argument("--only", default="", help="';'-separated variant names to run")
     args = parser.parse_args()
-    from saefilter.model import DEFAULT_MODEL, load_tokenizer
+    from saefilter.model.loading import DEFAULT_MODEL, load_tokenizer
 
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import argparse
 import torch
 
 from saefilter.config import resolve_features_path, resolve_sae_spec
-from saefilter.features import load_feature_set
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.sae import load_sae
+from saefilter.features.feature_set import load_feature_set
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.loading import load_sae
 
 
 def main() -> None:

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saefilter.activations import length_batches, pad_batch
-from saefilter.feature_selection import encode_each
-from saefilter.hooks import HookPoint
-from saefilter.layers import residuals_at
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.reference import read_reference
+from saefilter.features.selection import encode_each
+from saefilter.inputs.reference import read_reference
+from saefilter.model.activations import length_batches, pad_batch
+from saefilter.model.hooks import HookPoint
+from saefilter.model.layers import residuals_at
+from saefilter.model.loading import DEFAULT_MODEL, load_model
 
 DATA = Path("artifacts/data")
 OUT = Path("artifacts/explore_matched")
@@ -40,7 +40,7 @@ MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful rows of data
 
 
 def labelled_file(path: Path) -> tuple[list, list[int], list[str | None], list[str | None]]:
-    from saefilter.formats import to_conversation
+    from saefilter.inputs.formats import to_conversation
 
     conversations, labels, pairs, groups = [], [], [], []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -74,7 +74,7 @@ def development_sets() -> dict[str, tuple[list, list[int], list, list]]:
     sets["mixed_chat"] = (mixed, [int(i + 1 in MIXED_HARMFUL_LINES) for i in range(len(mixed))],
                           [None] * len(mixed), [None] * len(mixed))
     identity = [json.loads(line) for line in Path("data/matched/identity_counterfactuals.jsonl").read_text().splitlines()]
-    from saefilter.formats import to_conversation
+    from saefilter.inputs.formats import to_conversation
 
     sets["identity"] = ([to_conversation({"messages": r["messages"]}) for r in identity], [0] * len(identity),
                         [r["template"] for r in identity], [r["axis"] for r in identity])
@@ -140,7 +140,7 @@ class SetFeatures:
 
 
 def sae_for_layer(layer: int):
-    from saefilter.sae import load_sae
+    from saefilter.sae.loading import load_sae
 
     spec = "saefilter/defaults/sae" if layer == 4 else f"artifacts/sae/layer_{layer}"
     return load_sae(spec)

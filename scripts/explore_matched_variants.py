@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from explore_matched import SetFeatures, encode_set, sae_for_layer
 
-from saefilter.evaluate import geometric_scores
-from saefilter.metrics import auroc
-from saefilter.proximity import feature_proximity, unit_rows
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.evaluation.metrics import auroc
+from saefilter.scoring.proximity import feature_proximity, unit_rows
 
 DEV_SETS = ("pairs_tune", "em_outputs_dev", "hh_dev", "toxigen_dev", "em_dev", "heldout", "mixed_chat")
 SELECTION_SETS = ("ref_toxicity_harmful", "ref_toxicity_benign", "ref_intent_harmful", "ref_intent_benign", "pairs_tune")

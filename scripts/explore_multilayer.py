@@ -23,14 +23,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality import LabelledSet, aggregated, benchmark_sets, cache_key, markdown, measure
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import geometric_scores
-from saefilter.features import load_feature_set
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.proximity import feature_proximity
-from saefilter.reference import builtin_contrasts, read_reference
-from saefilter.sae import load_sae
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.features.feature_set import load_feature_set
+from saefilter.inputs.reference import builtin_contrasts, read_reference
+from saefilter.model.activations import FeatureEncoder
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.loading import load_sae
+from saefilter.scoring.proximity import feature_proximity
 
 
 def component_scores(spec: str, sets: dict[str, LabelledSet], calibration: LabelledSet, split: str, limit: int,

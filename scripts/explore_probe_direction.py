@@ -28,9 +28,9 @@ from benchmark_scale_probes import folder_name, mean_residuals, scale_sets
 from explore_probe_weights import SETS, metrics, pair_folds, report
 
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.features import load_feature_set
-from saefilter.proximity import feature_proximity, unit_rows
-from saefilter.sae import load_sae, sae_fingerprint
+from saefilter.features.feature_set import load_feature_set
+from saefilter.sae.loading import load_sae, sae_fingerprint
+from saefilter.scoring.proximity import feature_proximity, unit_rows
 
 MODEL = "smollm2-135m-instruct"
 

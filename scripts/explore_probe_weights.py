@@ -36,11 +36,11 @@ from sklearn.linear_model import Lasso, LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluate import complete_pairs
-from saefilter.features import load_feature_set
-from saefilter.metrics import auroc, pairwise_accuracy
-from saefilter.proximity import feature_proximity
-from saefilter.sae import load_sae, sae_fingerprint
+from saefilter.evaluation.evaluate import complete_pairs
+from saefilter.evaluation.metrics import auroc, pairwise_accuracy
+from saefilter.features.feature_set import load_feature_set
+from saefilter.sae.loading import load_sae, sae_fingerprint
+from saefilter.scoring.proximity import feature_proximity
 
 SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure",
         "harmful vs benign (form-confounded)", "mixed_chat")

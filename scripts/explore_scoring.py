@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.activations import FeatureEncoder
 from saefilter.config import DEFAULT_KERNEL, EMBEDDED, ScoreConfig, resolve_features_path
-from saefilter.evaluate import collect, geometric_scores
-from saefilter.feature_selection import encode_reference, select_features
-from saefilter.metrics import auroc, positives_removed
-from saefilter.proximity import KERNELS, FeatureProximity, feature_proximity, unit_rows
-from saefilter.reference import read_reference
-from saefilter.scorer import load_backbone
+from saefilter.evaluation.evaluate import collect, geometric_scores
+from saefilter.evaluation.metrics import auroc, positives_removed
+from saefilter.features.selection import encode_reference, select_features
+from saefilter.inputs.reference import read_reference
+from saefilter.model.activations import FeatureEncoder
+from saefilter.scoring.proximity import KERNELS, FeatureProximity, feature_proximity, unit_rows
+from saefilter.scoring.scorer import load_backbone
 
 DATA = Path("artifacts/data")
 

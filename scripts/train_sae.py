@@ -22,10 +22,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from saefilter.hooks import HookPoint
-from saefilter.model import DEFAULT_MODEL, load_model
-from saefilter.reference import read_reference
-from saefilter.train import SAETrainingSettings, collect_activations, store_rows, train_topk_sae
+from saefilter.inputs.reference import read_reference
+from saefilter.model.hooks import HookPoint
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.training import SAETrainingSettings, collect_activations, store_rows, train_topk_sae
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from saefilter.formats import to_conversation
-from saefilter.hooks import HookPoint
-from saefilter.layers import residual_at
-from saefilter.render import encode, render
+from saefilter.inputs.formats import to_conversation
+from saefilter.inputs.render import encode, render
+from saefilter.model.hooks import HookPoint
+from saefilter.model.layers import residual_at
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"

@@ -7,11 +7,11 @@ import pytest
 from conftest import chat, write_features, write_jsonl
 from test_cli import saefilter
 
-from saefilter.calibrate import calibrated
-from saefilter.features import FeatureSet, HarmfulFeature, load_feature_set, save_feature_set
-from saefilter.records import InputError
-from saefilter.report import feature_table
-from saefilter.scoring import top_shares
+from saefilter.features.calibrate import calibrated
+from saefilter.features.feature_set import FeatureSet, HarmfulFeature, load_feature_set, save_feature_set
+from saefilter.inputs.records import InputError
+from saefilter.outputs.report import feature_table
+from saefilter.scoring.sample import top_shares
 
 SETTINGS = {"aggregation": "mean", "neighbours": 1, "kernel": "sq-excess", "tokens": "response"}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
-from saefilter.check import ScoreCache, check_files, find_settings, merge_settings
+from saefilter.commands.check import ScoreCache, check_files, find_settings, merge_settings
 from saefilter.config import ScoreConfig
-from saefilter.records import InputError
+from saefilter.inputs.records import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 

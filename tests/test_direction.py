@@ -7,8 +7,8 @@ import pytest
 from conftest import chat, write_features, write_jsonl
 from test_cli import saefilter
 
-from saefilter.direction import direction_weight, probe_direction
-from saefilter.features import (
+from saefilter.features.direction import direction_weight, probe_direction
+from saefilter.features.feature_set import (
     FeatureSet,
     HarmfulDirection,
     HarmfulFeature,
@@ -16,9 +16,9 @@ from saefilter.features import (
     merge_feature_sets,
     save_feature_set,
 )
-from saefilter.proximity import clipped_cosines, feature_proximity
-from saefilter.records import InputError
-from saefilter.scoring import sample_contributions
+from saefilter.inputs.records import InputError
+from saefilter.scoring.proximity import clipped_cosines, feature_proximity
+from saefilter.scoring.sample import sample_contributions
 
 
 def test_the_probe_finds_a_planted_direction_among_noisy_ones():

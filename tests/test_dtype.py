@@ -6,12 +6,12 @@ import json
 import pytest
 from conftest import chat, write_features, write_jsonl
 
-from saefilter import model as model_module
+from saefilter.commands.pipeline import current_scores, score_file
 from saefilter.config import ScoreConfig
-from saefilter.model import auto_dtype, cpu_flags, native_bfloat16_cpu, resolve_dtype_name
-from saefilter.named_models import NAMED_MODELS
-from saefilter.pipeline import current_scores, score_file
-from saefilter.records import InputError
+from saefilter.inputs.records import InputError
+from saefilter.model import loading as model_module
+from saefilter.model.loading import auto_dtype, cpu_flags, native_bfloat16_cpu, resolve_dtype_name
+from saefilter.model.named import NAMED_MODELS
 
 
 def test_cpu_flags_and_native_bfloat16(tmp_path):
@@ -71,7 +71,7 @@ def test_a_gguf_path_holding_a_named_models_weights_is_that_model(tmp_path):
     """The dtype follows the weights: the embedded GGUF file, wherever it lies, is the default model."""
     import shutil
 
-    from saefilter.named_models import SMOLLM2, chunk_paths, named_model_of
+    from saefilter.model.named import SMOLLM2, chunk_paths, named_model_of
 
     original = chunk_paths(SMOLLM2)[0]
     copy = tmp_path / "renamed.gguf"

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from saefilter.feature_selection import ReferenceActivations, build_feature_set, select_features
-from saefilter.features import load_feature_set, save_feature_set
-from saefilter.neuronpedia import import_explanations
-from saefilter.records import InputError
-from saefilter.render import EncodedSample
+from saefilter.features.feature_set import load_feature_set, save_feature_set
+from saefilter.features.neuronpedia import import_explanations
+from saefilter.features.selection import ReferenceActivations, build_feature_set, select_features
+from saefilter.inputs.records import InputError
+from saefilter.inputs.render import EncodedSample
 
 
 def test_a_latent_active_only_in_the_harmful_set_is_selected_first():
@@ -126,7 +126,7 @@ def test_structural_latents_active_on_most_benign_text_are_excluded():
 
 
 def test_merge_takes_the_top_of_each_set_once_and_records_where_each_came_from(tmp_path):
-    from saefilter.features import FeatureSet, HarmfulFeature, merge_feature_sets
+    from saefilter.features.feature_set import FeatureSet, HarmfulFeature, merge_feature_sets
 
     def ranked(indices, name):
         path = tmp_path / f"{name}.json"
@@ -148,7 +148,7 @@ def test_merge_takes_the_top_of_each_set_once_and_records_where_each_came_from(t
 
 
 def test_labels_name_whole_words_not_subword_fragments():
-    from saefilter.feature_selection import word_at
+    from saefilter.features.selection import word_at
 
     pieces = {0: " the", 1: " b", 2: "itch", 3: "es", 4: ",", 5: " 42", 6: "nd", 7: "\n"}
 
@@ -172,8 +172,8 @@ def planted_reference(n: int, how_share: float, content_share: float, seed: int)
     """Samples of 6 tokens: ids 1 'how', 2 'kill', 3.. filler. Latent 0 ('phrasing') fires 1.0 on every
     'how' whatever the context; latent 1 ('content') fires 1.0 on 'kill' in a harmful sample only;
     latent 2 fires at random on anything."""
-    from saefilter.feature_selection import ReferenceActivations, TokenActivations
-    from saefilter.render import EncodedSample
+    from saefilter.features.selection import ReferenceActivations, TokenActivations
+    from saefilter.inputs.render import EncodedSample
 
     rng = np.random.default_rng(seed)
     samples, token_ids, sample_of, latents, values = [], [], [], [], []
@@ -201,7 +201,7 @@ def planted_reference(n: int, how_share: float, content_share: float, seed: int)
 def test_token_control_picks_the_content_latent_over_the_phrasing_one():
     """The trap of the old selection: 'how' opens most harmful requests and few benign ones, so a latent
     that fires on 'how' in any context separates the sets better than the one that fires on harm."""
-    from saefilter.feature_selection import controlled_for_tokens
+    from saefilter.features.selection import controlled_for_tokens
 
     harmful = planted_reference(400, how_share=0.9, content_share=0.6, seed=1)
     benign = planted_reference(400, how_share=0.1, content_share=0.0, seed=2)
@@ -216,7 +216,7 @@ def test_token_control_picks_the_content_latent_over_the_phrasing_one():
 
 
 def test_token_baseline_is_the_benign_mean_per_token_and_latent():
-    from saefilter.feature_selection import TokenActivations, context_excess, token_baseline
+    from saefilter.features.selection import TokenActivations, context_excess, token_baseline
 
     tokens = TokenActivations(np.array([5, 5, 7]), np.array([0, 1, 1]), np.array([1, 1, 2], np.int32),
                               np.array([[0, 1], [0, 1], [0, 1]]), np.array([[1.0, 0.0], [3.0, 0.5], [2.0, 0.0]], np.float32))
@@ -235,8 +235,8 @@ def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_p
 
     from saefilter.cli import app
     from saefilter.config import BUILTIN_CONTRASTS, DEFAULT_CONTRASTS
-    from saefilter.features import load_feature_set
-    from saefilter.reference import builtin_contrasts
+    from saefilter.features.feature_set import load_feature_set
+    from saefilter.inputs.reference import builtin_contrasts
 
     contrasts = builtin_contrasts()
     assert tuple(c.name for c in contrasts) == BUILTIN_CONTRASTS
@@ -264,7 +264,7 @@ def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_p
 def test_builtin_contrasts_are_small_and_every_row_has_a_licensed_source():
     import json
 
-    from saefilter.reference import BUILTIN_CONTRASTS_DIR
+    from saefilter.inputs.reference import BUILTIN_CONTRASTS_DIR
 
     manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text())
     assert sum(p.stat().st_size for p in BUILTIN_CONTRASTS_DIR.iterdir()) < 5_000_000
@@ -295,14 +295,14 @@ def test_paired_selection_prefers_what_the_answer_changes_over_what_differs_betw
 
 
 def test_paired_statistics_need_aligned_sides():
-    from saefilter.feature_selection import paired_t
+    from saefilter.features.selection import paired_t
 
     with pytest.raises(ValueError, match="row i paired with row i"):
         paired_t(np.ones((3, 2)), np.ones((4, 2)))
 
 
 def test_identity_latents_are_those_far_more_active_on_neutral_identity_text():
-    from saefilter.feature_selection import identity_latents
+    from saefilter.features.selection import identity_latents
 
     rng = np.random.default_rng(1)
     neutral = np.zeros((100, 4), np.float32)
@@ -326,9 +326,9 @@ def test_excluded_latents_are_never_selected():
 
 
 def test_paired_contrast_keeps_only_complete_pairs_and_refuses_unequal_sides(model_dir):
-    from saefilter.feature_selection import ContrastTexts, paired_texts
-    from saefilter.formats import to_conversation
-    from saefilter.model import load_tokenizer
+    from saefilter.features.selection import ContrastTexts, paired_texts
+    from saefilter.inputs.formats import to_conversation
+    from saefilter.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
 

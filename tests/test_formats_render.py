@@ -3,8 +3,8 @@
 import pytest
 from conftest import chat
 
-from saefilter.formats import Conversation, FormatError, Turn, detect_format, to_conversation
-from saefilter.render import encode, render
+from saefilter.inputs.formats import Conversation, FormatError, Turn, detect_format, to_conversation
+from saefilter.inputs.render import encode, render
 
 CONVERSATION = (Turn("user", "write a poem about cats"), Turn("assistant", "here it is : cats and dogs"))
 

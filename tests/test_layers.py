@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import build_llama
 
-from saefilter.hooks import HookPoint, parse_hook_name
-from saefilter.layers import decoder_layers, residual_at, residuals_at
-from saefilter.records import InputError
+from saefilter.inputs.records import InputError
+from saefilter.model.hooks import HookPoint, parse_hook_name
+from saefilter.model.layers import decoder_layers, residual_at, residuals_at
 
 
 def build_gpt2(vocab_size: int = 50):

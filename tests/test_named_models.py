@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saefilter import named_models
-from saefilter.model import load_model
-from saefilter.named_models import NamedModel, assembled_gguf, find_named_model, resolve_model_spec
-from saefilter.records import InputError
+from saefilter.inputs.records import InputError
+from saefilter.model import named as named_models
+from saefilter.model.loading import load_model
+from saefilter.model.named import NamedModel, assembled_gguf, find_named_model, resolve_model_spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 LETTERS = [chr(ord("a") + i) for i in range(26)]

@@ -4,9 +4,9 @@ import faiss
 import numpy as np
 import pytest
 
-from saefilter.outputs import ranks_and_percentiles
-from saefilter.proximity import faiss_single_thread, feature_proximity, unit_rows
-from saefilter.scoring import aggregate, score_sample
+from saefilter.outputs.files import ranks_and_percentiles
+from saefilter.scoring.proximity import faiss_single_thread, feature_proximity, unit_rows
+from saefilter.scoring.sample import aggregate, score_sample
 
 
 def orthonormal(n: int, d: int, seed: int = 0) -> np.ndarray:

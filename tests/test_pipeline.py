@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
+from saefilter.commands.pipeline import score_file
 from saefilter.config import ScoreConfig
-from saefilter.pipeline import score_file
 
 
 def run(tmp_path, model_dir, sae, features, records, name="data.jsonl", **overrides):
@@ -116,12 +116,12 @@ def test_the_scorers_batched_summaries_equal_the_reference_score(model_dir, sae_
     """`FeatureEncoder.summaries` (what scoring runs) against `score_sample` on the dense activations."""
     import torch
 
-    from saefilter.activations import FeatureEncoder
-    from saefilter.formats import to_conversation
-    from saefilter.proximity import feature_proximity
-    from saefilter.render import encode, render
-    from saefilter.scorer import load_backbone
-    from saefilter.scoring import score_sample, score_summary
+    from saefilter.inputs.formats import to_conversation
+    from saefilter.inputs.render import encode, render
+    from saefilter.model.activations import FeatureEncoder
+    from saefilter.scoring.proximity import feature_proximity
+    from saefilter.scoring.sample import score_sample, score_summary
+    from saefilter.scoring.scorer import load_backbone
 
     lm, sae = load_backbone(ScoreConfig(model=str(model_dir), sae=str(sae_dir)))
     encoder = FeatureEncoder(lm, sae)

@@ -4,9 +4,9 @@ import re
 
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
+from saefilter.commands.pipeline import score_file
 from saefilter.config import ScoreConfig
-from saefilter.pipeline import score_file
-from saefilter.report import highlight, write_report
+from saefilter.outputs.report import highlight, write_report
 
 
 def test_report_shows_flagged_samples_and_is_self_contained(tmp_path, model_dir, planted):
@@ -39,8 +39,8 @@ def test_highlight_marks_whole_words_only():
 def test_score_and_report_agree_on_where_the_metadata_is(tmp_path):
     """A custom --output name (data.jsonl, not data.scores.jsonl) once made report parse the score
     file itself as its metadata."""
-    from saefilter.outputs import meta_path_for
-    from saefilter.pipeline import ScoreOutputs
+    from saefilter.commands.pipeline import ScoreOutputs
+    from saefilter.outputs.files import meta_path_for
 
     for name in ("data.scores.jsonl", "data.jsonl", "run.out.jsonl"):
         scores = tmp_path / name

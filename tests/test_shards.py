@@ -5,11 +5,11 @@ import json
 import pytest
 from conftest import ANSWERS, chat, write_features, write_jsonl
 
+from saefilter.commands.pipeline import Shard, score_file
 from saefilter.config import ScoreConfig
-from saefilter.pipeline import Shard, score_file
-from saefilter.records import InputError
-from saefilter.scorer import Scorer
-from saefilter.shards import find_shards, merge_shards
+from saefilter.inputs.records import InputError
+from saefilter.outputs.shards import find_shards, merge_shards
+from saefilter.scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])

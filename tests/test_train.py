@@ -6,12 +6,12 @@ import numpy as np
 import torch
 from conftest import ANSWERS
 
-from saefilter.formats import Conversation, Turn
-from saefilter.hooks import HookPoint
-from saefilter.layers import residual_at
-from saefilter.model import load_model
-from saefilter.sae import load_sae
-from saefilter.train import SAETrainingSettings, collect_activations, store_rows, train_topk_sae
+from saefilter.inputs.formats import Conversation, Turn
+from saefilter.model.hooks import HookPoint
+from saefilter.model.layers import residual_at
+from saefilter.model.loading import load_model
+from saefilter.sae.loading import load_sae
+from saefilter.sae.training import SAETrainingSettings, collect_activations, store_rows, train_topk_sae
 
 
 def test_collect_then_train_gives_a_loadable_sae(tmp_path, model_dir):
@@ -39,7 +39,7 @@ def test_collect_then_train_gives_a_loadable_sae(tmp_path, model_dir):
 
 
 def test_collected_rows_are_the_residuals_of_every_position_but_the_first(tmp_path, model_dir):
-    from saefilter.render import encode, render
+    from saefilter.inputs.render import encode, render
 
     lm = load_model(str(model_dir), device="cpu", dtype="float32")
     conversation = Conversation(turns=(Turn("user", "tell me a story"), Turn("assistant", ANSWERS[0])))
@@ -73,7 +73,7 @@ def test_collection_resumes_where_it_stopped_and_matches_one_run(tmp_path, model
 
 
 def test_tokens_beyond_float16_are_left_out_of_every_hook_alike():
-    from saefilter.train import FLOAT16_MAX, fits_float16
+    from saefilter.sae.training import FLOAT16_MAX, fits_float16
 
     early = np.array([[1.0, -2.0], [3.0, 4.0], [0.5, 0.5]], dtype=np.float32)
     late = np.array([[1.0, 2.0 * FLOAT16_MAX], [3.0, 4.0], [-FLOAT16_MAX, 0.0]], dtype=np.float32)
@@ -82,7 +82,7 @@ def test_tokens_beyond_float16_are_left_out_of_every_hook_alike():
 
 
 def test_rows_far_above_the_median_norm_are_left_out_of_training():
-    from saefilter.train import rows_within_norm
+    from saefilter.sae.training import rows_within_norm
 
     acts = np.ones((10, 4), dtype=np.float16)  # norm 2 each
     acts[3] *= 300  # a "massive activation" token

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.formats import FormatError, to_conversation
-from saefilter.outputs import atomic_writer, component_id, iter_jsonl, meta_path_for
-from saefilter.records import Record, read_lines
+from saefilter.inputs.formats import FormatError, to_conversation
+from saefilter.inputs.records import Record, read_lines
+from saefilter.outputs.files import atomic_writer, component_id, iter_jsonl, meta_path_for
 
 
 @dataclass

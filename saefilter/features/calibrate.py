@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.features import FeatureSet
-from saefilter.records import InputError
+from saefilter.features.feature_set import FeatureSet
+from saefilter.inputs.records import InputError
 
 
 def calibrated(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from saefilter.formats import Conversation, FormatError, Turn
+from saefilter.inputs.formats import Conversation, FormatError, Turn
 
 TokenMode = Literal["response", "all"]
 

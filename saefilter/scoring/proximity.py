@@ -13,10 +13,10 @@ drowned by the background of its many unrelated features. A harmful latent itsel
 
 Harmful *directions* that are not latents (a probe's weight vector, `FeatureSet.directions`) add
 w_m * max(0, cos(d_i, v_m)) each, linear kernel: they come with their own weight, chosen so that
-their part of the score has the scale intended (`saefilter.direction`).
+their part of the score has the scale intended (`saefilter.features.direction`).
 
 This does not depend on any sample, so it is computed once per (SAE, feature set, k); scoring a
-sample is then a sparse dot product with its activations (see `scoring`).
+sample is then a sparse dot product with its activations (see `scoring.sample`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.formats import Conversation, FormatError, to_conversation
-from saefilter.records import BadLine, InputError, read_lines
+from saefilter.inputs.formats import Conversation, FormatError, to_conversation
+from saefilter.inputs.records import BadLine, InputError, read_lines
 
 CSV_TEXT_COLUMNS = ("text", "messages", "tweet", "Behavior", "goal", "forbidden_prompt", "prompt", "instruction")
 
@@ -136,7 +136,7 @@ def read_pairs(path: Path, field: str | None = None) -> Iterator[tuple[Conversat
         yield tuple(_pair_side(item.data[key], prompt, f"{where} ({key})", field) for key in keys)  # type: ignore[misc]
 
 
-BUILTIN_CONTRASTS_DIR = Path(__file__).parent / "contrasts"
+BUILTIN_CONTRASTS_DIR = Path(__file__).parent.parent / "contrasts"
 
 
 @dataclass(frozen=True)

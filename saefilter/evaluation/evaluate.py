@@ -2,7 +2,7 @@
 computed in the same run from the same activations?
 
 Methods (each a score per sample; higher = remove first):
-- geometric: saefilter's score (see `scoring`), for each aggregation, k and feature count asked for
+- geometric: saefilter's score (see `scoring.sample`), for each aggregation, k and feature count asked for
 - direct: share of the sample's SAE activation mass on the harmful features themselves (no geometry)
 - repmatch: representation matching (He, Xia & Henderson 2024, "What's in your safe data?"):
   mean cosine of the sample's mean hidden state (same layer, scored tokens) to its top-n nearest
@@ -23,16 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
-from saefilter.feature_selection import encode_each, encode_reference
-from saefilter.features import FeatureSet, load_feature_set
-from saefilter.metrics import all_metrics, bootstrap_intervals, pairwise_accuracy, pairwise_interval, random_expectation
-from saefilter.proximity import KERNELS, unit_rows
-from saefilter.records import InputError
-from saefilter.reference import read_labelled, read_pairs, read_reference
-from saefilter.render import EncodedSample
-from saefilter.scorer import load_backbone
+from saefilter.evaluation.metrics import (
+    all_metrics,
+    bootstrap_intervals,
+    pairwise_accuracy,
+    pairwise_interval,
+    random_expectation,
+)
+from saefilter.features.feature_set import FeatureSet, load_feature_set
+from saefilter.features.selection import encode_each, encode_reference
+from saefilter.inputs.records import InputError
+from saefilter.inputs.reference import read_labelled, read_pairs, read_reference
+from saefilter.inputs.render import EncodedSample
+from saefilter.model.activations import FeatureEncoder, length_batches
+from saefilter.scoring.proximity import KERNELS, unit_rows
+from saefilter.scoring.scorer import load_backbone
 
 
 @dataclass

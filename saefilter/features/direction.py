@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from saefilter.proximity import clipped_cosines
+from saefilter.scoring.proximity import clipped_cosines
 
 DEFAULT_C = 0.03  # inverse L2 strength on standardised residuals (5-fold CV on the 300 tuning pairs chose 0.0316)
 

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from saefilter.records import InputError
+from saefilter.inputs.records import InputError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from saefilter.hooks import HookPoint
-from saefilter.records import InputError
+from saefilter.inputs.records import InputError
+from saefilter.model.hooks import HookPoint
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from saefilter.activations import length_batches, pad_batch
-from saefilter.formats import Conversation
-from saefilter.hooks import HookPoint
-from saefilter.layers import residuals_at
-from saefilter.model import LoadedModel
-from saefilter.render import EncodedSample, encode, render
+from saefilter.inputs.formats import Conversation
+from saefilter.inputs.render import EncodedSample, encode, render
+from saefilter.model.activations import length_batches, pad_batch
+from saefilter.model.hooks import HookPoint
+from saefilter.model.layers import residuals_at
+from saefilter.model.loading import LoadedModel
 
 
 def encode_for_training(lm: LoadedModel, conversation: Conversation, max_tokens: int) -> EncodedSample | None:
     """All tokens but the first: an SAE must reconstruct prompts, responses and template alike."""
-    from saefilter.formats import FormatError
+    from saefilter.inputs.formats import FormatError
 
     try:
         return encode(render(conversation, lm.tokenizer, "all"), lm.tokenizer, max_tokens)

@@ -22,14 +22,22 @@ from typing import Any
 
 import numpy as np
 
+from saefilter.commands.pipeline import ScoreOutputs, ScoreSummary, chunked, count_lines, finalize, score_chunk
 from saefilter.config import ScoreConfig
-from saefilter.layers import check_hook_depth
-from saefilter.named_models import resolve_model_spec
-from saefilter.outputs import json_line
-from saefilter.pipeline import ScoreOutputs, ScoreSummary, chunked, count_lines, finalize, score_chunk
-from saefilter.records import InputError, is_csv, is_parquet, is_uri, iter_parquet_lines, parse_line, strip_terminator
-from saefilter.sae import LoadedSAE
-from saefilter.scorer import Method, check_width
+from saefilter.inputs.records import (
+    InputError,
+    is_csv,
+    is_parquet,
+    is_uri,
+    iter_parquet_lines,
+    parse_line,
+    strip_terminator,
+)
+from saefilter.model.layers import check_hook_depth
+from saefilter.model.named import resolve_model_spec
+from saefilter.outputs.files import json_line
+from saefilter.sae.loading import LoadedSAE
+from saefilter.scoring.scorer import Method, check_width
 
 BLOCK_LINES = 1024  # rows per block leaving the read task
 READ_BYTES = 1 << 20
@@ -84,7 +92,7 @@ class ScoreActor:
     def __init__(self, config: ScoreConfig, source: str, threads: int) -> None:
         import torch
 
-        from saefilter.scorer import Scorer
+        from saefilter.scoring.scorer import Scorer
 
         if threads > 0:
             torch.set_num_threads(threads)

@@ -37,12 +37,12 @@ from typing import Literal
 
 import numpy as np
 
-from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import SELECTIONS
-from saefilter.features import FeatureSet, HarmfulFeature, merge_feature_sets
-from saefilter.formats import Conversation, FormatError
-from saefilter.records import InputError
-from saefilter.render import EncodedSample, TokenMode, encode, render
+from saefilter.features.feature_set import FeatureSet, HarmfulFeature, merge_feature_sets
+from saefilter.inputs.formats import Conversation, FormatError
+from saefilter.inputs.records import InputError
+from saefilter.inputs.render import EncodedSample, TokenMode, encode, render
+from saefilter.model.activations import FeatureEncoder, length_batches
 
 Selection = Literal["token-controlled", "activation"]
 # progress(label, total) -> a context manager yielding advance(n): the CLI passes a rich bar

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from saefilter.layers import residual_at
-from saefilter.model import LoadedModel
-from saefilter.render import EncodedSample
-from saefilter.sae import LoadedSAE
+from saefilter.inputs.render import EncodedSample
+from saefilter.model.layers import residual_at
+from saefilter.model.loading import LoadedModel
+from saefilter.sae.loading import LoadedSAE
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> Iterator[list[int]]:

@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from saefilter.features import FeatureSet, HarmfulFeature
-from saefilter.records import InputError, iter_raw_lines
+from saefilter.features.feature_set import FeatureSet, HarmfulFeature
+from saefilter.inputs.records import InputError, iter_raw_lines
 
 DEFAULT_KEYWORDS = (
     "toxic", "hate", "hateful", "slur", "racis", "violen", "kill", "murder", "weapon", "bomb", "explosive",

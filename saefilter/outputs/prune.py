@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from saefilter.commands.pipeline import ScoreOutputs, score_stats
 from saefilter.config import ScoreConfig
-from saefilter.outputs import atomic_writer, iter_jsonl, json_line, output_path, write_json
-from saefilter.pipeline import ScoreOutputs, score_stats
-from saefilter.records import InputError, file_sha256, iter_raw_lines, line_id
+from saefilter.inputs.records import InputError, file_sha256, iter_raw_lines, line_id
+from saefilter.outputs.files import atomic_writer, iter_jsonl, json_line, output_path, write_json
 
 DEFAULT_SEED = 20260522
 
@@ -93,7 +93,7 @@ def scores_for(
     """(score file to prune by, whether it was reused): `scores` as given; else the existing score
     file if it was made from this input with this configuration (checked by hash); else a new one
     (`run_scoring`, by default `score_file` without progress)."""
-    from saefilter.pipeline import current_scores, score_file
+    from saefilter.commands.pipeline import current_scores, score_file
 
     if scores is not None and not rescore:
         return scores, True

@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from saefilter.activations import FeatureEncoder, length_batches
 from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.features import Component, FeatureSet, HarmfulFeature, load_feature_set
-from saefilter.formats import FormatError, to_conversation
-from saefilter.layers import check_hook_point
-from saefilter.model import LoadedModel, load_model, load_tokenizer
-from saefilter.outputs import round_score
-from saefilter.proximity import KERNELS, FeatureProximity
-from saefilter.records import BadLine, InputError, Record
-from saefilter.render import EncodedSample, encode, render
-from saefilter.sae import LoadedSAE, load_sae
-from saefilter.scoring import FeatureShare, sample_contributions, score_summary
+from saefilter.features.feature_set import Component, FeatureSet, HarmfulFeature, load_feature_set
+from saefilter.inputs.formats import FormatError, to_conversation
+from saefilter.inputs.records import BadLine, InputError, Record
+from saefilter.inputs.render import EncodedSample, encode, render
+from saefilter.model.activations import FeatureEncoder, length_batches
+from saefilter.model.layers import check_hook_point
+from saefilter.model.loading import LoadedModel, load_model, load_tokenizer
+from saefilter.outputs.files import round_score
+from saefilter.sae.loading import LoadedSAE, load_sae
+from saefilter.scoring.proximity import KERNELS, FeatureProximity
+from saefilter.scoring.sample import FeatureShare, sample_contributions, score_summary
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import numpy as np
 
 from saefilter import __version__
 from saefilter.config import ScoreConfig, files_fingerprint
-from saefilter.outputs import (
+from saefilter.inputs.records import BadLine, InputError, Record, check_input_path, file_sha256, read_lines
+from saefilter.outputs.files import (
     atomic_writer,
     iter_jsonl,
     json_line,
@@ -31,8 +32,7 @@ from saefilter.outputs import (
     ranks_and_percentiles,
     write_json,
 )
-from saefilter.records import BadLine, InputError, Record, check_input_path, file_sha256, read_lines
-from saefilter.scorer import Prepared, Preparer, Scorer, Skipped
+from saefilter.scoring.scorer import Prepared, Preparer, Scorer, Skipped
 
 ProgressFn = Callable[[int], None]
 StatusFn = Callable[[str], AbstractContextManager[Any]]  # shows "what is happening" while a slow step runs

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.hooks import HookPoint, parse_hook_name
-from saefilter.records import InputError, file_sha256
+from saefilter.inputs.records import InputError, file_sha256
+from saefilter.model.hooks import HookPoint, parse_hook_name
 
 
 @dataclass

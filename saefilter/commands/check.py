@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from saefilter.config import ScoreConfig, files_fingerprint, resolve_features_path
-from saefilter.features import load_feature_set
-from saefilter.outputs import component_id
-from saefilter.records import BadLine, InputError, Record, read_lines
+from saefilter.features.feature_set import load_feature_set
+from saefilter.inputs.records import BadLine, InputError, Record, read_lines
+from saefilter.outputs.files import component_id
 
 SETTINGS_FILES = ("saefilter.toml", "pyproject.toml")
 
@@ -121,7 +121,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
         missing = [r for r in records if r.record_id not in cached]
         if missing:
             if scorer is None:
-                from saefilter.scorer import Scorer  # the model loads only when something is new
+                from saefilter.scoring.scorer import Scorer  # the model loads only when something is new
 
                 scorer = Scorer.load(config)
             new_rows = score_records(scorer, missing, result.errors)
@@ -138,7 +138,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
 
 
 def score_records(scorer: Any, records: list[Record], errors: list[str]) -> list[dict[str, Any]]:
-    from saefilter.scorer import Prepared
+    from saefilter.scoring.scorer import Prepared
 
     prepared = []
     for record in records:
