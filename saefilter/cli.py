@@ -520,7 +520,6 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
 
 
 def _feature_set_from_ids(config, ids):
-    from saefilter.config import resolve_sae_spec
     from saefilter.features.selection import feature_set_from_ids
     from saefilter.inputs.records import InputError
     from saefilter.sae.loading import load_sae
@@ -529,7 +528,7 @@ def _feature_set_from_ids(config, ids):
         indices = [int(part) for part in ids.split(",") if part.strip()]
     except ValueError:
         raise InputError(f"--ids must be comma-separated integers, got '{ids}'") from None
-    loaded = load_sae(resolve_sae_spec(config.sae))
+    loaded = load_sae(config.sae_spec)
     feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
     feature_set.check_against(loaded.d_sae)
     return feature_set

@@ -33,13 +33,30 @@ DEFAULT_TOP = 200
 DEFAULT_TOP_EACH = 20
 
 
-def resolve_sae_spec(spec: str) -> str:
-    """'embedded' -> the SAE bundled with the package (trained on the embedded default model)."""
-    return str(DEFAULTS_DIR / "sae") if spec == EMBEDDED else spec
+def shipped_dir(model: str = DEFAULT_MODEL) -> Path:
+    """The folder of the SAE and feature set shipped for `model`: a named model's own, where it has
+    one; the embedded default's for that model and for any model that is not a named one (a local
+    copy of SmolLM2, a test model: the widths are checked when they load)."""
+    from saefilter.inputs.records import InputError
+    from saefilter.model.named import named_model_of
+
+    named = named_model_of(model)
+    if named is None:
+        return DEFAULTS_DIR
+    if named.shipped is None:
+        raise InputError(f"--model {named.name}: no SAE and feature set are shipped for it; give --sae and "
+                         "--features (train one with scripts/train_sae.py, then `saefilter features build`)")
+    return DEFAULTS_DIR / named.shipped
 
 
-def resolve_features_path(spec: str) -> Path:
-    return DEFAULTS_DIR / "features.json" if spec == EMBEDDED else Path(spec)
+def resolve_sae_spec(spec: str, model: str = DEFAULT_MODEL) -> str:
+    """'embedded' -> the SAE shipped in the package for `model` (`shipped_dir`)."""
+    return str(shipped_dir(model) / "sae") if spec == EMBEDDED else spec
+
+
+def resolve_features_path(spec: str, model: str = DEFAULT_MODEL) -> Path:
+    """'embedded' -> the feature set shipped in the package for `model` (`shipped_dir`)."""
+    return shipped_dir(model) / "features.json" if spec == EMBEDDED else Path(spec)
 
 OnError = Literal["fail", "skip"]
 # Settings with a fixed set of values; --kernel is checked with the other scoring settings
@@ -76,6 +93,16 @@ class ScoreConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value}")
 
     @property
+    def sae_spec(self) -> str:
+        """--sae with 'embedded' resolved for --model."""
+        return resolve_sae_spec(self.sae, self.model)
+
+    @property
+    def features_path(self) -> Path:
+        """--features with 'embedded' resolved for --model."""
+        return resolve_features_path(self.features, self.model)
+
+    @property
     def resolved_dtype(self) -> str:
         """The dtype the model will run in (`--dtype auto` resolved for this machine and model)."""
         from saefilter.model.loading import resolve_dtype_name
@@ -98,10 +125,10 @@ def files_fingerprint(config: ScoreConfig) -> str:
     from saefilter.inputs.records import InputError, file_sha256
     from saefilter.sae.loading import sae_fingerprint
 
-    features = resolve_features_path(config.features)
+    features = config.features_path
     if not features.is_file():
         raise InputError(f"--features {features}: no such file")
-    return config.fingerprint(sae_fingerprint(resolve_sae_spec(config.sae)), file_sha256(features))
+    return config.fingerprint(sae_fingerprint(config.sae_spec), file_sha256(features))
 
 
 # Bump when the score formula or the row schema changes, so cached scores are not reused.

@@ -218,9 +218,9 @@ def main() -> None:
             spec, _, how = spec.rpartition("@")
         sae_spec, _, features_spec = spec.rpartition(":")
         started = time.perf_counter()
-        loaded = load_sae(resolve_sae_spec(sae_spec))
+        loaded = load_sae(resolve_sae_spec(sae_spec, args.model))
         check_widths(lm, loaded)
-        feature_set = load_feature_set(resolve_features_path(features_spec))
+        feature_set = load_feature_set(resolve_features_path(features_spec, args.model))
         feature_set.check_against(loaded.d_sae)
         proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, args.kernel).proximity
         encoder = FeatureEncoder(lm, loaded)

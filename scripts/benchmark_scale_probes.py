@@ -218,8 +218,8 @@ def score_configs(store: Path, configs: list[str], hh_pairs: int, code_rows: int
         if spec.rpartition("@")[2] in ("max", "mean"):
             spec, _, how = spec.rpartition("@")
         model, sae_spec, features_spec = spec.split(":", 2)
-        sae = load_sae(resolve_sae_spec(sae_spec))
-        feature_set = load_feature_set(resolve_features_path(features_spec))
+        sae = load_sae(resolve_sae_spec(sae_spec, model))
+        feature_set = load_feature_set(resolve_features_path(features_spec, model))
         feature_set.check_against(sae.d_sae, sae.d_in)
         proximity = feature_set.proximity(sae.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, kernel).proximity
         scores, usable = {}, {}

@@ -78,7 +78,7 @@ def test_the_embedded_default_ranks_the_plainly_harmful_samples_near_the_top(tmp
 
 
 @EMBEDDED
-@pytest.mark.xfail(strict=True, reason="issue 'Harm, not form' target not met: a benign haiku outscores two harmful rows")
+@pytest.mark.xfail(strict=True, reason="issue 'Harm, not form' target not met: a benign haiku ranks third, above four harmful rows")
 def test_every_plainly_harmful_sample_ranks_above_every_benign_one(tmp_path):
     ranking = mixed_chat_ranking(tmp_path)
     harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]

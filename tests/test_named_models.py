@@ -184,3 +184,21 @@ def test_models_command_lists_every_named_model():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_embedded_sae_and_features_follow_the_model(monkeypatch):
+    """--sae/--features 'embedded' mean what is shipped for --model: the default's folder for the default
+    model and for models that are no named one; a named model's own folder where it has one; and a clear
+    error, before any weights load, where it has none."""
+    from saefilter.config import DEFAULTS_DIR, ScoreConfig
+
+    assert ScoreConfig().sae_spec == str(DEFAULTS_DIR / "sae")
+    assert ScoreConfig(model="smollm2-135m-instruct").features_path == DEFAULTS_DIR / "features.json"
+    assert ScoreConfig(model="some/hub-model").sae_spec == str(DEFAULTS_DIR / "sae")
+    assert ScoreConfig(model="gemma-3-270m", sae="my/sae").sae_spec == "my/sae"
+    with pytest.raises(InputError, match=r"--model gemma-3-270m: no SAE and feature set are shipped for it; give --sae"):
+        ScoreConfig(model="gemma-3-270m").sae_spec
+    own = NamedModel("own", "test", "MIT", 2, 32, 1, None, (), "pip install own", shipped="own")
+    monkeypatch.setattr(named_models, "NAMED_MODELS", (named_models.SMOLLM2, own))
+    assert ScoreConfig(model="own", sae="embedded", features="embedded").features_path == DEFAULTS_DIR / "own" / "features.json"
+    assert ScoreConfig(model="own").sae_spec == str(DEFAULTS_DIR / "own" / "sae")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from saefilter.config import ScoreConfig, files_fingerprint, resolve_features_path
+from saefilter.config import ScoreConfig, files_fingerprint
 from saefilter.features.feature_set import load_feature_set
 from saefilter.inputs.records import BadLine, InputError, Record, read_lines
 from saefilter.outputs.files import component_id
@@ -54,7 +54,7 @@ def merge_settings(settings: dict[str, Any], flags: dict[str, Any], source: Path
 
 def suggested_threshold(config: ScoreConfig) -> float | None:
     """A feature set may carry a calibrated threshold (e.g. a high percentile of benign scores)."""
-    meta = load_feature_set(resolve_features_path(config.features)).meta
+    meta = load_feature_set(config.features_path).meta
     value = meta.get("suggested_threshold", {})
     return float(value["value"]) if isinstance(value, dict) and "value" in value else None
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
+from saefilter.config import DEFAULT_KERNEL, ScoreConfig
 from saefilter.evaluation.metrics import (
     all_metrics,
     bootstrap_intervals,
@@ -233,7 +233,7 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
     if unknown:
         raise InputError(f"--kernels: unknown {', '.join(unknown)}; use {', '.join(KERNELS)}")
     conversations, y, pair_of = labelled_conversations(request, config.field)
-    feature_set = load_feature_set(resolve_features_path(config.features))
+    feature_set = load_feature_set(config.features_path)
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
     encoder = FeatureEncoder(lm, loaded)
     encoded = encode_each(conversations, lm.tokenizer, config.tokens, config.max_tokens)

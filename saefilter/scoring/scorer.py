@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.config import ScoreConfig
 from saefilter.features.feature_set import Component, FeatureSet, HarmfulFeature, load_feature_set
 from saefilter.inputs.formats import FormatError, to_conversation
 from saefilter.inputs.records import BadLine, InputError, Record
@@ -60,7 +60,7 @@ def load_backbone(
 ) -> tuple[LoadedModel, LoadedSAE]:
     """Model and SAE, checked against each other (and by `check_sae(d_sae)`) before any forward pass."""
     check_settings(config)
-    sae = load_sae(resolve_sae_spec(config.sae))
+    sae = load_sae(config.sae_spec)
     if check_sae:
         check_sae(sae.d_sae)
     lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code, tokenizer)
@@ -94,8 +94,8 @@ class Method:
     @classmethod
     def load(cls, config: ScoreConfig, sae: LoadedSAE | None = None, feature_set: FeatureSet | None = None) -> Method:
         check_settings(config)
-        feature_set = feature_set or load_feature_set(resolve_features_path(config.features))
-        sae = sae or load_sae(resolve_sae_spec(config.sae))
+        feature_set = feature_set or load_feature_set(config.features_path)
+        sae = sae or load_sae(config.sae_spec)
         feature_set.check_against(sae.d_sae, sae.d_in)
         decoder = sae.sae.W_dec.detach().float().cpu().numpy()
         return cls(config, sae, feature_set, feature_set.proximity(decoder, config.neighbours, config.kernel))
@@ -188,7 +188,7 @@ class Scorer:
     @classmethod
     def load(cls, config: ScoreConfig, preparer: Preparer | None = None) -> Scorer:
         """Everything for scoring; `preparer` (already loaded to check the input) lends its tokenizer."""
-        feature_set = load_feature_set(resolve_features_path(config.features))
+        feature_set = load_feature_set(config.features_path)
         tokenizer = preparer.tokenizer if preparer is not None else None
         lm, sae = load_backbone(config, check_sae=feature_set.check_against, tokenizer=tokenizer)
         return cls(Method.load(config, sae, feature_set), lm, FeatureEncoder(lm, sae))
