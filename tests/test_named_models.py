@@ -197,7 +197,7 @@ def test_embedded_sae_and_features_follow_the_model(monkeypatch):
     assert ScoreConfig(model="some/hub-model").sae_spec == str(DEFAULTS_DIR / "sae")
     assert ScoreConfig(model="gemma-3-270m", sae="my/sae").sae_spec == "my/sae"
     with pytest.raises(InputError, match=r"--model gemma-3-270m: no SAE and feature set are shipped for it; give --sae"):
-        ScoreConfig(model="gemma-3-270m").sae_spec
+        _ = ScoreConfig(model="gemma-3-270m").sae_spec
     own = NamedModel("own", "test", "MIT", 2, 32, 1, None, (), "pip install own", shipped="own")
     monkeypatch.setattr(named_models, "NAMED_MODELS", (named_models.SMOLLM2, own))
     assert ScoreConfig(model="own", sae="embedded", features="embedded").features_path == DEFAULTS_DIR / "own" / "features.json"
