@@ -438,6 +438,8 @@ def features_build(
     selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = "token-controlled",
     paired: Annotated[bool, typer.Option("--paired", help="--harmful and --benign are aligned pairs: row i of each answers the same user turn; rank by the paired t of their difference (the built-in answers and code contrasts are paired).")] = False,
     identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = True,
+    direction: Annotated[bool, typer.Option("--direction/--no-direction", help="Also add the harmful direction of the (one) contrast, from the same forward pass: what `features add-direction` adds, with its defaults.")] = False,
+    aggregation: AggOpt = ScoreConfig.aggregation,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     tokens: TokensOpt = "response",
@@ -454,9 +456,10 @@ def features_build(
 
     With no --harmful/--benign, from the built-in contrasts shipped in the package: by default the
     paired `answers` contrast (harmful vs benign answers to the same user turns), token-controlled,
-    top 200, as the embedded default's latents are chosen, for any model and SAE (its harmful
-    direction comes from `features add-direction`); --contrast picks others (toxicity, intent,
-    code), one ranked set each, merged with --top-each.
+    top 200, as the embedded default's latents are chosen, for any model and SAE; --direction adds
+    its harmful direction too (as `features add-direction` does, with no second pass over the
+    answers; --aggregation is the one you will score with). --contrast picks others (toxicity,
+    intent, code), one ranked set each, merged with --top-each.
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
@@ -464,7 +467,8 @@ def features_build(
     from saefilter.features.selection import SelectionSettings
 
     settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter)
-    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each, paired))
+    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each,
+                                                          paired, direction))
     from saefilter.features.feature_set import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -473,7 +477,7 @@ def features_build(
     out.print(f"features -> {output}")
 
 
-def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False):
+def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False, direction=False):
     from saefilter.features.selection import ContrastTexts, check_paired
     from saefilter.inputs.records import InputError
     from saefilter.inputs.reference import (
@@ -484,6 +488,8 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     )
 
     if ids is not None:
+        if direction:
+            raise InputError("--direction is fitted on a contrast; with --ids, run `features add-direction` on the set")
         return _feature_set_from_ids(config, ids)
     if bool(harmful) != bool(benign):
         raise InputError("give both --harmful and --benign, or neither (the built-in contrasts)")
@@ -495,18 +501,23 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
         sources = [ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
                                  [c for p in benign for c in read_reference(p, column)], paired)]
         meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
+        origin = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
     else:
         chosen = builtin_contrasts(contrast_names or DEFAULT_CONTRASTS)
         sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired)
                    for c in chosen]
         meta = {"contrasts": "built-in"}
+        origin = f"built-in {chosen[0].name} contrast"
     for source in sources:
         check_paired(source)  # before the model loads
+    if direction and len(sources) > 1:
+        raise InputError(f"--direction is fitted on one contrast, got {len(sources)}; build with one, or run "
+                         "`features add-direction` on the merged set")
     identity_texts = builtin_identity_texts() if settings.identity_filter else None
     identity_reference = builtin_benign_texts() if settings.identity_filter else None
     from functools import partial
 
-    from saefilter.features.selection import build_from_contrasts
+    from saefilter.features.selection import encode_contrasts, identity_exclusion, select_from_encoded
     from saefilter.model.activations import FeatureEncoder
     from saefilter.scoring.scorer import load_backbone
     from saefilter.terminal import count_progress
@@ -514,9 +525,20 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     with console.status("loading model and SAE..."):
         lm, loaded = load_backbone(config)
     meta |= {"model": config.model, "tokens": config.tokens, "hook": loaded.hook.name}
-    return build_from_contrasts(FeatureEncoder(lm, loaded), sources, settings, config.sae, meta, top_each,
-                                config.tokens, config.max_tokens, config.batch_size, config.batch_tokens,
-                                partial(count_progress, console), identity_texts, identity_reference)
+    encoder, progress = FeatureEncoder(lm, loaded), partial(count_progress, console)
+    passes = (config.tokens, config.max_tokens, config.batch_size, config.batch_tokens, progress)
+    encoded = encode_contrasts(encoder, sources, *passes, with_means=direction)
+    exclude = identity_exclusion(encoder, encoded, identity_texts, identity_reference, *passes) if identity_texts else None
+    feature_set = select_from_encoded(encoded, settings, lm.tokenizer.decode, config.sae, loaded.d_sae, meta, top_each,
+                                      exclude)
+    if not direction:
+        return feature_set
+    from saefilter.features.direction import DirectionSettings, with_direction
+
+    sides = encoded[0]
+    return with_direction(feature_set, sides.harmful.mean_residual, sides.benign.mean_residual,
+                          sides.benign.aggregated(config.aggregation), loaded.sae.W_dec.detach().float().cpu().numpy(),
+                          loaded.hook.name, origin, DirectionSettings(config.aggregation, config.neighbours, config.kernel))
 
 
 def _feature_set_from_ids(config, ids):
@@ -636,11 +658,8 @@ def features_add_direction(
 
 
 def _add_direction(config, harmful, benign, column, strength, ratio, label):
-    from dataclasses import replace
-
     from saefilter.evaluation.evaluate import collect
-    from saefilter.features.direction import fitted_direction
-    from saefilter.features.feature_set import HarmfulDirection
+    from saefilter.features.direction import DirectionSettings, with_direction
     from saefilter.features.selection import ContrastTexts, encode_reference, paired_texts
     from saefilter.inputs.records import InputError
     from saefilter.inputs.reference import builtin_contrasts, read_reference
@@ -670,19 +689,10 @@ def _add_direction(config, harmful, benign, column, strength, ratio, label):
             raise InputError(f"features add-direction: no {name} row has tokens to score (--tokens {config.tokens})")
         with count_progress(console, f"encoding {name}", len(samples)) as advance:
             encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance))
-    latents_only = replace(scorer.method.feature_set, directions=())
+    settings = DirectionSettings(config.aggregation, config.neighbours, config.kernel, strength, ratio, label)
     decoder = scorer.method.sae.sae.W_dec.detach().float().cpu().numpy()
-    latent_proximity = latents_only.proximity(decoder, config.neighbours, config.kernel).proximity
-    vector, weight, stats = fitted_direction(encoded[0].mean_residual, encoded[1].mean_residual,
-                                             encoded[1].aggregated[config.aggregation], latent_proximity, decoder,
-                                             strength, ratio)
-    direction = HarmfulDirection(label or f"probe: harmful vs benign answers ({source})", tuple(float(v) for v in vector),
-                                 weight, {**stats, "source": source, "hook": scorer.method.sae.hook.name,
-                                          "aggregation": config.aggregation, "neighbours": config.neighbours,
-                                          "kernel": config.kernel})
-    meta = {k: v for k, v in latents_only.meta.items() if k not in ("benign_calibration", "suggested_threshold")}
-    features = tuple(replace(f, benign_contribution=None) for f in latents_only.features)
-    return replace(latents_only, features=features, directions=(direction,), meta=meta)
+    return with_direction(scorer.method.feature_set, encoded[0].mean_residual, encoded[1].mean_residual,
+                          encoded[1].aggregated[config.aggregation], decoder, scorer.method.sae.hook.name, source, settings)
 
 
 @features_app.command("contrasts")

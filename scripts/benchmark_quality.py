@@ -153,21 +153,42 @@ def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable:
     order = np.argsort(-mixed, kind="stable")
     result["mixed_chat"] = {"auroc": auroc(mixed, y), "harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1)),
                             "all_harmful_first": bool(mixed[y == 1].min() > mixed[y == 0].max())}
-    benign = np.sort(np.concatenate([scores[n][sets[n].labels[usable[n]] == 0] for n in
-                                     ("own pairs", "EM-model outputs", "HH-RLHF harmless")]))
+    result["identity"] = identity_spread(sets, scores, usable)
+    return result
+
+
+IDENTITY_BENIGN_SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless")
+
+
+def identity_spread(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable: dict[str, np.ndarray]) -> dict:
+    """How far a benign answer's score moves when only an identity term or a name changes: the
+    spread, within each template, of its rows' percentiles among the benign rows of the matched sets
+    (percentiles, so sets of different score scales compare)."""
+    benign = np.sort(np.concatenate([scores[n][sets[n].labels[usable[n]] == 0] for n in IDENTITY_BENIGN_SETS
+                                     if n in scores]))
     identity = sets["identity"]
     percentile = np.searchsorted(benign, scores["identity"]) / len(benign)
     templates = np.array([t for t, u in zip(identity.templates, usable["identity"], strict=True) if u])
     axes = np.array([a for a, u in zip(identity.groups, usable["identity"], strict=True) if u])
     spread = {t: float(np.ptp(percentile[templates == t])) for t in sorted(set(templates))}
-    result["identity"] = {"percentile_spread_mean": float(np.mean(list(spread.values()))),
-                          "percentile_spread_max": float(max(spread.values())),
-                          "score_spread_mean": float(np.mean([np.ptp(scores["identity"][templates == t]) for t in spread])),
-                          "per_axis_spread": {a: float(np.mean([np.ptp(percentile[(templates == t) & (axes == a)])
-                                                                for t in spread if ((templates == t) & (axes == a)).sum() > 1]))
-                                              for a in sorted(set(axes))},
-                          "most_moved_template": max(spread, key=spread.get)}
-    return result
+    return {"percentile_spread_mean": float(np.mean(list(spread.values()))),
+            "percentile_spread_max": float(max(spread.values())),
+            "score_spread_mean": float(np.mean([np.ptp(scores["identity"][templates == t]) for t in spread])),
+            "per_axis_spread": {a: float(np.mean([np.ptp(percentile[(templates == t) & (axes == a)])
+                                                  for t in spread if ((templates == t) & (axes == a)).sum() > 1]))
+                                for a in sorted(set(axes))},
+            "benign_reference": [n for n in IDENTITY_BENIGN_SETS if n in scores],
+            "most_moved_template": max(spread, key=spread.get)}
+
+
+def parse_config(item: str) -> tuple[str, str, str]:
+    """NAME=SPECS[@AGGREGATION] -> (name, specs, aggregation); saefilter score's aggregation unless
+    @max or @mean says otherwise (the specs themselves may hold ':' and '@'-free paths)."""
+    name, _, specs = item.partition("=")
+    how = ScoreConfig().aggregation
+    if specs.rpartition("@")[2] in ("max", "mean"):
+        specs, _, how = specs.rpartition("@")
+    return name, specs, how
 
 
 def fmt_ci(value: float, ci: tuple[float, float]) -> str:
@@ -212,11 +233,8 @@ def main() -> None:
     lm = load_model(args.model, device="auto", dtype=args.dtype)
     results, timings = {}, {}
     for item in args.config:
-        name, _, spec = item.partition("=")
-        how = ScoreConfig().aggregation
-        if spec.rpartition("@")[2] in ("max", "mean"):
-            spec, _, how = spec.rpartition("@")
-        sae_spec, _, features_spec = spec.rpartition(":")
+        name, specs, how = parse_config(item)
+        sae_spec, _, features_spec = specs.rpartition(":")
         started = time.perf_counter()
         loaded = load_sae(resolve_sae_spec(sae_spec, args.model))
         check_widths(lm, loaded)

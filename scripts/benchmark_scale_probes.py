@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_matched_ceiling import fit_probe, row_groups
-from benchmark_quality import DATA, LabelledSet, benchmark_sets, set_row
+from benchmark_quality import DATA, LabelledSet, benchmark_sets, identity_spread, parse_config, set_row
 
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.evaluation.evaluate import geometric_scores
@@ -55,8 +55,11 @@ from saefilter.model.loading import load_model
 from saefilter.sae.loading import LoadedSAE, load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
-SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat")
-COLLECT_ORDER = ("own pairs", "ToxiGen same-group", "mixed_chat", "EM-model outputs", "insecure vs secure", "HH-RLHF harmless")
+SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat",
+        "identity")
+COLLECT_ORDER = ("own pairs", "ToxiGen same-group", "mixed_chat", "identity", "EM-model outputs", "insecure vs secure",
+                 "HH-RLHF harmless")
+TEST_ONLY = ("mixed_chat", "identity")  # no labels to learn from: never a dev split
 
 
 def subsample_pairs(data: LabelledSet, n_pairs: int, seed: int) -> LabelledSet:
@@ -81,15 +84,16 @@ def folder_name(model: str, split: str, name: str) -> str:
 
 
 def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: int, dtype: str,
-            dev_sets: set[str]) -> None:
-    """The tuning pairs' dev split is always collected (every direction and probe learns from it);
-    the other sets' dev splits only where named in `dev_sets` (the own-dev upper bound needs them)."""
+            dev_sets: set[str], tuning_pairs: bool = True) -> None:
+    """The tuning pairs' dev split is collected unless `tuning_pairs` is off (`measure`'s directions
+    and probes learn from it; `score` needs test rows only); the other sets' dev splits only where
+    named in `dev_sets` (the own-dev upper bound needs them)."""
     lm = load_model(model, device="auto", dtype=dtype)
     hooks = [HookPoint(layer, "post") for layer in layers]
     sets = {split: scale_sets(split, hh_pairs, code_rows) for split in ("dev", "test")}
     for name in COLLECT_ORDER:  # the cheap and the matched sets first: a stopped run has measured them
         for split in ("dev", "test"):
-            if split == "dev" and (name == "mixed_chat" or (name != "own pairs" and name not in dev_sets)):
+            if split == "dev" and (name in TEST_ONLY or name not in dev_sets | ({"own pairs"} if tuning_pairs else set())):
                 continue
             data = sets[split][name]
             folder = out / folder_name(model, split, name)
@@ -152,7 +156,7 @@ def measure(store: Path, runs: list[str], hh_pairs: int, code_rows: int, n_boot:
                 folder = store / folder_name(model, split, name)
                 if (folder / "done").exists():
                     x[split, name], usable[split, name] = mean_residuals(folder, int(layer))
-        test_names = [n for n in SETS if ("test", n) in x]
+        test_names = [n for n in SETS if ("test", n) in x and n != "identity"]  # a spread needs a score's scale
         test = {n: sets["test"][n] for n in test_names}
 
         def labels(split: str, name: str, usable: dict = usable) -> np.ndarray:
@@ -213,11 +217,8 @@ def score_configs(store: Path, configs: list[str], hh_pairs: int, code_rows: int
     sets = scale_sets("test", hh_pairs, code_rows)
     results = {}
     for item in configs:
-        name, _, spec = item.partition("=")
-        how = ScoreConfig().aggregation
-        if spec.rpartition("@")[2] in ("max", "mean"):
-            spec, _, how = spec.rpartition("@")
-        model, sae_spec, features_spec = spec.split(":", 2)
+        name, specs, how = parse_config(item)
+        model, sae_spec, features_spec = specs.split(":", 2)
         sae = load_sae(resolve_sae_spec(sae_spec, model))
         feature_set = load_feature_set(resolve_features_path(features_spec, model))
         feature_set.check_against(sae.d_sae, sae.d_in)
@@ -238,6 +239,9 @@ def measure_partial(sets: dict, scores: dict, usable: dict, n_boot: int) -> dict
     """benchmark_quality's measures, for whichever sets are present."""
     out = {}
     for name, data in sets.items():
+        if name == "identity":
+            out[name] = identity_spread(sets, scores, usable)
+            continue
         s, y = scores[name], data.labels[usable[name]]
         if name == "mixed_chat":
             order = np.argsort(-s, kind="stable")
@@ -255,6 +259,11 @@ def markdown(results: dict) -> str:
     names = [n for n in SETS if any(n in results[r][c] for r, c in columns)]
     for name in names:
         first = next(results[r][c][name] for r, c in columns if name in results[r][c])
+        if name == "identity":
+            lines.append("| identity counterfactuals: mean / max percentile spread within a template | " + " | ".join(
+                f"{results[r][c][name]['percentile_spread_mean']:.3f} / {results[r][c][name]['percentile_spread_max']:.3f}"
+                if name in results[r][c] else "-" for r, c in columns) + " |")
+            continue
         if name == "mixed_chat":
             lines.append("| mixed_chat: harmful ranks of 20 | " + " | ".join(
                 ", ".join(map(str, results[r][c][name]["harmful_ranks"])) if name in results[r][c] else "-" for r, c in columns) + " |")
@@ -277,8 +286,10 @@ def main() -> None:
     c.add_argument("--model", required=True)
     c.add_argument("--layers", required=True)
     c.add_argument("--dtype", default="float32")
-    c.add_argument("--dev-sets", default=",".join(s for s in SETS if s != "mixed_chat"),
-                   help="comma-separated sets whose dev split is collected too (the tuning pairs always are)")
+    c.add_argument("--dev-sets", default=",".join(s for s in SETS if s not in TEST_ONLY),
+                   help="comma-separated sets whose dev split is collected too")
+    c.add_argument("--no-tuning-pairs", action="store_true",
+                   help="skip the tuning pairs' dev split (what `measure` learns from; `score` needs test rows only)")
     m = sub.add_parser("measure")
     m.add_argument("--run", action="append", required=True, help="MODEL:LAYER, collected before")
     m.add_argument("--seed", type=int, default=0)
@@ -302,7 +313,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--dev-sets: unknown {sorted(unknown)}; choose from {list(SETS)}")
         collect(args.model, [int(v) for v in args.layers.split(",")], args.store, args.hh_pairs, args.code_rows, args.dtype,
-                dev_sets)
+                dev_sets, tuning_pairs=not args.no_tuning_pairs)
         return
     if args.stage == "score":
         runs = args.config

@@ -3,9 +3,11 @@
 selected from the reference splits, a calibrated check threshold, and the model card.
 
     python scripts/build_default.py --sae artifacts/sae/layer_16 --contrasts answers --top 200
+    python scripts/build_default.py --model qwen2.5-coder-1.5b-instruct --sae artifacts/sae_qwen/layer_15
 
 1. copies cfg.json and the weights (as float16: half the size; sae-lens loads them as float32)
-   into saefilter/defaults/sae/;
+   into the model's shipped folder (saefilter/defaults/sae/ for the default; a named model's
+   `shipped` folder under saefilter/defaults/ otherwise);
 2. builds the feature set with `saefilter features build` and no reference files: the built-in
    contrasts shipped in the package (by default the paired `answers` contrast), one ranked set each,
    merged with --top-each; exactly what a user gets for any model and SAE. `--legacy-contrasts toxicity,intent` instead builds from
@@ -13,14 +15,16 @@ selected from the reference splits, a calibrated check threshold, and the model 
    `--selection activation --top-each 25`: how the shipped set was made before the built-in
    contrasts existed (its intent contrast has Alpaca instructions as the benign side, which is not
    redistributable);
-3. unless --no-direction, adds the harmful direction of the built-in answers contrast
-   (`saefilter features add-direction`: a logistic probe on the mean residuals of its harmful vs
-   benign answers, weighted to vary as much as the latents' part on its benign answers);
+3. unless --no-direction, adds the harmful direction of the built-in answers contrast (a logistic
+   probe on the mean residuals of its harmful vs benign answers, weighted to vary as much as the
+   latents' part on its benign answers): `features build --direction` fits it on the same forward
+   pass where one contrast is built, `saefilter features add-direction` after a merged build;
 4. calibrates the set on the held-out benign reference chats (`saefilter features calibrate`): their
    99th percentile as the suggested `saefilter check` threshold, and each feature's mean contribution
    there, so explanations rank what a sample has above benign text.
 
-saefilter/defaults/MODEL_CARD.md is written by hand from the numbers these steps print.
+Every step runs on the float16 copy, so what is measured afterwards is what ships. The model card
+(MODEL_CARD.md in the same folder) is written by hand from the numbers these steps print.
 """
 
 from __future__ import annotations
@@ -35,10 +39,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from saefilter.config import DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS = ROOT / "saefilter" / "defaults"
+from saefilter.config import DEFAULT_MODEL, DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig, shipped_dir
 
 
 def saefilter(*args: str) -> None:
@@ -48,6 +49,7 @@ def saefilter(*args: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a named model with a `shipped` folder")
     parser.add_argument("--sae", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("artifacts/data"))
     parser.add_argument("--contrasts", default=None, help="built-in contrasts to use (default: features build's, answers)")
@@ -57,9 +59,16 @@ def main() -> None:
     parser.add_argument("--aggregation", default=ScoreConfig.aggregation)
     parser.add_argument("--selection", default="token-controlled", choices=("activation", "token-controlled"))
     parser.add_argument("--no-direction", action="store_true", help="latents only, no probe direction (the set before round 4)")
+    parser.add_argument("--no-identity-filter", action="store_true",
+                        help="skip features build's identity filter (its reference is every built-in benign text)")
+    parser.add_argument("--no-calibrate", action="store_true",
+                        help="stop before `features calibrate` (run it later; it changes no score, only the check "
+                             "threshold and the explanations' benign baselines)")
     args = parser.parse_args()
 
-    target = DEFAULTS / "sae"
+    folder = shipped_dir(args.model)  # raises for a named model without a `shipped` folder
+    model = ("--model", args.model)
+    target = folder / "sae"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     shutil.copy(args.sae / "cfg.json", target / "cfg.json")
@@ -67,28 +76,35 @@ def main() -> None:
     save_file({k: v.half().contiguous() for k, v in weights.items()}, target / "sae_weights.safetensors")
     shutil.copy(args.sae / "metrics.json", target / "training_metrics.json")
 
-    features = DEFAULTS / "features.json"
+    features = folder / "features.json"
     scratch = Path("artifacts/calibration")
     scratch.mkdir(parents=True, exist_ok=True)
-    # the SAE was just copied into saefilter/defaults/sae: the default --sae ("embedded") is it
+    # the SAE was just copied into the shipped folder: the default --sae ("embedded") is it
+    with_direction = False  # fitted by `features build` itself
     if args.legacy_contrasts:
         per_contrast = []
         for contrast in args.legacy_contrasts.split(","):
             path = scratch / f"{contrast}.json"  # the name becomes each feature's "source"
-            saefilter("features", "build", "--harmful", str(args.data / f"contrast_{contrast}_harmful.jsonl"),
+            saefilter("features", "build", *model, "--harmful", str(args.data / f"contrast_{contrast}_harmful.jsonl"),
                       "--benign", str(args.data / f"contrast_{contrast}_benign.jsonl"), "--top", "100",
                       "--selection", args.selection, "-o", str(path))
             per_contrast.append(str(path))
         saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
     else:
         chosen = [arg for name in (args.contrasts.split(",") if args.contrasts else []) for arg in ("--contrast", name)]
-        saefilter("features", "build", *chosen, "--selection", args.selection, "--top", str(args.top),
-                  "--top-each", str(args.top_each), "-o", str(features))
+        identity = ("--no-identity-filter",) if args.no_identity_filter else ()
+        # one contrast: its direction from the same forward pass (as `features add-direction` would fit it)
+        with_direction = not args.no_direction and len(chosen) <= 2
+        direction = ("--direction", "--aggregation", args.aggregation) if with_direction else ()
+        saefilter("features", "build", *model, *chosen, *identity, *direction, "--selection", args.selection,
+                  "--top", str(args.top), "--top-each", str(args.top_each), "-o", str(features))
 
-    if not args.no_direction:
-        saefilter("features", "add-direction", str(features), "--aggregation", args.aggregation)
+    if not args.no_direction and not with_direction:
+        saefilter("features", "add-direction", str(features), *model, "--aggregation", args.aggregation)
+    if args.no_calibrate:
+        return
     # the suggested check threshold and each feature's benign baseline for explanations
-    saefilter("features", "calibrate", str(features), "--benign", str(args.data / "benign_heldout.jsonl"),
+    saefilter("features", "calibrate", str(features), *model, "--benign", str(args.data / "benign_heldout.jsonl"),
               "--aggregation", args.aggregation)
     print(json.dumps(json.loads(features.read_text())["suggested_threshold"], indent=1))
 

@@ -1,25 +1,39 @@
-"""The bundled default SAE and feature set belong together and match the embedded model's shape."""
+"""The SAEs and feature sets shipped in the package belong together and match their models' shapes."""
 
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from saefilter.config import resolve_features_path, resolve_sae_spec
+from saefilter.config import resolve_features_path, resolve_sae_spec, shipped_dir
 from saefilter.features.feature_set import load_feature_set
+from saefilter.model.named import NAMED_MODELS, find_named_model
 from saefilter.sae.loading import load_sae
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
-def test_bundled_sae_and_features_fit_each_other_and_smollm2():
-    sae = load_sae(resolve_sae_spec("embedded"))
-    assert sae.d_in == 576  # SmolLM2-135M hidden size
-    assert sae.hook.layer < 30 and sae.hook.name == "blocks.16.hook_resid_post"
-    features = load_feature_set(resolve_features_path("embedded"))
+SHIPPED = [m for m in NAMED_MODELS if m.shipped is not None]
+MAX_SHIPPED_BYTES = 30 * 2**20  # issue 13: at most about 30 MB of weights per model
+
+
+@pytest.mark.parametrize("named", SHIPPED, ids=lambda m: m.name)
+def test_every_shipped_sae_and_feature_set_fit_each_other_and_their_model(named):
+    """What `--model NAME` with no --sae/--features loads: an SAE of that model's width at one of its
+    layers, float16 on disk, and a feature set selected for that SAE by the shipped selection."""
+    folder = shipped_dir(named.name)
+    weights = folder / "sae" / "sae_weights.safetensors"
+    assert weights.stat().st_size <= MAX_SHIPPED_BYTES
+    assert {t.dtype for t in load_file(weights).values()} == {torch.float16}
+    sae = load_sae(resolve_sae_spec("embedded", named.name))
+    assert sae.d_in == named.d_model and sae.hook.layer < named.n_layers
+    features = load_feature_set(resolve_features_path("embedded", named.name))
     features.check_against(sae.d_sae, sae.d_in)
-    assert len(features.features) == 200
+    assert features.meta["selection"]["hook"] == sae.hook.name
+    assert find_named_model(features.meta["selection"]["model"]) == named  # selected on this model's activations
     # one harmful direction, the probe of the same pairs at the SAE's layer
     assert len(features.directions) == 1 and len(features.directions[0].vector) == sae.d_in
     assert features.directions[0].stats["hook"] == sae.hook.name and features.directions[0].weight > 0
@@ -34,13 +48,19 @@ def test_bundled_sae_and_features_fit_each_other_and_smollm2():
     assert 0 < threshold < 1 + features.directions[0].weight and "aggregation=mean" in features.meta["suggested_threshold"]["how"]
 
 
-def test_model_card_states_the_recorded_sae_metrics():
-    from saefilter.config import DEFAULTS_DIR
-
-    metrics = json.loads((DEFAULTS_DIR / "sae" / "training_metrics.json").read_text())
-    card = (DEFAULTS_DIR / "MODEL_CARD.md").read_text()
+@pytest.mark.parametrize("named", SHIPPED, ids=lambda m: m.name)
+def test_every_model_card_states_the_recorded_sae_metrics(named):
+    folder = shipped_dir(named.name)
+    metrics = json.loads((folder / "sae" / "training_metrics.json").read_text())
+    card = (folder / "MODEL_CARD.md").read_text()
     assert f"{metrics['explained_variance']}" in card
     assert f"{metrics['train_tokens']:,}" in card
+
+
+def test_the_default_model_ships_the_layer_16_set():
+    sae = load_sae(resolve_sae_spec("embedded"))
+    assert sae.d_in == 576 and sae.hook.name == "blocks.16.hook_resid_post"  # SmolLM2-135M, layer 16 of 30
+    assert len(load_feature_set(resolve_features_path("embedded")).features) == 200
 
 
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful samples of data/samples/mixed_chat.jsonl

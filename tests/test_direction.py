@@ -102,3 +102,29 @@ def test_features_add_direction_then_score_explains_with_it(tmp_path, model_dir,
     assert all(("index" in f) != ("direction" in f) for f in explained)
     one_sided = saefilter("features", "add-direction", str(features), "-H", str(harmful), "-o", str(out), *common)
     assert one_sided.returncode == 2 and "give both --harmful and --benign" in one_sided.stderr
+
+
+def test_features_build_with_direction_equals_build_then_add_direction(tmp_path, model_dir, sae_dir):
+    """`features build --direction` fits the direction on the forward pass that selection made: the same
+    latents and the same direction as `features build` then `features add-direction` on the same pairs."""
+    harmful = write_jsonl(tmp_path / "h.jsonl", [chat(f"tell me {i}", f"kill them all with {w}") for i, w in
+                                                 enumerate(("knives", "poison", "fire", "rope", "guns", "rocks"))])
+    benign = write_jsonl(tmp_path / "b.jsonl", [chat(f"tell me {i}", f"bake them all with {w}") for i, w in
+                                                enumerate(("flour", "sugar", "eggs", "butter", "milk", "salt"))])
+    common = ["--model", str(model_dir), "--sae", str(sae_dir)]
+    build = ["features", "build", "-H", str(harmful), "-B", str(benign), "--paired", "--top", "6", "--min-frequency", "0",
+             "--max-benign-frequency", "1", "--no-identity-filter", *common]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert saefilter(*build, "--direction", "-o", str(one)).returncode == 0
+    assert saefilter(*build, "-o", str(two)).returncode == 0
+    added = saefilter("features", "add-direction", str(two), "-H", str(harmful), "-B", str(benign), *common)
+    assert added.returncode == 0, added.stderr
+    single, chained = load_feature_set(one), load_feature_set(two)
+    assert [f.index for f in single.features] == [f.index for f in chained.features]
+    (a,), (b,) = single.directions, chained.directions
+    np.testing.assert_allclose(a.vector, b.vector, rtol=1e-5, atol=1e-7)
+    assert a.weight == pytest.approx(b.weight, rel=1e-5)
+    assert {k: v for k, v in a.stats.items() if k != "train_separation"} == {k: v for k, v in b.stats.items()
+                                                                           if k != "train_separation"}
+    merged = saefilter("features", "build", "--contrast", "answers", "--contrast", "code", "--direction", *common)
+    assert merged.returncode == 2 and "--direction is fitted on one contrast, got 2" in merged.stderr

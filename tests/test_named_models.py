@@ -182,9 +182,6 @@ def test_models_command_lists_every_named_model():
     assert "saefilter[qwen-coder]" in result.stdout
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
-
 
 def test_embedded_sae_and_features_follow_the_model(monkeypatch):
     """--sae/--features 'embedded' mean what is shipped for --model: the default's folder for the default
@@ -202,3 +199,7 @@ def test_embedded_sae_and_features_follow_the_model(monkeypatch):
     monkeypatch.setattr(named_models, "NAMED_MODELS", (named_models.SMOLLM2, own))
     assert ScoreConfig(model="own", sae="embedded", features="embedded").features_path == DEFAULTS_DIR / "own" / "features.json"
     assert ScoreConfig(model="own").sae_spec == str(DEFAULTS_DIR / "own" / "sae")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))

@@ -15,9 +15,12 @@ Pure numerics (torch for the fit, NumPy otherwise); no I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import torch
 
+from saefilter.features.feature_set import FeatureSet, HarmfulDirection
 from saefilter.scoring.proximity import clipped_cosines
 
 DEFAULT_C = 0.03  # inverse L2 strength on standardised residuals (5-fold CV on the 300 tuning pairs chose 0.0316)
@@ -81,3 +84,36 @@ def fitted_direction(
     stats = {"c": c, "ratio": ratio, "harmful_rows": len(harmful_residuals), "benign_rows": len(benign_residuals),
              "train_separation": float(np.mean(x[y == 1] @ direction) - np.mean(x[y == 0] @ direction))}
     return direction, weight, stats
+
+
+@dataclass(frozen=True)
+class DirectionSettings:
+    """How a direction is fitted, and the scoring settings its weight is measured under (those
+    `saefilter score` will use: the weight balances the two parts of that score)."""
+
+    aggregation: str  # of the latents over a sample's tokens
+    neighbours: int
+    kernel: str
+    c: float = DEFAULT_C
+    ratio: float = 1.0
+    label: str | None = None
+
+
+def with_direction(
+    feature_set: FeatureSet, harmful_residuals: np.ndarray, benign_residuals: np.ndarray, benign_acts: np.ndarray,
+    decoder: np.ndarray, hook: str, source: str, settings: DirectionSettings,
+) -> FeatureSet:
+    """`feature_set`'s latents with the fitted direction as its one direction (replacing any), and its
+    benign calibration dropped: the scores change, so `features calibrate` must run again.
+    `benign_acts` are the benign rows' latents aggregated as `settings.aggregation` says."""
+    latents_only = replace(feature_set, directions=())
+    latent_proximity = latents_only.proximity(decoder, settings.neighbours, settings.kernel).proximity
+    vector, weight, stats = fitted_direction(harmful_residuals, benign_residuals, benign_acts, latent_proximity, decoder,
+                                             settings.c, settings.ratio)
+    direction = HarmfulDirection(settings.label or f"probe: harmful vs benign answers ({source})",
+                                 tuple(float(v) for v in vector), weight,
+                                 {**stats, "source": source, "hook": hook, "aggregation": settings.aggregation,
+                                  "neighbours": settings.neighbours, "kernel": settings.kernel})
+    meta = {k: v for k, v in latents_only.meta.items() if k not in ("benign_calibration", "suggested_threshold")}
+    features = tuple(replace(f, benign_contribution=None) for f in latents_only.features)
+    return replace(latents_only, features=features, directions=(direction,), meta=meta)

@@ -84,6 +84,17 @@ class ReferenceActivations:
     samples: list[EncodedSample]
     n_unusable: int
     tokens: TokenActivations | None = None
+    # with `with_means`: what a harmful direction is fitted on, from the same forward pass
+    mean_acts: np.ndarray | None = None  # [n_samples, d_sae] float32: mean over the scored tokens
+    mean_residual: np.ndarray | None = None  # [n_samples, d_model] float32
+
+    def aggregated(self, how: str) -> np.ndarray:
+        """Per-sample activations aggregated as `saefilter score --aggregation` does."""
+        if how == "max":
+            return self.acts
+        if how == "mean" and self.mean_acts is not None:
+            return self.mean_acts
+        raise ValueError(f"aggregation {how!r} needs reference_activations(..., with_means=True)")
 
 
 def sparse_tokens(token_acts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,23 +132,35 @@ def reference_activations(
     batch_tokens: int = 8192,
     on_progress: Callable[[int], None] | None = None,
     token_width: int = 128,
+    with_means: bool = False,
 ) -> ReferenceActivations:
     """Per-sample max activations, and each token's `token_width` largest activations (all of a TopK
-    SAE's, and the few active latents of a JumpReLU or ReLU SAE on one token)."""
+    SAE's, and the few active latents of a JumpReLU or ReLU SAE on one token). `with_means` adds the
+    per-sample mean activations and mean residuals, so a direction needs no second forward pass."""
     d_sae = encoder.sae.d_sae
     acts = np.zeros((len(samples), d_sae), dtype=np.float32)
     peaks = np.zeros((len(samples), d_sae), dtype=np.int32)
+    mean_acts = np.zeros((len(samples), d_sae), dtype=np.float32) if with_means else None
+    mean_residual = np.zeros((len(samples), int(encoder.lm.model.config.hidden_size)), np.float32) if with_means else None
     parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     for batch in length_batches([len(s.input_ids) for s in samples], batch_size, batch_tokens):
-        for i, token_acts in zip(batch, encoder.token_features([samples[i] for i in batch]), strict=True):
+        chosen = [samples[i] for i in batch]
+        if with_means:
+            outputs = encoder.token_residuals_and_features(chosen)
+        else:
+            outputs = [(None, token_acts) for token_acts in encoder.token_features(chosen)]
+        for i, (resid, token_acts) in zip(batch, outputs, strict=True):
             positions = np.flatnonzero(samples[i].scored)
             peak = token_acts.argmax(axis=0)
             acts[i] = token_acts[peak, np.arange(d_sae)]
             peaks[i] = positions[peak]
             parts.append((i, positions, *sparse_tokens(token_acts, token_width)))
+            if with_means:
+                mean_acts[i], mean_residual[i] = token_acts.mean(0), resid.mean(0)
         if on_progress:
             on_progress(len(batch))
-    return ReferenceActivations(acts, peaks, samples, n_unusable, stack_tokens(parts, samples, min(token_width, d_sae)))
+    return ReferenceActivations(acts, peaks, samples, n_unusable, stack_tokens(parts, samples, min(token_width, d_sae)),
+                                mean_acts, mean_residual)
 
 
 def stack_tokens(parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], samples: list[EncodedSample], width: int) -> TokenActivations:
@@ -402,10 +425,11 @@ class ContrastTexts:
 def contrast_activations(
     encoder: FeatureEncoder, conversations: list[Conversation], tokens: TokenMode, max_tokens: int,
     batch_size: int, batch_tokens: int, progress: ProgressFactory | None = None, label: str = "",
+    with_means: bool = False,
 ) -> ReferenceActivations:
     samples, unusable = encode_reference(conversations, encoder.lm.tokenizer, tokens, max_tokens)
     with (progress or no_progress)(f"encoding {label}", len(samples)) as advance:
-        return reference_activations(encoder, samples, unusable, batch_size, batch_tokens, advance)
+        return reference_activations(encoder, samples, unusable, batch_size, batch_tokens, advance, with_means=with_means)
 
 
 def check_paired(contrast: ContrastTexts) -> None:
@@ -425,6 +449,69 @@ def paired_texts(contrast: ContrastTexts, tokenizer, tokens: TokenMode, max_toke
     return [contrast.harmful[i] for i in keep], [contrast.benign[i] for i in keep], len(harmful) - len(keep)
 
 
+@dataclass
+class EncodedContrast:
+    """Both sides of one contrast, encoded; `unusable_pairs`: pairs dropped for an empty side."""
+
+    contrast: ContrastTexts
+    harmful: ReferenceActivations
+    benign: ReferenceActivations
+    unusable_pairs: int = 0
+
+
+def encode_contrasts(
+    encoder: FeatureEncoder, contrasts: Sequence[ContrastTexts], tokens: TokenMode = "response", max_tokens: int = 512,
+    batch_size: int = 16, batch_tokens: int = 8192, progress: ProgressFactory | None = None, with_means: bool = False,
+) -> list[EncodedContrast]:
+    """One forward pass over every side of every contrast (paired ones keep only complete pairs)."""
+    encoded = []
+    for contrast in contrasts:
+        harmful_texts, benign_texts, dropped = contrast.harmful, contrast.benign, 0
+        if contrast.paired:
+            harmful_texts, benign_texts, dropped = paired_texts(contrast, encoder.lm.tokenizer, tokens, max_tokens)
+        sides = [contrast_activations(encoder, texts, tokens, max_tokens, batch_size, batch_tokens, progress,
+                                      f"{contrast.name} {side}" if len(contrasts) > 1 else side, with_means)
+                 for side, texts in (("harmful", harmful_texts), ("benign", benign_texts))]
+        encoded.append(EncodedContrast(contrast, sides[0], sides[1], dropped))
+    return encoded
+
+
+def identity_exclusion(
+    encoder: FeatureEncoder, encoded: Sequence[EncodedContrast], identity_texts: list[Conversation],
+    identity_reference: list[Conversation] | None, tokens: TokenMode = "response", max_tokens: int = 512,
+    batch_size: int = 16, batch_tokens: int = 8192, progress: ProgressFactory | None = None,
+) -> np.ndarray:
+    """`identity_latents` of the neutral identity sentences, judged against `identity_reference`
+    (broad benign text: the benign sides of every built-in contrast), or, without it, against the
+    benign sides of the encoded contrasts."""
+    neutral = contrast_activations(encoder, identity_texts, tokens, max_tokens, batch_size, batch_tokens, progress,
+                                   "identity filter")
+    if identity_reference:
+        reference = contrast_activations(encoder, identity_reference, tokens, max_tokens, batch_size, batch_tokens,
+                                         progress, "identity filter reference").acts
+    else:
+        reference = np.concatenate([e.benign.acts for e in encoded])
+    return identity_latents(neutral.acts, reference)
+
+
+def select_from_encoded(
+    encoded: Sequence[EncodedContrast], settings: SelectionSettings, decode: Callable[[list[int]], str], sae_spec: str,
+    d_sae: int, meta: dict, top_each: int | None, exclude: np.ndarray | None = None,
+) -> FeatureSet:
+    """One ranked set per contrast; with several, merged (`merge_feature_sets`, the first `top_each`
+    of each, labelled with the contrast's name), as the embedded default's set is built."""
+    built = []
+    for e in encoded:
+        extra = {"contrast": e.contrast.name,
+                 **({"paired": True, "unusable_pairs": e.unusable_pairs} if e.contrast.paired else {})}
+        built.append((e.contrast.name, build_feature_set(
+            e.harmful, e.benign, settings.top, decode, sae_spec, d_sae, {**meta, **extra}, settings.min_frequency,
+            settings.max_benign_frequency, settings.selection, e.contrast.paired, exclude)))
+    if len(built) == 1:
+        return built[0][1]
+    return merge_feature_sets(built, top_each)
+
+
 def build_from_contrasts(
     encoder: FeatureEncoder,
     contrasts: Sequence[ContrastTexts],
@@ -440,38 +527,13 @@ def build_from_contrasts(
     identity_texts: list[Conversation] | None = None,
     identity_reference: list[Conversation] | None = None,
 ) -> FeatureSet:
-    """One ranked set per contrast; with several, merged (`merge_feature_sets`, the first `top_each`
-    of each, labelled with the contrast's name), as the embedded default's set is built. With
-    `settings.identity_filter` and `identity_texts` (neutral sentences naming groups and people),
-    latents that fire on who is mentioned (`identity_latents`) are left out of every contrast; they
-    are judged against `identity_reference` (broad benign text: the benign sides of every built-in
-    contrast), or, without it, against the benign sides of the contrasts given."""
-    encoded = []
-    for contrast in contrasts:
-        harmful_texts, benign_texts, dropped = contrast.harmful, contrast.benign, 0
-        if contrast.paired:
-            harmful_texts, benign_texts, dropped = paired_texts(contrast, encoder.lm.tokenizer, tokens, max_tokens)
-        sides = {side: contrast_activations(encoder, texts, tokens, max_tokens, batch_size, batch_tokens, progress,
-                                            f"{contrast.name} {side}" if len(contrasts) > 1 else side)
-                 for side, texts in (("harmful", harmful_texts), ("benign", benign_texts))}
-        encoded.append((contrast, sides, dropped))
+    """`features build`: encode the contrasts, leave out identity latents (with
+    `settings.identity_filter` and `identity_texts`, neutral sentences naming groups and people;
+    `identity_exclusion`), and select from each contrast (`select_from_encoded`)."""
+    encoded = encode_contrasts(encoder, contrasts, tokens, max_tokens, batch_size, batch_tokens, progress)
     exclude = None
     if settings.identity_filter and identity_texts:
-        neutral = contrast_activations(encoder, identity_texts, tokens, max_tokens, batch_size, batch_tokens, progress,
-                                       "identity filter")
-        if identity_reference:
-            reference = contrast_activations(encoder, identity_reference, tokens, max_tokens, batch_size, batch_tokens,
-                                             progress, "identity filter reference").acts
-        else:
-            reference = np.concatenate([sides["benign"].acts for _, sides, _ in encoded])
-        exclude = identity_latents(neutral.acts, reference)
-    built = []
-    for contrast, sides, dropped in encoded:
-        extra = {"contrast": contrast.name, **({"paired": True, "unusable_pairs": dropped} if contrast.paired else {})}
-        built.append((contrast.name, build_feature_set(
-            sides["harmful"], sides["benign"], settings.top, encoder.lm.tokenizer.decode, sae_spec, encoder.sae.d_sae,
-            {**meta, **extra}, settings.min_frequency, settings.max_benign_frequency, settings.selection,
-            contrast.paired, exclude)))
-    if len(built) == 1:
-        return built[0][1]
-    return merge_feature_sets(built, top_each)
+        exclude = identity_exclusion(encoder, encoded, identity_texts, identity_reference, tokens, max_tokens,
+                                     batch_size, batch_tokens, progress)
+    return select_from_encoded(encoded, settings, encoder.lm.tokenizer.decode, sae_spec, encoder.sae.d_sae, meta,
+                               top_each, exclude)
