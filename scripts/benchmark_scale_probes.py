@@ -43,14 +43,12 @@ import numpy as np
 import torch
 from benchmark_matched_ceiling import fit_probe, row_groups
 from benchmark_quality import DATA, LabelledSet, benchmark_sets, identity_spread, parse_config, set_row
+from residual_store import is_stored, store_residuals
 
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.evaluation.evaluate import geometric_scores
 from saefilter.features.feature_set import load_feature_set
-from saefilter.features.selection import encode_each
-from saefilter.model.activations import length_batches, pad_batch
 from saefilter.model.hooks import HookPoint
-from saefilter.model.layers import residuals_at
 from saefilter.model.loading import load_model
 from saefilter.sae.loading import LoadedSAE, load_sae
 
@@ -97,33 +95,12 @@ def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: 
                 continue
             data = sets[split][name]
             folder = out / folder_name(model, split, name)
-            if (folder / "done").exists():
+            if is_stored(folder):
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
-            encoded = encode_each(data.conversations, lm.tokenizer, "response", 1024)
-            keep = [i for i, s in enumerate(encoded) if s is not None]
-            samples = [encoded[i] for i in keep]
-            offsets = np.concatenate([[0], np.cumsum([s.n_scored for s in samples])]).astype(np.int64)
-            store = {h.name: np.zeros((offsets[-1], lm.model.config.hidden_size), np.float16) for h in hooks}
-            for batch in length_batches([len(s.input_ids) for s in samples], 8, 4096):
-                ids, attention, scored = pad_batch([samples[i] for i in batch], lm.tokenizer.pad_token_id)
-                with torch.inference_mode():
-                    captured = residuals_at(lm.model, hooks, ids, attention)
-                for hook_name, resid in captured.items():
-                    parts = torch.split(resid[scored].float(), [samples[i].n_scored for i in batch])
-                    for i, part in zip(batch, parts, strict=True):
-                        store[hook_name][offsets[i] : offsets[i + 1]] = part.numpy().astype(np.float16)
-            for hook_name, array in store.items():
-                np.save(folder / f"{hook_name}.npy", array)
-            np.save(folder / "offsets.npy", offsets)
-            token_ids = [np.asarray(s.input_ids)[np.asarray(s.scored, bool)] for s in samples]
-            np.save(folder / "token_ids.npy", np.concatenate(token_ids).astype(np.int32))
-            meta = {"labels": [int(data.labels[i]) for i in keep], "pairs": [data.pairs[i] for i in keep],
-                    "groups": [data.groups[i] for i in keep], "kept": keep, "n_input": len(data.conversations),
-                    "forward_tokens": int(sum(len(s.input_ids) for s in samples))}
-            (folder / "meta.json").write_text(json.dumps(meta))
-            (folder / "done").write_text("")
+            meta = store_residuals(lm, hooks, data.conversations, folder,
+                                   {"labels": [int(v) for v in data.labels], "pairs": data.pairs, "groups": data.groups})
+            samples = meta["kept"]
             seconds = time.perf_counter() - started
             print(f"{model} {split} {name}: {len(samples)} rows, {meta['forward_tokens']:,} forward tokens, "
                   f"{seconds:.0f} s ({meta['forward_tokens'] / max(seconds, 1e-9):.0f} tokens/s)", flush=True)

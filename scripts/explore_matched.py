@@ -25,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from residual_store import is_stored, store_residuals
 
-from saefilter.features.selection import encode_each
 from saefilter.inputs.reference import read_reference
-from saefilter.model.activations import length_batches, pad_batch
 from saefilter.model.hooks import HookPoint
-from saefilter.model.layers import residuals_at
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 
 DATA = Path("artifacts/data")
@@ -97,32 +95,13 @@ def collect(layers: list[int], out: Path, dtype: str) -> None:
     hooks = [HookPoint(layer, "post") for layer in layers]
     for name, (conversations, labels, pairs, groups) in development_sets().items():
         folder = out / "resid" / name
-        if (folder / "done").exists():
+        if is_stored(folder):
             continue
-        folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        encoded = encode_each(conversations, lm.tokenizer, "response", 1024)
-        keep = [i for i, s in enumerate(encoded) if s is not None]
-        samples = [encoded[i] for i in keep]
-        offsets = np.concatenate([[0], np.cumsum([s.n_scored for s in samples])]).astype(np.int64)
-        store = {h.name: np.zeros((offsets[-1], lm.model.config.hidden_size), np.float16) for h in hooks}
-        token_ids = np.concatenate([np.asarray(s.input_ids)[np.asarray(s.scored, bool)] for s in samples]).astype(np.int32)
-        for batch in length_batches([len(s.input_ids) for s in samples], 16, 8192):
-            ids, attention, scored = pad_batch([samples[i] for i in batch], lm.tokenizer.pad_token_id)
-            captured = residuals_at(lm.model, hooks, ids, attention)
-            for hook_name, resid in captured.items():
-                parts = torch.split(resid[scored].float(), [samples[i].n_scored for i in batch])
-                for i, part in zip(batch, parts, strict=True):
-                    store[hook_name][offsets[i] : offsets[i + 1]] = part.numpy().astype(np.float16)
-        for hook_name, array in store.items():
-            np.save(folder / f"{hook_name}.npy", array)
-        np.save(folder / "offsets.npy", offsets)
-        np.save(folder / "token_ids.npy", token_ids)
-        meta = {"labels": [labels[i] for i in keep], "pairs": [pairs[i] for i in keep], "groups": [groups[i] for i in keep],
-                "kept": keep, "n_input": len(conversations)}
-        (folder / "meta.json").write_text(json.dumps(meta))
-        (folder / "done").write_text("")
-        print(f"{name}: {len(samples)} samples, {offsets[-1]:,} tokens, {time.perf_counter() - started:.0f} s", flush=True)
+        meta = store_residuals(lm, hooks, conversations, folder, {"labels": labels, "pairs": pairs, "groups": groups},
+                               batch_size=16, batch_tokens=8192)
+        print(f"{name}: {len(meta['kept'])} samples, {meta['forward_tokens']:,} forward tokens, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
 
 
 @dataclass
