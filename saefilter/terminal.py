@@ -174,6 +174,21 @@ def print_eval(console: Console, report: dict) -> None:
     console.print(table)
 
 
+def shipped_layer(model: str) -> str:
+    """'yes, layer N' from the shipped SAE's config (a JSON read: no weights load)."""
+    import json
+
+    from saefilter.config import shipped_dir
+
+    path = shipped_dir(model) / "sae" / "cfg.json"
+    if not path.is_file():
+        return f"missing: {path} (reinstall saefilter)"
+    cfg = json.loads(path.read_text())
+    hook = cfg.get("metadata", {}).get("hook_name") or cfg.get("hook_name", "")
+    layer = hook.split(".")[1] if hook.startswith("blocks.") else "?"
+    return f"yes, layer {layer}"
+
+
 def print_models(console: Console) -> None:
     from rich.markup import escape
 
@@ -183,7 +198,8 @@ def print_models(console: Console) -> None:
     for column in ("name", "installed", "size", "layers x width", "licence", "shipped SAE + features", "install"):
         table.add_column(column)
     for m in NAMED_MODELS:
-        shipped = "yes (the default)" if m.shipped == "" else ("yes" if m.shipped else "no: build one (README)")
+        shipped = f"{shipped_layer(m.name)}{' (the default)' if m.shipped == '' else ''}" if m.shipped is not None \
+            else "no: build one (README)"
         table.add_row(m.name, "yes" if is_installed(m) else "no", f"{m.size_bytes / 1e6:,.0f} MB", f"{m.n_layers} x {m.d_model}",
                       m.licence, shipped, escape(m.install))
     console.print(table)

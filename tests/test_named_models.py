@@ -180,6 +180,8 @@ def test_models_command_lists_every_named_model():
     for model in named_models.NAMED_MODELS:
         assert model.name in result.stdout
     assert "saefilter[qwen-coder]" in result.stdout
+    # read from each shipped SAE's cfg.json
+    assert "yes, layer 16 (the default)" in result.stdout and "yes, layer 15" in result.stdout
 
 
 

