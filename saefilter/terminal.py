@@ -13,6 +13,7 @@ from rich.text import Text
 
 from saefilter.commands.pipeline import ScoreSummary
 from saefilter.features.feature_set import FeatureSet
+from saefilter.model.named import NamedModel
 from saefilter.outputs.files import component_id
 from saefilter.outputs.prune import PruneResult
 
@@ -174,19 +175,21 @@ def print_eval(console: Console, report: dict) -> None:
     console.print(table)
 
 
-def shipped_layer(model: str) -> str:
-    """'yes, layer N' from the shipped SAE's config (a JSON read: no weights load)."""
+def shipped_cell(model: NamedModel) -> str:
+    """'yes, layer N' from the shipped SAE's config (a JSON read: no weights load), or why not."""
     import json
 
     from saefilter.config import shipped_dir
 
-    path = shipped_dir(model) / "sae" / "cfg.json"
+    if model.shipped is None:
+        return "no: build one (README)"
+    path = shipped_dir(model.name) / "sae" / "cfg.json"
     if not path.is_file():
         return f"missing: {path} (reinstall saefilter)"
     cfg = json.loads(path.read_text())
     hook = cfg.get("metadata", {}).get("hook_name") or cfg.get("hook_name", "")
     layer = hook.split(".")[1] if hook.startswith("blocks.") else "?"
-    return f"yes, layer {layer}"
+    return f"yes, layer {layer}" + (" (the default)" if model.shipped == "" else "")
 
 
 def print_models(console: Console) -> None:
@@ -198,10 +201,8 @@ def print_models(console: Console) -> None:
     for column in ("name", "installed", "size", "layers x width", "licence", "shipped SAE + features", "install"):
         table.add_column(column)
     for m in NAMED_MODELS:
-        shipped = f"{shipped_layer(m.name)}{' (the default)' if m.shipped == '' else ''}" if m.shipped is not None \
-            else "no: build one (README)"
         table.add_row(m.name, "yes" if is_installed(m) else "no", f"{m.size_bytes / 1e6:,.0f} MB", f"{m.n_layers} x {m.d_model}",
-                      m.licence, shipped, escape(m.install))
+                      m.licence, shipped_cell(m), escape(m.install))
     console.print(table)
     console.print("Also accepted: a .gguf file (converted once into the cache), a model folder, a Hugging Face id.")
 

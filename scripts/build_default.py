@@ -91,10 +91,11 @@ def main() -> None:
             per_contrast.append(str(path))
         saefilter("features", "merge", *per_contrast, "--top-each", str(args.top_each), "-o", str(features))
     else:
-        chosen = [arg for name in (args.contrasts.split(",") if args.contrasts else []) for arg in ("--contrast", name)]
+        names = args.contrasts.split(",") if args.contrasts else []  # none: features build's default, answers
+        chosen = [arg for name in names for arg in ("--contrast", name)]
         identity = ("--no-identity-filter",) if args.no_identity_filter else ()
-        # one contrast: its direction from the same forward pass (as `features add-direction` would fit it)
-        with_direction = not args.no_direction and len(chosen) <= 2
+        # the answers contrast alone: its direction from the same forward pass (what add-direction would fit)
+        with_direction = not args.no_direction and names in ([], ["answers"])
         direction = ("--direction", "--aggregation", args.aggregation) if with_direction else ()
         saefilter("features", "build", *model, *chosen, *identity, *direction, "--selection", args.selection,
                   "--top", str(args.top), "--top-each", str(args.top_each), "-o", str(features))

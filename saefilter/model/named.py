@@ -59,7 +59,7 @@ SMOLLM2 = NamedModel(
 )
 QWEN_CODER = NamedModel(
     name="qwen2.5-coder-1.5b-instruct",
-    description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), chat template; 20x slower than the default on a CPU",
+    description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), chat template; 3-8x slower than the default on a CPU",
     licence="Apache-2.0",
     n_layers=28,
     d_model=1536,
