@@ -753,8 +753,9 @@ def features_merge(
 
 @features_app.command("show")
 def features_show(
-    path: Annotated[str, typer.Argument(help="Feature set file, or 'embedded' for the bundled default.")] = DEFAULT_FEATURES,
+    path: Annotated[str, typer.Argument(help="Feature set file, or 'embedded' for the set shipped for --model.")] = DEFAULT_FEATURES,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to show (0 = all).")] = 0,
+    model: Annotated[str, typer.Option("--model", "-m", help="Whose shipped set 'embedded' means (no weights load).")] = DEFAULT_MODEL,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -764,7 +765,7 @@ def features_show(
     from saefilter.features.feature_set import load_feature_set
     from saefilter.terminal import print_feature_set
 
-    feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path)))
+    feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path, model)))
     print_feature_set(essential, feature_set, limit=limit or None)
 
 

@@ -203,5 +203,16 @@ def test_embedded_sae_and_features_follow_the_model(monkeypatch):
     assert ScoreConfig(model="own").sae_spec == str(DEFAULTS_DIR / "own" / "sae")
 
 
+def test_features_show_embedded_follows_the_model():
+    """`features show` names the shipped set of --model (a JSON read, no weights), or says there is none."""
+    from test_cli import saefilter
+
+    shown = saefilter("features", "show", "--model", "qwen2.5-coder-1.5b-instruct", "--limit", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "model=qwen2.5-coder-1.5b-instruct" in shown.stdout and "hook=blocks.15.hook_resid_post" in shown.stdout
+    missing = saefilter("features", "show", "--model", "gemma-3-270m")
+    assert missing.returncode == 2 and "no SAE and feature set are shipped for it" in missing.stderr
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
