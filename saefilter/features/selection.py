@@ -25,6 +25,10 @@ Identity filter (`identity_latents`): a latent that fires on neutral sentences m
 a nationality, a gender or a name far more often than on other benign text encodes *who is
 mentioned*; hateful text mentions groups, so such latents separate toxic from neutral text, and a
 benign answer that names a group would score as harmful. They are never chosen.
+
+`features build` is three steps: `encode_contrasts` (one forward pass per side; `with_means` keeps
+what a harmful direction is fitted on, so `--direction` needs no second pass), `identity_exclusion`,
+and `select_from_encoded`.
 """
 
 from __future__ import annotations
@@ -510,30 +514,3 @@ def select_from_encoded(
     if len(built) == 1:
         return built[0][1]
     return merge_feature_sets(built, top_each)
-
-
-def build_from_contrasts(
-    encoder: FeatureEncoder,
-    contrasts: Sequence[ContrastTexts],
-    settings: SelectionSettings,
-    sae_spec: str,
-    meta: dict,
-    top_each: int | None,
-    tokens: TokenMode = "response",
-    max_tokens: int = 512,
-    batch_size: int = 16,
-    batch_tokens: int = 8192,
-    progress: ProgressFactory | None = None,
-    identity_texts: list[Conversation] | None = None,
-    identity_reference: list[Conversation] | None = None,
-) -> FeatureSet:
-    """`features build`: encode the contrasts, leave out identity latents (with
-    `settings.identity_filter` and `identity_texts`, neutral sentences naming groups and people;
-    `identity_exclusion`), and select from each contrast (`select_from_encoded`)."""
-    encoded = encode_contrasts(encoder, contrasts, tokens, max_tokens, batch_size, batch_tokens, progress)
-    exclude = None
-    if settings.identity_filter and identity_texts:
-        exclude = identity_exclusion(encoder, encoded, identity_texts, identity_reference, tokens, max_tokens,
-                                     batch_size, batch_tokens, progress)
-    return select_from_encoded(encoded, settings, encoder.lm.tokenizer.decode, sae_spec, encoder.sae.d_sae, meta,
-                               top_each, exclude)
