@@ -180,6 +180,7 @@ def shipped_cell(model: NamedModel) -> str:
     import json
 
     from saefilter.config import shipped_dir
+    from saefilter.model.hooks import parse_hook_name
 
     if model.shipped is None:
         return "no: build one (README)"
@@ -187,9 +188,8 @@ def shipped_cell(model: NamedModel) -> str:
     if not path.is_file():
         return f"missing: {path} (reinstall saefilter)"
     cfg = json.loads(path.read_text())
-    hook = cfg.get("metadata", {}).get("hook_name") or cfg.get("hook_name", "")
-    layer = hook.split(".")[1] if hook.startswith("blocks.") else "?"
-    return f"yes, layer {layer}" + (" (the default)" if model.shipped == "" else "")
+    hook = parse_hook_name(cfg.get("metadata", {}).get("hook_name") or cfg.get("hook_name", ""))
+    return f"yes, layer {hook.layer}" + (" (the default)" if model.shipped == "" else "")
 
 
 def print_models(console: Console) -> None:

@@ -89,9 +89,10 @@ def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: 
     lm = load_model(model, device="auto", dtype=dtype)
     hooks = [HookPoint(layer, "post") for layer in layers]
     sets = {split: scale_sets(split, hh_pairs, code_rows) for split in ("dev", "test")}
+    wanted_dev = (dev_sets | ({"own pairs"} if tuning_pairs else set())) - set(TEST_ONLY)
     for name in COLLECT_ORDER:  # the cheap and the matched sets first: a stopped run has measured them
         for split in ("dev", "test"):
-            if split == "dev" and (name in TEST_ONLY or name not in dev_sets | ({"own pairs"} if tuning_pairs else set())):
+            if split == "dev" and name not in wanted_dev:
                 continue
             data = sets[split][name]
             folder = out / folder_name(model, split, name)
@@ -100,9 +101,8 @@ def collect(model: str, layers: list[int], out: Path, hh_pairs: int, code_rows: 
             started = time.perf_counter()
             meta = store_residuals(lm, hooks, data.conversations, folder,
                                    {"labels": [int(v) for v in data.labels], "pairs": data.pairs, "groups": data.groups})
-            samples = meta["kept"]
             seconds = time.perf_counter() - started
-            print(f"{model} {split} {name}: {len(samples)} rows, {meta['forward_tokens']:,} forward tokens, "
+            print(f"{model} {split} {name}: {len(meta['kept'])} rows, {meta['forward_tokens']:,} forward tokens, "
                   f"{seconds:.0f} s ({meta['forward_tokens'] / max(seconds, 1e-9):.0f} tokens/s)", flush=True)
 
 
@@ -131,7 +131,7 @@ def measure(store: Path, runs: list[str], hh_pairs: int, code_rows: int, n_boot:
         for split in ("dev", "test"):
             for name in SETS:
                 folder = store / folder_name(model, split, name)
-                if (folder / "done").exists():
+                if is_stored(folder):
                     x[split, name], usable[split, name] = mean_residuals(folder, int(layer))
         test_names = [n for n in SETS if ("test", n) in x and n != "identity"]  # a spread needs a score's scale
         test = {n: sets["test"][n] for n in test_names}
@@ -203,7 +203,7 @@ def score_configs(store: Path, configs: list[str], hh_pairs: int, code_rows: int
         scores, usable = {}, {}
         for set_name in SETS:
             folder = store / folder_name(model, "test", set_name)
-            if (folder / "done").exists():
+            if is_stored(folder):
                 acts, usable[set_name] = stored_features(folder, sae, how)
                 scores[set_name] = geometric_scores(acts, proximity)
         present = {n: sets[n] for n in scores}
