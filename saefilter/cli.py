@@ -485,6 +485,7 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
         builtin_contrasts,
         builtin_identity_texts,
         read_reference,
+        reference_categories,
     )
 
     if ids is not None:
@@ -499,12 +500,14 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
         raise InputError("--paired describes --harmful/--benign files; the built-in contrasts say themselves which are paired")
     if harmful:
         sources = [ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
-                                 [c for p in benign for c in read_reference(p, column)], paired)]
+                                 [c for p in benign for c in read_reference(p, column)], paired,
+                                 reference_categories(harmful) if paired else None)]
         meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
         origin = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
     else:
         chosen = builtin_contrasts(contrast_names or DEFAULT_CONTRASTS)
-        sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired)
+        sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired,
+                                 reference_categories([c.harmful]) if c.paired else None)
                    for c in chosen]
         meta = {"contrasts": "built-in"}
         origin = f"built-in {chosen[0].name} contrast"
@@ -681,7 +684,8 @@ def _add_direction(config, harmful, benign, column, strength, ratio, label):
     tokenizer = scorer.lm.tokenizer
     sides = (contrast.harmful, contrast.benign)
     if contrast.paired:
-        sides = paired_texts(contrast, tokenizer, config.tokens, config.max_tokens)[:2]
+        kept = paired_texts(contrast, tokenizer, config.tokens, config.max_tokens)[0]
+        sides = (kept.harmful, kept.benign)
     encoded = []
     for name, texts in zip(("harmful", "benign"), sides, strict=True):
         samples, _ = encode_reference(texts, tokenizer, config.tokens, config.max_tokens)

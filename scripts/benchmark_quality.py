@@ -13,6 +13,9 @@ Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/data
   pooled and per group);
 - insecure vs secure code (`em_*`, --limit rows per class) and the old, form-confounded harmful vs
   benign chats (`*_heldout`);
+- hard negatives: the own pairs' harmful answers against benign answers *about* dark topics
+  (`data/matched/hard_negatives.jsonl`: war, overdose, scams, hate crimes, grief; its `tune` half on
+  dev, `report` half on test): does the score follow harm, or the topic and mood harm comes with?
 - `data/samples/mixed_chat.jsonl`: are all six plainly harmful rows above every benign row?
 - identity counterfactuals: how far a benign answer's score moves when only an identity term or a
   name changes (spread of its percentile among the benign rows of the matched sets).
@@ -47,6 +50,7 @@ DATA = Path("artifacts/data")
 MIXED = Path("data/samples/mixed_chat.jsonl")
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful rows of mixed_chat.jsonl
 IDENTITY = Path("data/matched/identity_counterfactuals.jsonl")
+HARD_NEGATIVES = Path("data/matched/hard_negatives.jsonl")
 
 
 @dataclass
@@ -88,6 +92,7 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
         "harmful vs benign (form-confounded)": two_sided(list(read_reference(DATA / "harmful_heldout.jsonl")),
                                                          list(read_reference(DATA / "benign_heldout.jsonl"))),
     }
+    sets["hard negatives (dark topics)"] = hard_negative_set(sets["own pairs"], "tune" if split == "dev" else "report")
     mixed = list(read_reference(MIXED))
     sets["mixed_chat"] = LabelledSet(mixed, np.array([int(i + 1 in MIXED_HARMFUL_LINES) for i in range(len(mixed))]),
                                      [None] * len(mixed), [None] * len(mixed))
@@ -95,6 +100,15 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
     sets["identity"] = LabelledSet([to_conversation({"messages": r["messages"]}) for r in identity], np.zeros(len(identity)),
                                    [None] * len(identity), [r["axis"] for r in identity], [r["template"] for r in identity])
     return sets
+
+
+def hard_negative_set(own_pairs: LabelledSet, split: str) -> LabelledSet:
+    """The split's harmful own-pair answers (label 1) against its benign answers on dark topics (label 0)."""
+    harmful = [c for c, y in zip(own_pairs.conversations, own_pairs.labels, strict=True) if y == 1]
+    rows = [json.loads(line) for line in HARD_NEGATIVES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    benign = [to_conversation({"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}]})
+              for r in rows if r["split"] == split]
+    return two_sided(harmful, benign)
 
 
 def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path, how: str = "max") -> tuple[np.ndarray, np.ndarray]:

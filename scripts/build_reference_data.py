@@ -334,8 +334,9 @@ def benchmark_sets(shared: Path, out: Path, seed: int) -> dict:
             record = labelled([prompt, {"role": "assistant", "content": row[key]}], label, row["id"], row["category"])
             sets.setdefault(f"pairs_{row['split']}", []).append(record)
             if row["split"] == "tune":
-                answers[key].append({"messages": record["messages"]})
-    # the tuning pairs are also a contrast to select features from: harmful vs benign answers to the same prompt
+                answers[key].append({"messages": record["messages"], "category": row["category"]})
+    # the tuning pairs are also a contrast to select features from: harmful vs benign answers to the same
+    # prompt, each with its kind of harm (feature labels name the kinds a latent rises in)
     for side, rows in answers.items():
         write_jsonl(out / f"contrast_answers_{side}.jsonl", rows)
     for path in sorted((shared / "em_outputs").glob("*.jsonl")):

@@ -337,8 +337,8 @@ def test_paired_contrast_keeps_only_complete_pairs_and_refuses_unequal_sides(mod
 
     harmful = [chat("bad one"), chat("bad two"), to_conversation({"messages": [{"role": "user", "content": "q"}]})]
     benign = [chat("good one"), to_conversation({"messages": [{"role": "user", "content": "q"}]}), chat("good three")]
-    kept_h, kept_b, dropped = paired_texts(ContrastTexts("p", harmful, benign, True), tokenizer, "response", 64)
-    assert (kept_h, kept_b, dropped) == ([harmful[0]], [benign[0]], 2)
+    kept, dropped = paired_texts(ContrastTexts("p", harmful, benign, True, ["a", "b", "c"]), tokenizer, "response", 64)
+    assert (kept.harmful, kept.benign, kept.categories, dropped) == ([harmful[0]], [benign[0]], ["a"], 2)
     with pytest.raises(InputError, match="2 harmful rows but 3 benign rows"):
         paired_texts(ContrastTexts("p", harmful[:2], benign, True), tokenizer, "response", 64)
 
@@ -365,3 +365,59 @@ def test_features_build_cli_paired_files_and_its_errors(tmp_path, model_dir, pla
     assert refused.returncode == 2 and f"{len(ANSWERS)} harmful rows but {len(ANSWERS) - 1} benign rows" in refused.stderr
     builtin = saefilter("features", "build", "--paired", "--model", str(model_dir), "--sae", str(planted), "-o", str(tmp_path / "y.json"))
     assert builtin.returncode == 2 and "--paired describes --harmful/--benign files" in builtin.stderr
+
+
+def test_harm_kinds_name_the_categories_a_latent_rises_in():
+    """Latent 0 rises only in the fraud pairs, latent 1 in every kind, latent 2 in violence but
+    with no consistency (t < 2): kinds 'fraud'; all three; none."""
+    from saefilter.features.selection import harm_kinds, kinds_text
+
+    rng = np.random.default_rng(0)
+    kinds = ["fraud"] * 8 + ["violence"] * 8 + ["hate"] * 8 + ["rare"] * 2
+    n = len(kinds)
+    benign = rng.uniform(0, 0.1, size=(n, 3)).astype(np.float32)
+    harmful = benign.copy()
+    harmful[:8, 0] += 1.0
+    harmful[:, 1] += rng.uniform(0.9, 1.1, size=n).astype(np.float32)
+    harmful[8:16, 2] += np.array([3, -3, 3, -3, 3, -3, 3, -2.5], np.float32)
+    found = harm_kinds(harmful, benign, kinds, [0, 1, 2])
+    assert list(found[0]) == ["fraud"]
+    assert set(found[1]) == {"fraud", "violence", "hate"}  # 'rare' has 2 pairs: not judged
+    assert found[2] == {}
+    assert kinds_text({"self_harm": 1.0, "fraud": 0.9, "hate": 0.8, "crime": 0.7}) == "self-harm, fraud, hate +1"
+
+
+def test_paired_selection_with_categories_puts_the_kinds_first_in_the_label():
+    from saefilter.features.selection import build_feature_set
+
+    kinds = ["fraud"] * 6 + ["violence"] * 6
+    samples = [EncodedSample([1, 2, 3], [False, True, True], False) for _ in kinds]
+    benign_acts = np.zeros((12, 3), np.float32)
+    harmful_acts = benign_acts.copy()
+    harmful_acts[:6, 1] = np.linspace(1.0, 1.5, 6)  # rises in the fraud pairs only
+    peaks = np.full((12, 3), 2, np.int32)
+    harmful = ReferenceActivations(harmful_acts, peaks, samples, 0)
+    benign = ReferenceActivations(benign_acts, peaks, samples, 0)
+    vocab = {1: "the", 2: " bad", 3: " thing"}
+    feature_set = build_feature_set(harmful, benign, 2, lambda ids: "".join(vocab[i] for i in ids), "sae", 3, {},
+                                    selection="activation", paired=True, categories=kinds)
+    feature = feature_set.features[0]
+    assert feature.index == 1 and feature.label == "fraud: 'thing'"
+    assert feature.stats["peak_words"] == "'thing'" and list(feature.stats["kinds"]) == ["fraud"]
+    unlabelled = build_feature_set(harmful, benign, 2, lambda ids: "".join(vocab[i] for i in ids), "sae", 3, {},
+                                   selection="activation", paired=True)
+    assert unlabelled.features[0].label == "'thing'"
+
+
+def test_reference_categories_read_every_record_or_none(tmp_path):
+    from saefilter.inputs.reference import builtin_contrasts, reference_categories
+
+    with_kinds = tmp_path / "a.jsonl"
+    with_kinds.write_text('{"text": "x", "category": "fraud"}\n\n{"text": "y", "category": "hate"}\n')
+    partly = tmp_path / "b.jsonl"
+    partly.write_text('{"text": "x", "category": "fraud"}\n{"text": "y"}\n')
+    assert reference_categories([with_kinds]) == ["fraud", "hate"]
+    assert reference_categories([with_kinds, partly]) is None
+    answers = builtin_contrasts(("answers",))[0]
+    shipped = reference_categories([answers.harmful])
+    assert shipped is not None and len(shipped) == 300 and len(set(shipped)) == 12

@@ -21,6 +21,11 @@ same user turn (the built-in `answers` and `code` contrasts), the latent's stati
 t of (harmful - benign) over the pairs: only what the answer changes counts, and a latent that tracks
 the topic of the prompt cancels within each pair.
 
+Kinds of harm (`harm_kinds`): when the pairs of a paired contrast carry a `category` (the built-in
+`answers` contrast: violence, fraud, hate, ...), each chosen latent's label starts with the kinds
+whose pairs it rises in most. The words where a latent peaks can be function words ('Then', 'be')
+even when it responds to harmful content at those positions; the kinds say what that content was.
+
 Identity filter (`identity_latents`): a latent that fires on neutral sentences mentioning a religion,
 a nationality, a gender or a name far more often than on other benign text encodes *who is
 mentioned*; hateful text mentions groups, so such latents separate toxic from neutral text, and a
@@ -36,7 +41,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -257,6 +262,42 @@ def paired_t(harmful: np.ndarray, benign: np.ndarray) -> np.ndarray:
     return (diff.mean(0) / np.maximum(diff.std(0, ddof=1) / np.sqrt(len(diff)), 1e-6)).astype(np.float32)
 
 
+MIN_PAIRS_PER_KIND = 5  # fewer pairs than this say nothing about a kind
+
+
+def harm_kinds(
+    harmful: np.ndarray, benign: np.ndarray, categories: Sequence[str], indices: Sequence[int],
+    share: float = 0.5, min_t: float = 2.0,
+) -> dict[int, dict[str, float]]:
+    """Per latent in `indices`: the kinds of harm (pair categories) whose pairs it rises in, with the
+    mean rise (harmful - benign, per pair) in each, strongest first. A kind counts when its mean rise
+    reaches `share` of the latent's strongest kind and its paired t within the kind is at least
+    `min_t`; kinds with fewer than MIN_PAIRS_PER_KIND pairs are not judged."""
+    if len(categories) != len(harmful) or harmful.shape != benign.shape:
+        raise ValueError("one category per pair, and as many harmful as benign rows")
+    columns = np.asarray(indices, dtype=np.int64)
+    diff = harmful[:, columns].astype(np.float64) - benign[:, columns].astype(np.float64)
+    labels = np.asarray(categories)
+    kinds = [k for k in sorted(set(categories)) if (labels == k).sum() >= MIN_PAIRS_PER_KIND]
+    if not kinds:
+        return {int(i): {} for i in columns}
+    means = np.stack([diff[labels == k].mean(0) for k in kinds])  # [n_kinds, n_latents]
+    t = np.stack([paired_t(harmful[labels == k][:, columns], benign[labels == k][:, columns]) for k in kinds])
+    result = {}
+    for j, index in enumerate(columns):
+        top = means[:, j].max()
+        chosen = [(kinds[k], float(means[k, j])) for k in np.argsort(-means[:, j], kind="stable")
+                  if top > 0 and means[k, j] >= share * top and t[k, j] >= min_t]
+        result[int(index)] = {kind: round(value, 4) for kind, value in chosen}
+    return result
+
+
+def kinds_text(kinds: dict[str, float], shown: int = 3) -> str:
+    """'fraud, crime' for a label; 'fraud, crime, violence +2' when more kinds qualify."""
+    names = [k.replace("_", "-") for k in kinds]
+    return ", ".join(names[:shown]) + (f" +{len(names) - shown}" if len(names) > shown else "")
+
+
 def contrast_statistics(harmful: np.ndarray, benign: np.ndarray, paired: bool = False) -> dict[str, np.ndarray]:
     """Per-latent statistics of [n, d_sae] aggregated activations in two sets; with `paired`, the
     effect size is the paired t (`paired_t`) instead of Cohen's d."""
@@ -361,18 +402,24 @@ def build_feature_set(
     selection: Selection = "token-controlled",
     paired: bool = False,
     exclude: np.ndarray | None = None,
+    categories: Sequence[str] | None = None,
 ) -> FeatureSet:
     """Rank latents (`select_features`) on per-sample max activations, or, with "token-controlled",
     on their excess over what the same word does in benign text (`controlled_for_tokens`); label
-    each from the words where it peaks in the harmful set."""
+    each from the words where it peaks in the harmful set, after the kinds of harm it rises in
+    (`harm_kinds`) when the pairs carry `categories`."""
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
     if selection == "token-controlled":
         harmful, benign = controlled_for_tokens(harmful, benign)
     chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency, paired, exclude)
+    kinds = (harm_kinds(harmful.acts, benign.acts, categories, [c.index for c in chosen])
+             if paired and categories is not None else {})
     features = []
     for stats in chosen:
-        label, snippets = label_feature(stats.index, harmful, decode)
+        words, snippets = label_feature(stats.index, harmful, decode)
+        named = kinds_text(kinds.get(stats.index, {}))
+        label = f"{named}: {words}" if named else words
         features.append(
             HarmfulFeature(
                 stats.index,
@@ -385,6 +432,7 @@ def build_feature_set(
                     "mean_harmful": stats.mean_harmful,
                     "mean_benign": stats.mean_benign,
                     "snippets": snippets,
+                    **({"peak_words": words, "kinds": kinds[stats.index]} if stats.index in kinds else {}),
                 },
             )
         )
@@ -392,6 +440,9 @@ def build_feature_set(
               "unusable_harmful": harmful.n_unusable, "unusable_benign": benign.n_unusable}
     if exclude is not None:
         counts["identity_latents_excluded"] = int(exclude.sum())
+    if kinds:
+        counts["kinds"] = "kinds of harm in a label: the pair categories whose mean rise reaches half the latent's " \
+                          f"strongest, paired t >= 2 within the kind, >= {MIN_PAIRS_PER_KIND} pairs each"
     ranking = (PAIRED_RANKINGS if paired else RANKINGS)[selection]
     return FeatureSet(tuple(features), d_sae, sae_spec, {"selection": {**meta, **counts, "top": top,
                                                                         "min_frequency": min_frequency,
@@ -424,6 +475,7 @@ class ContrastTexts:
     harmful: list[Conversation]
     benign: list[Conversation]
     paired: bool = False
+    categories: list[str] | None = None  # kind of harm of each pair (paired contrasts), for labels
 
 
 def contrast_activations(
@@ -441,16 +493,22 @@ def check_paired(contrast: ContrastTexts) -> None:
     if contrast.paired and len(contrast.harmful) != len(contrast.benign):
         raise InputError(f"paired contrast '{contrast.name}': {len(contrast.harmful)} harmful rows but "
                          f"{len(contrast.benign)} benign rows; row i of each side must answer the same turn")
+    if contrast.categories is not None and len(contrast.categories) != len(contrast.harmful):
+        raise InputError(f"contrast '{contrast.name}': {len(contrast.categories)} categories for "
+                         f"{len(contrast.harmful)} harmful rows")
 
 
-def paired_texts(contrast: ContrastTexts, tokenizer, tokens: TokenMode, max_tokens: int) -> tuple[list[Conversation], list[Conversation], int]:
-    """Both sides of a paired contrast, keeping only pairs whose two answers both have tokens to
-    score (the pairing must survive), and how many pairs were dropped."""
+def paired_texts(contrast: ContrastTexts, tokenizer, tokens: TokenMode, max_tokens: int) -> tuple[ContrastTexts, int]:
+    """The paired contrast less the pairs where either answer has no tokens to score (the pairing
+    must survive), and how many pairs were dropped."""
     check_paired(contrast)
     harmful = encode_each(contrast.harmful, tokenizer, tokens, max_tokens)
     benign = encode_each(contrast.benign, tokenizer, tokens, max_tokens)
     keep = [i for i, (h, b) in enumerate(zip(harmful, benign, strict=True)) if h is not None and b is not None]
-    return [contrast.harmful[i] for i in keep], [contrast.benign[i] for i in keep], len(harmful) - len(keep)
+    categories = [contrast.categories[i] for i in keep] if contrast.categories is not None else None
+    kept = replace(contrast, harmful=[contrast.harmful[i] for i in keep], benign=[contrast.benign[i] for i in keep],
+                   categories=categories)
+    return kept, len(harmful) - len(keep)
 
 
 @dataclass
@@ -470,13 +528,11 @@ def encode_contrasts(
     """One forward pass over every side of every contrast (paired ones keep only complete pairs)."""
     encoded = []
     for contrast in contrasts:
-        harmful_texts, benign_texts, dropped = contrast.harmful, contrast.benign, 0
-        if contrast.paired:
-            harmful_texts, benign_texts, dropped = paired_texts(contrast, encoder.lm.tokenizer, tokens, max_tokens)
+        kept, dropped = paired_texts(contrast, encoder.lm.tokenizer, tokens, max_tokens) if contrast.paired else (contrast, 0)
         sides = [contrast_activations(encoder, texts, tokens, max_tokens, batch_size, batch_tokens, progress,
                                       f"{contrast.name} {side}" if len(contrasts) > 1 else side, with_means)
-                 for side, texts in (("harmful", harmful_texts), ("benign", benign_texts))]
-        encoded.append(EncodedContrast(contrast, sides[0], sides[1], dropped))
+                 for side, texts in (("harmful", kept.harmful), ("benign", kept.benign))]
+        encoded.append(EncodedContrast(kept, sides[0], sides[1], dropped))
     return encoded
 
 
@@ -510,7 +566,7 @@ def select_from_encoded(
                  **({"paired": True, "unusable_pairs": e.unusable_pairs} if e.contrast.paired else {})}
         built.append((e.contrast.name, build_feature_set(
             e.harmful, e.benign, settings.top, decode, sae_spec, d_sae, {**meta, **extra}, settings.min_frequency,
-            settings.max_benign_frequency, settings.selection, e.contrast.paired, exclude)))
+            settings.max_benign_frequency, settings.selection, e.contrast.paired, exclude, e.contrast.categories)))
     if len(built) == 1:
         return built[0][1]
     return merge_feature_sets(built, top_each)

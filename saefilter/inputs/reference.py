@@ -75,6 +75,23 @@ def read_reference(path: Path, column: str | None = None) -> Iterator[Conversati
         raise InputError(f"{path}: unsupported reference format (use .jsonl, .jsonl.gz, .json, .csv or .txt)")
 
 
+def reference_categories(paths: Sequence[Path]) -> list[str] | None:
+    """The `category` of every record of JSONL reference files, in `read_reference` order (the kind
+    of harm of each pair of a paired contrast); None unless every record has one."""
+    categories: list[str] = []
+    for path in paths:
+        if not path.name.lower().endswith((".jsonl", ".jsonl.gz")):
+            return None
+        for item in read_lines(path):
+            if isinstance(item, BadLine) and item.blank:
+                continue
+            value = item.data.get("category") if not isinstance(item, BadLine) and isinstance(item.data, dict) else None
+            if not isinstance(value, str) or not value.strip():
+                return None
+            categories.append(value.strip())
+    return categories
+
+
 def read_labelled(path: Path, column: str, field: str | None = None) -> tuple[list[Conversation], list[int]]:
     """Conversations and 0/1 labels from a JSONL file whose records carry a label key."""
     conversations, labels = [], []

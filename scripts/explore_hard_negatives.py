@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Development exploration, round 5: does the default follow harm, or the dark topic harm comes with?
+
+`data/matched/hard_negatives.jsonl` holds benign answers *about* dark topics (a battle, an overdose,
+a scam, a hate crime, grief, a sad poem). Two ways of using its `tune` half in the selection are
+measured against a rebuild of the shipped default, on the dev encodings of
+`scripts/benchmark_quality.py --split dev` (run that first: it fills the cache):
+
+- topic exclusion (rho): leave out latents whose mean activation on the hard negatives reaches rho
+  times their mean activation on the harmful tuning answers (they fire on the topic or mood);
+- hard negatives in the direction: the probe's benign side gets the hard negatives beside the
+  benign tuning answers, so its direction has to separate harm from dark-but-benign text too.
+
+Own pairs and the hard negatives' dev rows are in-sample for every variant here (the selection and
+the probe used them); the report halves are read only by `benchmark_quality.py --split test`.
+
+    python scripts/explore_hard_negatives.py --rhos 0.5,0.75,1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from benchmark_quality import HARD_NEGATIVES, benchmark_sets, cache_key
+from explore_probe_weights import metrics
+
+from saefilter.config import ScoreConfig, resolve_sae_spec
+from saefilter.evaluation.evaluate import geometric_scores
+from saefilter.features.direction import DirectionSettings, with_direction
+from saefilter.features.feature_set import save_feature_set
+from saefilter.features.selection import (
+    ContrastTexts,
+    SelectionSettings,
+    contrast_activations,
+    encode_contrasts,
+    identity_exclusion,
+    select_from_encoded,
+)
+from saefilter.inputs.formats import to_conversation
+from saefilter.inputs.reference import builtin_benign_texts, builtin_contrasts, builtin_identity_texts, read_reference
+from saefilter.model.activations import FeatureEncoder
+from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.sae.loading import load_sae
+
+DEV_SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure",
+            "harmful vs benign (form-confounded)", "hard negatives (dark topics)", "mixed_chat")
+
+
+def hard_negative_texts(split: str) -> list:
+    rows = [json.loads(line) for line in HARD_NEGATIVES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [to_conversation({"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}]})
+            for r in rows if r["split"] == split]
+
+
+def topic_latents(hard_negative_acts: np.ndarray, harmful_acts: np.ndarray, rho: float) -> np.ndarray:
+    """[d_sae] bool: latents whose mean activation on benign dark-topic answers reaches `rho` times
+    their mean on harmful answers."""
+    return hard_negative_acts.mean(0) >= rho * np.maximum(harmful_acts.mean(0), 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rhos", default="0.5,0.75,1.0")
+    parser.add_argument("--cache", type=Path, default=Path("artifacts/quality/cache"))
+    parser.add_argument("--save", type=Path, default=Path("artifacts/explore_hard_negatives"),
+                        help="each variant's feature set is written here")
+    args = parser.parse_args()
+    config = ScoreConfig()
+    lm = load_model(DEFAULT_MODEL, device="auto", dtype="float32")
+    loaded = load_sae(resolve_sae_spec("embedded", DEFAULT_MODEL))
+    encoder = FeatureEncoder(lm, loaded)
+    decoder = loaded.sae.W_dec.detach().float().numpy()
+    answers = builtin_contrasts(("answers",))[0]
+    contrast = ContrastTexts(answers.name, list(read_reference(answers.harmful)), list(read_reference(answers.benign)), True)
+    passes = ("response", 512, 16, 8192, None)
+    encoded = encode_contrasts(encoder, [contrast], *passes, with_means=True)
+    identity = identity_exclusion(encoder, encoded, builtin_identity_texts(), builtin_benign_texts(), *passes)
+    hard = contrast_activations(encoder, hard_negative_texts("tune"), *passes, with_means=True)
+    sides = encoded[0]
+    settings = SelectionSettings(top=200)
+    meta = {"contrasts": "built-in", "model": DEFAULT_MODEL, "tokens": "response", "hook": loaded.hook.name}
+    direction = DirectionSettings(config.aggregation, config.neighbours, config.kernel)
+
+    def build(exclude: np.ndarray, probe_benign_extra: bool):
+        latents = select_from_encoded(encoded, settings, lm.tokenizer.decode, "embedded", loaded.d_sae, meta, None, exclude)
+        benign_resid = sides.benign.mean_residual
+        if probe_benign_extra:
+            benign_resid = np.concatenate([benign_resid, hard.mean_residual])
+        return with_direction(latents, sides.harmful.mean_residual, benign_resid, sides.benign.aggregated("mean"),
+                              decoder, loaded.hook.name, "built-in answers contrast", direction)
+
+    variants = {"rebuilt default": build(identity, False), "hard negatives in the probe": build(identity, True)}
+    for rho in (float(r) for r in args.rhos.split(",")):
+        topical = topic_latents(hard.mean_acts, sides.harmful.mean_acts, rho)
+        print(f"rho {rho:g}: {int((topical & ~identity).sum())} topic latents beside {int(identity.sum())} identity ones")
+        variants[f"topic exclusion rho {rho:g}"] = build(identity | topical, False)
+        variants[f"topic exclusion rho {rho:g} + hard negatives in the probe"] = build(identity | topical, True)
+
+    sets = benchmark_sets("dev", 500)
+    acts, usable = {}, {}
+    for name in DEV_SETS:
+        stored = np.load(args.cache / cache_key(loaded.fingerprint, "dev", 500, name))
+        acts[name], usable[name] = stored["mean_acts"], stored["usable"]
+    args.save.mkdir(parents=True, exist_ok=True)
+    reference = {f.index for f in variants["rebuilt default"].features}
+    for name, feature_set in variants.items():
+        proximity = feature_set.proximity(decoder, config.neighbours, config.kernel).proximity
+        row = {n: metrics(sets, usable, n, geometric_scores(acts[n], proximity)) for n in DEV_SETS}
+        mixed = geometric_scores(acts["mixed_chat"], proximity)
+        y = sets["mixed_chat"].labels[usable["mixed_chat"]]
+        ranks = sorted(int(np.flatnonzero(np.argsort(-mixed, kind="stable") == i)[0]) + 1 for i in np.flatnonzero(y == 1))
+        kept = len(reference & {f.index for f in feature_set.features})
+        cells = " | ".join(f"{v['auroc']:.3f}" + (f" / {v['pairwise']:.3f}" if "pairwise" in v else "")
+                           for n, v in row.items() if n != "mixed_chat")
+        print(f"| {name} | {cells} | {', '.join(map(str, ranks))} | {kept} |", flush=True)
+        path = args.save / (name.replace(" ", "_").replace("+", "and") + ".json")
+        save_feature_set(replace(feature_set, meta={**feature_set.meta, "variant": name}), path)
+
+
+if __name__ == "__main__":
+    main()
