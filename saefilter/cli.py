@@ -96,6 +96,7 @@ TokensOpt = Annotated[
     ),
 ]
 AggOpt = Annotated[str, typer.Option("--aggregation", "-a", help="How a feature's activations combine over tokens: max or mean.")]
+HardNegativesOpt = Annotated[list[str], typer.Option("--hard-negatives", help="Benign text about the dark topics harm comes with (war, overdose, scams, grief), counted as benign by the direction's probe only: 'builtin' (the default with the built-in answers contrast), 'none' (the default with --harmful/--benign files), or file(s).")]
 NeighboursOpt = Annotated[int, typer.Option("--neighbours", "-k", help="Harmful directions averaged per feature (kNN in FAISS).")]
 KernelOpt = Annotated[str, typer.Option("--kernel", help="Proximity of a cosine c: linear max(0,c); excess: above the SAE's background cosine; sq-excess: its square.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Truncate each record to this many tokens (from the right, like SFT).")]
@@ -439,6 +440,7 @@ def features_build(
     paired: Annotated[bool, typer.Option("--paired", help="--harmful and --benign are aligned pairs: row i of each answers the same user turn; rank by the paired t of their difference (the built-in answers and code contrasts are paired).")] = False,
     identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = True,
     direction: Annotated[bool, typer.Option("--direction/--no-direction", help="Also add the harmful direction of the (one) contrast, from the same forward pass: what `features add-direction` adds, with its defaults.")] = False,
+    hard_negatives: HardNegativesOpt = [],
     aggregation: AggOpt = ScoreConfig.aggregation,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
@@ -468,7 +470,7 @@ def features_build(
 
     settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter)
     feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each,
-                                                          paired, direction))
+                                                          paired, direction, hard_negatives))
     from saefilter.features.feature_set import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -477,17 +479,21 @@ def features_build(
     out.print(f"features -> {output}")
 
 
-def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False, direction=False):
+def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False, direction=False,
+                    hard_negatives=()):
     from saefilter.features.selection import ContrastTexts, check_paired
     from saefilter.inputs.records import InputError
     from saefilter.inputs.reference import (
         builtin_benign_texts,
         builtin_contrasts,
         builtin_identity_texts,
+        hard_negative_texts,
         read_reference,
         reference_categories,
     )
 
+    if hard_negatives and not direction:
+        raise InputError("--hard-negatives feed the direction's probe: give --direction too")
     if ids is not None:
         if direction:
             raise InputError("--direction is fitted on a contrast; with --ids, run `features add-direction` on the set")
@@ -516,6 +522,8 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     if direction and len(sources) > 1:
         raise InputError(f"--direction is fitted on one contrast, got {len(sources)}; build with one, or run "
                          "`features add-direction` on the merged set")
+    extra, extra_source = hard_negative_texts(hard_negatives, not harmful and sources[0].name == "answers", column) \
+        if direction else ([], "none")
     identity_texts = builtin_identity_texts() if settings.identity_filter else None
     identity_reference = builtin_benign_texts() if settings.identity_filter else None
     from functools import partial
@@ -537,11 +545,14 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     if not direction:
         return feature_set
     from saefilter.features.direction import DirectionSettings, with_direction
+    from saefilter.features.selection import contrast_activations
 
     sides = encoded[0]
+    hard = contrast_activations(encoder, extra, *passes, "hard negatives", with_means=True).mean_residual if extra else None
     return with_direction(feature_set, sides.harmful.mean_residual, sides.benign.mean_residual,
                           sides.benign.aggregated(config.aggregation), loaded.sae.W_dec.detach().float().cpu().numpy(),
-                          loaded.hook.name, origin, DirectionSettings(config.aggregation, config.neighbours, config.kernel))
+                          loaded.hook.name, f"{origin}; hard negatives: {extra_source}",
+                          DirectionSettings(config.aggregation, config.neighbours, config.kernel), hard)
 
 
 def _feature_set_from_ids(config, ids):
@@ -626,6 +637,7 @@ def features_add_direction(
     strength: Annotated[float, typer.Option("--c", help="Inverse L2 strength of the probe on standardised residuals.")] = 0.03,
     label: Annotated[str | None, typer.Option("--label", help="Label of the direction in explanations.")] = None,
     column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
+    hard_negatives: HardNegativesOpt = [],
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     tokens: TokensOpt = "response",
@@ -651,7 +663,7 @@ def features_add_direction(
     if output is None and features == DEFAULT_FEATURES:
         fail("the embedded feature set is part of the package: give --output for the new copy")
     target = output or Path(features)
-    updated = run_with_errors(lambda: _add_direction(config, harmful, benign, column, strength, ratio, label))
+    updated = run_with_errors(lambda: _add_direction(config, harmful, benign, column, strength, ratio, label, hard_negatives))
     from saefilter.features.feature_set import save_feature_set
 
     save_feature_set(updated, target)
@@ -660,17 +672,18 @@ def features_add_direction(
               f"run `saefilter features calibrate {target} --benign ...` again: the scores have changed")
 
 
-def _add_direction(config, harmful, benign, column, strength, ratio, label):
+def _add_direction(config, harmful, benign, column, strength, ratio, label, hard_negatives=()):
     from saefilter.evaluation.evaluate import collect
     from saefilter.features.direction import DirectionSettings, with_direction
     from saefilter.features.selection import ContrastTexts, encode_reference, paired_texts
     from saefilter.inputs.records import InputError
-    from saefilter.inputs.reference import builtin_contrasts, read_reference
+    from saefilter.inputs.reference import builtin_contrasts, hard_negative_texts, read_reference
     from saefilter.scoring.scorer import Scorer
     from saefilter.terminal import count_progress
 
     if bool(harmful) != bool(benign):
         raise InputError("give both --harmful and --benign, or neither (the built-in answers contrast)")
+    extra, extra_source = hard_negative_texts(hard_negatives, not harmful, column)
     if harmful:
         contrast = ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
                                  [c for p in benign for c in read_reference(p, column)])
@@ -687,16 +700,18 @@ def _add_direction(config, harmful, benign, column, strength, ratio, label):
         kept = paired_texts(contrast, tokenizer, config.tokens, config.max_tokens)[0]
         sides = (kept.harmful, kept.benign)
     encoded = []
-    for name, texts in zip(("harmful", "benign"), sides, strict=True):
+    for name, texts in zip(("harmful", "benign", "hard negatives"), (*sides, extra), strict=True):
         samples, _ = encode_reference(texts, tokenizer, config.tokens, config.max_tokens)
-        if not samples:
+        if not samples and name != "hard negatives":
             raise InputError(f"features add-direction: no {name} row has tokens to score (--tokens {config.tokens})")
         with count_progress(console, f"encoding {name}", len(samples)) as advance:
-            encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance))
+            encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance) if samples else None)
     settings = DirectionSettings(config.aggregation, config.neighbours, config.kernel, strength, ratio, label)
     decoder = scorer.method.sae.sae.W_dec.detach().float().cpu().numpy()
     return with_direction(scorer.method.feature_set, encoded[0].mean_residual, encoded[1].mean_residual,
-                          encoded[1].aggregated[config.aggregation], decoder, scorer.method.sae.hook.name, source, settings)
+                          encoded[1].aggregated[config.aggregation], decoder, scorer.method.sae.hook.name,
+                          f"{source}; hard negatives: {extra_source}", settings,
+                          encoded[2].mean_residual if encoded[2] is not None else None)
 
 
 @features_app.command("contrasts")

@@ -20,7 +20,10 @@ this project. Only text whose licence allows redistribution inside an MIT packag
 answers and code are paired (row i of each side answers the same request; `"paired": true`). Beside
 the contrasts, `identity_filter` ships data/contrasts/identity_neutral.txt (100 neutral sentences
 naming religions, nationalities, genders, ethnicities and people, written for saefilter, MIT):
-feature selection leaves out latents that fire on them far more than on other benign text.
+feature selection leaves out latents that fire on them far more than on other benign text; and
+`hard_negatives` ships the tune half of data/matched/hard_negatives.jsonl (65 benign answers about
+dark topics, written for saefilter, MIT; the report half stays out for evaluation): the harmful
+direction's probe counts them as benign, so the direction follows harm rather than the topic.
 
     python scripts/build_reference_data.py && python scripts/build_contrasts.py
 """
@@ -43,6 +46,7 @@ TARGET = ROOT / "saefilter" / "contrasts"
 TASKS = ROOT / "data" / "contrasts" / "benign_tasks.txt"
 CODE_PAIRS = ROOT / "data" / "contrasts" / "code_pairs.jsonl"
 IDENTITY_NEUTRAL = ROOT / "data" / "contrasts" / "identity_neutral.txt"
+HARD_NEGATIVES = ROOT / "data" / "matched" / "hard_negatives.jsonl"
 
 # The most common openings of AdvBench/HarmBench requests, each completed by a benign task.
 OPENERS = (
@@ -136,6 +140,8 @@ def main() -> None:
     answers = {s: read_jsonl(DATA / f"contrast_answers_{s}.jsonl") for s in ("harmful", "benign")}
     code_pairs = read_jsonl(CODE_PAIRS)
     identity = [{"text": t.strip()} for t in IDENTITY_NEUTRAL.read_text(encoding="utf-8").splitlines() if t.strip()]
+    hard_negatives = [{"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}],
+                       "category": r["category"]} for r in read_jsonl(HARD_NEGATIVES) if r["split"] == "tune"]
     code = {side: [{"messages": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p[key]}]}
                    for p in code_pairs] for side, key in (("harmful", "vulnerable"), ("benign", "secure"))}
     manifest = {
@@ -167,6 +173,9 @@ def main() -> None:
         },
         "identity_filter": side("identity_neutral", identity, "neutral sentences naming religions, nationalities, genders, "
                                 "ethnicities and people (data/contrasts/identity_neutral.txt)", {"saefilter": len(identity)}),
+        "hard_negatives": side("hard_negatives", hard_negatives, "benign answers about dark topics (war, overdose, scams, "
+                               "hate crimes, grief): the tune half of data/matched/hard_negatives.jsonl",
+                               {"saefilter": len(hard_negatives)}),
     }
     (TARGET / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     total = sum(p.stat().st_size for p in TARGET.iterdir())

@@ -128,3 +128,66 @@ def test_features_build_with_direction_equals_build_then_add_direction(tmp_path,
                                                                            if k != "train_separation"}
     merged = saefilter("features", "build", "--contrast", "answers", "--contrast", "code", "--direction", *common)
     assert merged.returncode == 2 and "--direction is fitted on one contrast, got 2" in merged.stderr
+
+
+def test_hard_negatives_turn_the_probe_away_from_the_topic_harm_comes_with():
+    """Harmful answers = benign + harm + a dark topic; hard negatives = benign + the same topic. The
+    pairs alone cannot tell the topic from the harm, so the probe leans on both alike; with the hard
+    negatives counted as benign it points mostly along the harm, the topic's share more than halved."""
+    from saefilter.features.direction import fitted_direction
+
+    rng = np.random.default_rng(1)
+    d = 16
+    harm, topic = np.zeros(d), np.zeros(d)
+    harm[0], topic[1] = 1.0, 1.0
+    benign = rng.normal(size=(200, d))
+    harmful = rng.normal(size=(200, d)) + 2.0 * harm + 2.0 * topic
+    hard = rng.normal(size=(200, d)) + 2.0 * topic
+    acts = rng.uniform(0.1, 1.0, size=(200, 4))
+    decoder = np.eye(4, d, dtype=np.float32)  # latents 0 and 1 point along the harm and the topic
+    proximity = np.array([1.0, 0.5, 0.2, 0.0])
+    pairs_only, _, stats = fitted_direction(harmful, benign, acts, proximity, decoder, c=1.0)
+    with_hard, _, stats_hard = fitted_direction(harmful, benign, acts, proximity, decoder, c=1.0,
+                                                hard_negative_residuals=hard)
+    assert pairs_only @ topic > 0.5 and pairs_only @ harm > 0.5  # the pairs alone: as much topic as harm
+    assert with_hard @ harm > 0.9 and with_hard @ topic < 0.5 * (pairs_only @ topic)
+    assert stats["hard_negative_rows"] == 0 and stats_hard["hard_negative_rows"] == 200
+
+
+def test_features_build_direction_takes_hard_negatives_and_says_so(tmp_path, model_dir, sae_dir):
+    harmful = write_jsonl(tmp_path / "h.jsonl", [chat(f"tell me {i}", f"kill them all with {w}") for i, w in
+                                                 enumerate(("knives", "poison", "fire", "rope", "guns", "rocks"))])
+    benign = write_jsonl(tmp_path / "b.jsonl", [chat(f"tell me {i}", f"bake them all with {w}") for i, w in
+                                                enumerate(("flour", "sugar", "eggs", "butter", "milk", "salt"))])
+    dark = write_jsonl(tmp_path / "dark.jsonl", [chat("history", f"in the war they died by {w}") for w in ("fire", "guns")])
+    common = ["--model", str(model_dir), "--sae", str(sae_dir)]
+    build = ["features", "build", "-H", str(harmful), "-B", str(benign), "--paired", "--top", "6", "--min-frequency", "0",
+             "--max-benign-frequency", "1", "--no-identity-filter", "--direction", *common]
+    plain, hard = tmp_path / "plain.json", tmp_path / "hard.json"
+    assert saefilter(*build, "-o", str(plain)).returncode == 0  # own files: no hard negatives unless asked
+    made = saefilter(*build, "--hard-negatives", str(dark), "-o", str(hard))
+    assert made.returncode == 0, made.stderr
+    (without,), (with_dark,) = load_feature_set(plain).directions, load_feature_set(hard).directions
+    assert without.stats["hard_negative_rows"] == 0 and without.stats["source"].endswith("hard negatives: none")
+    assert with_dark.stats["hard_negative_rows"] == 2 and str(dark) in with_dark.stats["source"]
+    assert not np.allclose(without.vector, with_dark.vector)
+    added = saefilter("features", "add-direction", str(plain), "-H", str(harmful), "-B", str(benign),
+                      "--hard-negatives", str(dark), "-o", str(tmp_path / "added.json"), *common)
+    assert added.returncode == 0, added.stderr
+    np.testing.assert_allclose(load_feature_set(tmp_path / "added.json").directions[0].vector, with_dark.vector,
+                               rtol=1e-4, atol=1e-6)
+    mixed = saefilter(*build, "--hard-negatives", "none", "--hard-negatives", str(dark))
+    assert mixed.returncode == 2 and "does not combine" in mixed.stderr
+    no_direction = saefilter("features", "build", "-H", str(harmful), "-B", str(benign), "--hard-negatives", str(dark), *common)
+    assert no_direction.returncode == 2 and "give --direction too" in no_direction.stderr
+
+
+def test_builtin_hard_negatives_are_the_tune_half_only():
+    from saefilter.inputs.reference import builtin_hard_negative_texts, builtin_manifest
+
+    texts = builtin_hard_negative_texts()
+    rows = [json.loads(line) for line in open("data/matched/hard_negatives.jsonl", encoding="utf-8")]
+    tune = [r["answer"] for r in rows if r["split"] == "tune"]
+    assert [t.turns[-1].content for t in texts] == tune and len(tune) == 65
+    entry = builtin_manifest()["hard_negatives"]
+    assert entry["rows"] == 65 and entry["sources"][0]["licence"].startswith("MIT")

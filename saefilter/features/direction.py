@@ -7,6 +7,11 @@ outputs at 0.82 on dev). Kept inside the source paper's method, the probe's weig
 one more harmful direction: each latent's proximity to it is the cosine of its decoder row with it
 (clipped at 0), and a sample's score is still the activation-weighted proximity of its latents.
 
+Hard negatives: benign answers *about* dark topics (a battle, an overdose, a scam) join the benign side
+of the probe, not of the weight. Paired answers hold the topic fixed, so a probe on them alone is
+free to lean on what harmful answers share with any text on a dark subject; with the hard
+negatives it has to find what separates harm from the topic too (BENCHMARKS.md, "round 5").
+
 The direction's weight sets how much it counts beside the harmful latents: `ratio` times the
 spread of the latents' part of the score over its own spread, both on the benign side of the
 contrast, i.e. the sum of the two parts' z-scores (ratio 1: equal footing), as one proximity.
@@ -68,13 +73,16 @@ def direction_weight(latent_part: np.ndarray, direction_part: np.ndarray, ratio:
 
 def fitted_direction(
     harmful_residuals: np.ndarray, benign_residuals: np.ndarray, benign_acts: np.ndarray, latent_proximity: np.ndarray,
-    decoder: np.ndarray, c: float = DEFAULT_C, ratio: float = 1.0,
+    decoder: np.ndarray, c: float = DEFAULT_C, ratio: float = 1.0, hard_negative_residuals: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, dict]:
-    """The probe direction of harmful vs benign mean residuals [n, d_in], and its weight against the
-    harmful latents' part of the score (`latent_proximity` [d_sae]) on the benign aggregated
-    activations `benign_acts` [n_benign, d_sae]."""
-    x = np.concatenate([harmful_residuals, benign_residuals])
-    y = np.concatenate([np.ones(len(harmful_residuals)), np.zeros(len(benign_residuals))])
+    """The probe direction of harmful vs benign (and hard-negative) mean residuals [n, d_in], and its
+    weight against the harmful latents' part of the score (`latent_proximity` [d_sae]) on the benign
+    aggregated activations `benign_acts` [n_benign, d_sae] (the answers the score will meet, not the
+    hard negatives)."""
+    hard = np.zeros((0, harmful_residuals.shape[1]), harmful_residuals.dtype) if hard_negative_residuals is None \
+        else hard_negative_residuals
+    x = np.concatenate([harmful_residuals, benign_residuals, hard])
+    y = np.concatenate([np.ones(len(harmful_residuals)), np.zeros(len(benign_residuals) + len(hard))])
     direction = probe_direction(x, y, c)
     acts = np.maximum(benign_acts, 0).astype(np.float64)
     totals = np.maximum(acts.sum(1), 1e-12)
@@ -82,6 +90,7 @@ def fitted_direction(
     direction_part = acts @ clipped_cosines(decoder, direction[None, :])[:, 0] / totals
     weight = direction_weight(latent_part, direction_part, ratio)
     stats = {"c": c, "ratio": ratio, "harmful_rows": len(harmful_residuals), "benign_rows": len(benign_residuals),
+             "hard_negative_rows": len(hard),
              "train_separation": float(np.mean(x[y == 1] @ direction) - np.mean(x[y == 0] @ direction))}
     return direction, weight, stats
 
@@ -102,6 +111,7 @@ class DirectionSettings:
 def with_direction(
     feature_set: FeatureSet, harmful_residuals: np.ndarray, benign_residuals: np.ndarray, benign_acts: np.ndarray,
     decoder: np.ndarray, hook: str, source: str, settings: DirectionSettings,
+    hard_negative_residuals: np.ndarray | None = None,
 ) -> FeatureSet:
     """`feature_set`'s latents with the fitted direction as its one direction (replacing any), and its
     benign calibration dropped: the scores change, so `features calibrate` must run again.
@@ -109,7 +119,7 @@ def with_direction(
     latents_only = replace(feature_set, directions=())
     latent_proximity = latents_only.proximity(decoder, settings.neighbours, settings.kernel).proximity
     vector, weight, stats = fitted_direction(harmful_residuals, benign_residuals, benign_acts, latent_proximity, decoder,
-                                             settings.c, settings.ratio)
+                                             settings.c, settings.ratio, hard_negative_residuals)
     direction = HarmfulDirection(settings.label or f"probe: harmful vs benign answers ({source})",
                                  tuple(float(v) for v in vector), weight,
                                  {**stats, "source": source, "hook": hook, "aggregation": settings.aggregation,

@@ -187,6 +187,27 @@ def builtin_benign_texts() -> list[Conversation]:
     return [c for contrast in builtin_contrasts() for c in read_reference(contrast.benign)]
 
 
+def builtin_hard_negative_texts() -> list[Conversation]:
+    """Benign answers about dark topics (war, overdose, scams, hate crimes, grief), shipped as the
+    benign extra of the answers contrast's harmful direction (manifest entry `hard_negatives`)."""
+    entry = builtin_manifest()["hard_negatives"]
+    return list(read_reference(BUILTIN_CONTRASTS_DIR / entry["file"]))
+
+
+def hard_negative_texts(values: Sequence[str], builtin_default: bool, column: str | None = None) -> tuple[list[Conversation], str]:
+    """The texts `--hard-negatives` names ('builtin', 'none' or files; none given: the built-in ones
+    when `builtin_default`, else none), and how to say where they came from."""
+    values = list(values) or (["builtin"] if builtin_default else ["none"])
+    if "none" in values:
+        if len(values) > 1:
+            raise InputError("--hard-negatives none does not combine with other values")
+        return [], "none"
+    texts: list[Conversation] = []
+    for value in values:
+        texts += builtin_hard_negative_texts() if value == "builtin" else list(read_reference(Path(value), column))
+    return texts, ", ".join("built-in" if v == "builtin" else v for v in values)
+
+
 def builtin_identity_texts() -> list[Conversation]:
     """Neutral sentences naming religions, nationalities, genders, ethnicities and people, shipped for
     the identity filter of feature selection (manifest entry `identity_filter`)."""

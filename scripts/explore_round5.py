@@ -1,26 +1,30 @@
 #!/usr/bin/env python
-"""Development exploration, round 5: does the default follow harm, or the dark topic harm comes with?
+"""Development exploration, round 5: how many latents, and the dark topics harm comes with.
 
 `data/matched/hard_negatives.jsonl` holds benign answers *about* dark topics (a battle, an overdose,
-a scam, a hate crime, grief, a sad poem). Two ways of using its `tune` half in the selection are
-measured against a rebuild of the shipped default, on the dev encodings of
-`scripts/benchmark_quality.py --split dev` (run that first: it fills the cache):
+a scam, a hate crime, grief, a sad poem). Variants of the shipped selection (the built-in answers
+contrast, token-controlled, paired, identity filter, plus its probe direction), measured on the dev
+encodings of `scripts/benchmark_quality.py --split dev` (run that first: it fills the cache):
 
+- top N: how many latents beside the direction (the shipped set has 200; round 2 found 50 better on
+  the EM-model outputs without a direction);
+- hard negatives in the direction: the probe's benign side gets the `tune` hard negatives beside
+  the benign tuning answers, so its direction has to separate harm from dark-but-benign text too;
 - topic exclusion (rho): leave out latents whose mean activation on the hard negatives reaches rho
-  times their mean activation on the harmful tuning answers (they fire on the topic or mood);
-- hard negatives in the direction: the probe's benign side gets the hard negatives beside the
-  benign tuning answers, so its direction has to separate harm from dark-but-benign text too.
+  times their mean activation on the harmful tuning answers (they fire on the topic or mood).
 
 Own pairs and the hard negatives' dev rows are in-sample for every variant here (the selection and
 the probe used them); the report halves are read only by `benchmark_quality.py --split test`.
+The forward passes are kept in --save/encoded.pkl, so a second run with other variants is quick.
 
-    python scripts/explore_hard_negatives.py --rhos 0.5,0.75,1.0
+    python scripts/explore_round5.py --tops 50,100,200 --rhos 0.5,1.0
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,7 +45,13 @@ from saefilter.features.selection import (
     select_from_encoded,
 )
 from saefilter.inputs.formats import to_conversation
-from saefilter.inputs.reference import builtin_benign_texts, builtin_contrasts, builtin_identity_texts, read_reference
+from saefilter.inputs.reference import (
+    builtin_benign_texts,
+    builtin_contrasts,
+    builtin_identity_texts,
+    read_reference,
+    reference_categories,
+)
 from saefilter.model.activations import FeatureEncoder
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 from saefilter.sae.loading import load_sae
@@ -64,9 +74,10 @@ def topic_latents(hard_negative_acts: np.ndarray, harmful_acts: np.ndarray, rho:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rhos", default="0.5,0.75,1.0")
+    parser.add_argument("--tops", default="200")
+    parser.add_argument("--rhos", default="")
     parser.add_argument("--cache", type=Path, default=Path("artifacts/quality/cache"))
-    parser.add_argument("--save", type=Path, default=Path("artifacts/explore_hard_negatives"),
+    parser.add_argument("--save", type=Path, default=Path("artifacts/explore_round5"),
                         help="each variant's feature set is written here")
     args = parser.parse_args()
     config = ScoreConfig()
@@ -75,26 +86,36 @@ def main() -> None:
     encoder = FeatureEncoder(lm, loaded)
     decoder = loaded.sae.W_dec.detach().float().numpy()
     answers = builtin_contrasts(("answers",))[0]
-    contrast = ContrastTexts(answers.name, list(read_reference(answers.harmful)), list(read_reference(answers.benign)), True)
+    contrast = ContrastTexts(answers.name, list(read_reference(answers.harmful)), list(read_reference(answers.benign)), True,
+                             reference_categories([answers.harmful]))
     passes = ("response", 512, 16, 8192, None)
-    encoded = encode_contrasts(encoder, [contrast], *passes, with_means=True)
-    identity = identity_exclusion(encoder, encoded, builtin_identity_texts(), builtin_benign_texts(), *passes)
-    hard = contrast_activations(encoder, hard_negative_texts("tune"), *passes, with_means=True)
+    stored = args.save / "encoded.pkl"
+    if stored.exists():
+        encoded, identity, hard = pickle.loads(stored.read_bytes())
+    else:
+        encoded = encode_contrasts(encoder, [contrast], *passes, with_means=True)
+        identity = identity_exclusion(encoder, encoded, builtin_identity_texts(), builtin_benign_texts(), *passes)
+        hard = contrast_activations(encoder, hard_negative_texts("tune"), *passes, with_means=True)
+        args.save.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(pickle.dumps((encoded, identity, hard)))
     sides = encoded[0]
-    settings = SelectionSettings(top=200)
     meta = {"contrasts": "built-in", "model": DEFAULT_MODEL, "tokens": "response", "hook": loaded.hook.name}
     direction = DirectionSettings(config.aggregation, config.neighbours, config.kernel)
 
-    def build(exclude: np.ndarray, probe_benign_extra: bool):
-        latents = select_from_encoded(encoded, settings, lm.tokenizer.decode, "embedded", loaded.d_sae, meta, None, exclude)
+    def build(exclude: np.ndarray, probe_benign_extra: bool, top: int = 200):
+        latents = select_from_encoded(encoded, SelectionSettings(top=top), lm.tokenizer.decode, "embedded", loaded.d_sae,
+                                      meta, None, exclude)
         benign_resid = sides.benign.mean_residual
         if probe_benign_extra:
             benign_resid = np.concatenate([benign_resid, hard.mean_residual])
         return with_direction(latents, sides.harmful.mean_residual, benign_resid, sides.benign.aggregated("mean"),
                               decoder, loaded.hook.name, "built-in answers contrast", direction)
 
-    variants = {"rebuilt default": build(identity, False), "hard negatives in the probe": build(identity, True)}
-    for rho in (float(r) for r in args.rhos.split(",")):
+    variants = {}
+    for top in (int(t) for t in args.tops.split(",")):
+        variants[f"top {top}"] = build(identity, False, top)
+        variants[f"top {top} + hard negatives in the probe"] = build(identity, True, top)
+    for rho in (float(r) for r in args.rhos.split(",") if r):
         topical = topic_latents(hard.mean_acts, sides.harmful.mean_acts, rho)
         print(f"rho {rho:g}: {int((topical & ~identity).sum())} topic latents beside {int(identity.sum())} identity ones")
         variants[f"topic exclusion rho {rho:g}"] = build(identity | topical, False)
@@ -106,7 +127,7 @@ def main() -> None:
         stored = np.load(args.cache / cache_key(loaded.fingerprint, "dev", 500, name))
         acts[name], usable[name] = stored["mean_acts"], stored["usable"]
     args.save.mkdir(parents=True, exist_ok=True)
-    reference = {f.index for f in variants["rebuilt default"].features}
+    reference = {f.index for f in next(iter(variants.values())).features}
     for name, feature_set in variants.items():
         proximity = feature_set.proximity(decoder, config.neighbours, config.kernel).proximity
         row = {n: metrics(sets, usable, n, geometric_scores(acts[n], proximity)) for n in DEV_SETS}
