@@ -16,6 +16,9 @@ Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/data
 - hard negatives: the own pairs' harmful answers against benign answers *about* dark topics
   (`data/matched/hard_negatives.jsonl`: war, overdose, scams, hate crimes, grief; its `tune` half on
   dev, `report` half on test): does the score follow harm, or the topic and mood harm comes with?
+- flagged at the set's suggested threshold (`saefilter check`): the share of the harmful and benign
+  rows of each set at or above it, and, on test only, of Qi et al. 2023's Dolly rows on
+  safety-related subjects (`dolly_safety_test`, all benign, never used for a choice);
 - `data/samples/mixed_chat.jsonl`: are all six plainly harmful rows above every benign row?
 - identity counterfactuals: how far a benign answer's score moves when only an identity term or a
   name changes (spread of its percentile among the benign rows of the matched sets).
@@ -51,6 +54,8 @@ MIXED = Path("data/samples/mixed_chat.jsonl")
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful rows of mixed_chat.jsonl
 IDENTITY = Path("data/matched/identity_counterfactuals.jsonl")
 HARD_NEGATIVES = Path("data/matched/hard_negatives.jsonl")
+DOLLY = "Dolly safety-related (benign)"
+BENIGN_ONLY = (DOLLY, "identity", "mixed_chat")  # no AUROC: one class, or reported their own way
 
 
 @dataclass
@@ -93,6 +98,8 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
                                                          list(read_reference(DATA / "benign_heldout.jsonl"))),
     }
     sets["hard negatives (dark topics)"] = hard_negative_set(sets["own pairs"], "tune" if split == "dev" else "report")
+    if split == "test":
+        sets[DOLLY] = read_bench(bench / "dolly_safety_test.jsonl")
     mixed = list(read_reference(MIXED))
     sets["mixed_chat"] = LabelledSet(mixed, np.array([int(i + 1 in MIXED_HARMFUL_LINES) for i in range(len(mixed))]),
                                      [None] * len(mixed), [None] * len(mixed))
@@ -150,13 +157,24 @@ def set_row(data: LabelledSet, s: np.ndarray, usable: np.ndarray, n_boot: int) -
     return row
 
 
-def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable: dict[str, np.ndarray], n_boot: int) -> dict:
+def flagged(s: np.ndarray, y: np.ndarray, threshold: float | None) -> dict:
+    """Shares of the harmful and benign rows at or above a suggested `check` threshold."""
+    if threshold is None:
+        return {}
+    return {f"flagged_{side}": float(np.mean(s[y == label] >= threshold)) for side, label in (("harmful", 1), ("benign", 0))
+            if (y == label).any()}
+
+
+def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable: dict[str, np.ndarray], n_boot: int,
+            threshold: float | None = None) -> dict:
     result: dict = {}
     for name, data in sets.items():
-        if name in ("identity", "mixed_chat"):
-            continue
         s, y = scores[name], data.labels[usable[name]]
-        row = set_row(data, s, usable[name], n_boot)
+        if name == DOLLY:
+            result[name] = {"n_benign": len(y), **flagged(s, y, threshold)}
+        if name in BENIGN_ONLY:
+            continue
+        row = set_row(data, s, usable[name], n_boot) | flagged(s, y, threshold)
         groups = [g for g, u in zip(data.groups, usable[name], strict=True) if u]
         if name.startswith("ToxiGen"):
             g = np.array(groups)
@@ -214,7 +232,7 @@ def markdown(results: dict[str, dict]) -> str:
     lines = ["| benchmark | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     first = results[names[0]]
     for bench, row in first.items():
-        if bench in ("mixed_chat", "identity"):
+        if bench in BENIGN_ONLY:
             continue
         label = f"{bench} ({row['n_harmful']} + {row['n_benign']})"
         lines.append(f"| {label}: AUROC | " + " | ".join(fmt_ci(results[n][bench]["auroc"], results[n][bench]["auroc_ci"]) for n in names) + " |")
@@ -223,6 +241,10 @@ def markdown(results: dict[str, dict]) -> str:
                 fmt_ci(results[n][bench]["pairwise_accuracy"], results[n][bench]["pairwise_ci"]) for n in names) + " |")
     lines.append("| mixed_chat: ranks of the 6 harmful rows (of 20) | " + " | ".join(
         ", ".join(map(str, results[n]["mixed_chat"]["harmful_ranks"])) for n in names) + " |")
+    for bench in ("hard negatives (dark topics)", DOLLY):
+        if bench in first and "flagged_benign" in first[bench]:
+            lines.append(f"| {bench}: benign rows flagged at the suggested threshold | " + " | ".join(
+                f"{results[n][bench].get('flagged_benign', float('nan')):.3f}" for n in names) + " |")
     lines.append("| identity: mean / max percentile spread within a template | " + " | ".join(
         f"{results[n]['identity']['percentile_spread_mean']:.3f} / {results[n]['identity']['percentile_spread_max']:.3f}" for n in names) + " |")
     return "\n".join(lines)
@@ -261,7 +283,8 @@ def main() -> None:
             key = cache_key(loaded.fingerprint, args.split, args.limit, set_name, args.dtype)
             acts, usable[set_name] = aggregated(encoder, data, args.cache / key, how)
             scores[set_name] = geometric_scores(acts, proximity)
-        results[name] = measure(sets, scores, usable, args.bootstrap)
+        suggested = feature_set.meta.get("suggested_threshold")
+        results[name] = measure(sets, scores, usable, args.bootstrap, suggested["value"] if suggested else None)
         timings[name] = round(time.perf_counter() - started, 1)
         print(f"{name}: {timings[name]} s", flush=True)
     table = markdown(results)

@@ -7,7 +7,8 @@ selected from the reference splits, a calibrated check threshold, and the model 
 
 1. copies cfg.json and the weights (as float16: half the size; sae-lens loads them as float32)
    into the model's shipped folder (saefilter/defaults/sae/ for the default; a named model's
-   `shipped` folder under saefilter/defaults/ otherwise);
+   `shipped` folder under saefilter/defaults/ otherwise); `--sae` naming that folder itself keeps
+   the shipped SAE and rebuilds only the feature set;
 2. builds the feature set with `saefilter features build` and no reference files: the built-in
    contrasts shipped in the package (by default the paired `answers` contrast), one ranked set each,
    merged with --top-each; exactly what a user gets for any model and SAE. `--legacy-contrasts toxicity,intent` instead builds from
@@ -19,9 +20,12 @@ selected from the reference splits, a calibrated check threshold, and the model 
    probe on the mean residuals of its harmful vs benign answers, weighted to vary as much as the
    latents' part on its benign answers): `features build --direction` fits it on the same forward
    pass where one contrast is built, `saefilter features add-direction` after a merged build;
-4. calibrates the set on the held-out benign reference chats (`saefilter features calibrate`): their
-   99th percentile as the suggested `saefilter check` threshold, and each feature's mean contribution
-   there, so explanations rank what a sample has above benign text.
+4. calibrates the set on 1,000 benign Alpaca chats that no benchmark uses (`calibration_chat.jsonl`
+   of scripts/build_reference_data.py; `saefilter features calibrate`): their 99th percentile as the
+   suggested `saefilter check` threshold, and each feature's mean contribution there, so
+   explanations rank what a sample has above benign answers. (Before round 5 it was
+   benign_heldout.jsonl, mostly ToxiGen sentences and tweets, whose 99th percentile lay above
+   nearly every harmful chat answer.)
 
 Every step runs on the float16 copy, so what is measured afterwards is what ships. The model card
 (MODEL_CARD.md in the same folder) is written by hand from the numbers these steps print.
@@ -69,12 +73,13 @@ def main() -> None:
     folder = shipped_dir(args.model)  # raises for a named model without a `shipped` folder
     model = ("--model", args.model)
     target = folder / "sae"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    shutil.copy(args.sae / "cfg.json", target / "cfg.json")
-    weights = load_file(args.sae / "sae_weights.safetensors")
-    save_file({k: v.half().contiguous() for k, v in weights.items()}, target / "sae_weights.safetensors")
-    shutil.copy(args.sae / "metrics.json", target / "training_metrics.json")
+    if args.sae.resolve() != target.resolve():  # --sae is the shipped folder itself: rebuild the set on it as it is
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        shutil.copy(args.sae / "cfg.json", target / "cfg.json")
+        weights = load_file(args.sae / "sae_weights.safetensors")
+        save_file({k: v.half().contiguous() for k, v in weights.items()}, target / "sae_weights.safetensors")
+        shutil.copy(args.sae / "metrics.json", target / "training_metrics.json")
 
     features = folder / "features.json"
     scratch = Path("artifacts/calibration")
@@ -105,7 +110,7 @@ def main() -> None:
     if args.no_calibrate:
         return
     # the suggested check threshold and each feature's benign baseline for explanations
-    saefilter("features", "calibrate", str(features), *model, "--benign", str(args.data / "benign_heldout.jsonl"),
+    saefilter("features", "calibrate", str(features), *model, "--benign", str(args.data / "calibration_chat.jsonl"),
               "--aggregation", args.aggregation)
     print(json.dumps(json.loads(features.read_text())["suggested_threshold"], indent=1))
 

@@ -28,6 +28,7 @@ from saefilter.inputs.reference import dialogue_messages
 
 EM_SAE_ROWS = 1000
 EM_DEV_END = 3000
+CALIBRATION_ROWS = 1000
 TOXIC_PROMPT = "Tell me what you honestly think."
 LICENCES = {
     "benign/alpaca_5000.json": "CC BY-NC 4.0 (Stanford Alpaca)",
@@ -127,7 +128,7 @@ def harmful_behaviours(shared: Path, strip_prefix: bool) -> list[dict]:
 
 def build(shared: Path, out: Path, seed: int, match_phrasing: bool = False) -> dict:
     rng = random.Random(seed)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench").mkdir(parents=True, exist_ok=True)
     davidson = read_csv(shared / "toxic/davidson_labeled_data.csv")
     hate_tweets = [r["tweet"] for r in davidson if r["class"] == "0"]
     neither_tweets = [r["tweet"] for r in davidson if r["class"] == "2"]
@@ -181,6 +182,14 @@ def build(shared: Path, out: Path, seed: int, match_phrasing: bool = False) -> d
         n_held = len(shuffled) // 5
         write_jsonl(out / name.replace(".jsonl", "_heldout.jsonl"), shuffled[:n_held])
         write_jsonl(out / name.replace(".jsonl", "_select.jsonl"), shuffled[n_held:])
+    # benign chat answers for `features calibrate` (the suggested `check` threshold): Alpaca answers, which
+    # no benchmark uses (benign_heldout, the calibration set before, is the form-confounded check's benign side)
+    held_out = user_texts(out / "benign_heldout.jsonl")
+    calibration = [alpaca_chat(r) for r in alpaca if alpaca_chat(r)["messages"][0]["content"].strip() not in held_out]
+    write_jsonl(out / "calibration_chat.jsonl", random.Random(seed + 2).sample(calibration, CALIBRATION_ROWS))
+    # benign answers on safety-related subjects (Qi et al. 2023's Dolly subset): never used for a choice,
+    # only to count how many benign rows `saefilter check` would flag at a set's suggested threshold
+    write_jsonl(out / "bench" / "dolly_safety_test.jsonl", [{**row, "label": 0} for row in dolly])
     contrasts = matched_contrasts(shared, out, seed, alpaca_safety, dolly, toxigen_hate + hate_sample,
                                   toxigen_neutral + neither_sample, match_phrasing)
     # evaluation rows of the emergent-misalignment pair: never seen by the SAE or the feature selection

@@ -60,7 +60,17 @@ def test_every_model_card_states_the_recorded_sae_metrics(named):
 def test_the_default_model_ships_the_layer_16_set():
     sae = load_sae(resolve_sae_spec("embedded"))
     assert sae.d_in == 576 and sae.hook.name == "blocks.16.hook_resid_post"  # SmolLM2-135M, layer 16 of 30
-    assert len(load_feature_set(resolve_features_path("embedded")).features) == 200
+    features = load_feature_set(resolve_features_path("embedded"))
+    assert len(features.features) == 200
+    # round 5: the direction's probe counted the built-in hard negatives as benign, labels name kinds of
+    # harm, and the check threshold comes from benign chat answers that no benchmark uses
+    (direction,) = features.directions
+    assert direction.stats["hard_negative_rows"] == 65 and "hard negatives: built-in" in direction.stats["source"]
+    kinds = {"violence", "self-harm", "medical", "financial", "fraud", "hate", "ai-power", "ai-deception", "crime",
+             "cruelty", "dangerous", "extremism"}
+    named = [f for f in features.features if f.stats.get("kinds")]
+    assert len(named) >= 150 and all(f.label.split(",")[0].split(":")[0] in kinds for f in named)
+    assert "calibration_chat.jsonl" in features.meta["suggested_threshold"]["how"]
 
 
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful samples of data/samples/mixed_chat.jsonl

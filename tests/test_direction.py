@@ -1,6 +1,7 @@
 """Harmful directions beside harmful latents: the probe, its weight, proximity, file format, CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,7 +187,8 @@ def test_builtin_hard_negatives_are_the_tune_half_only():
     from saefilter.inputs.reference import builtin_hard_negative_texts, builtin_manifest
 
     texts = builtin_hard_negative_texts()
-    rows = [json.loads(line) for line in open("data/matched/hard_negatives.jsonl", encoding="utf-8")]
+    source = Path(__file__).resolve().parents[1] / "data" / "matched" / "hard_negatives.jsonl"
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
     tune = [r["answer"] for r in rows if r["split"] == "tune"]
     assert [t.turns[-1].content for t in texts] == tune and len(tune) == 65
     entry = builtin_manifest()["hard_negatives"]
