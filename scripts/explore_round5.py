@@ -127,7 +127,8 @@ def main() -> None:
         stored = np.load(args.cache / cache_key(loaded.fingerprint, "dev", 500, name))
         acts[name], usable[name] = stored["mean_acts"], stored["usable"]
     args.save.mkdir(parents=True, exist_ok=True)
-    reference = {f.index for f in next(iter(variants.values())).features}
+    # the last column: how many of the variant's latents the shipped selection (top 200) also has
+    reference = {f.index for f in (variants.get("top 200") or build(identity, False)).features}
     for name, feature_set in variants.items():
         proximity = feature_set.proximity(decoder, config.neighbours, config.kernel).proximity
         row = {n: metrics(sets, usable, n, geometric_scores(acts[n], proximity)) for n in DEV_SETS}
