@@ -109,13 +109,17 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
     return sets
 
 
-def hard_negative_set(own_pairs: LabelledSet, split: str) -> LabelledSet:
+def hard_negative_chats(half: str) -> list:
+    """The `tune` or `report` half of data/matched/hard_negatives.jsonl, as chats."""
+    rows = [json.loads(line) for line in HARD_NEGATIVES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [to_conversation({"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}]})
+            for r in rows if r["split"] == half]
+
+
+def hard_negative_set(own_pairs: LabelledSet, half: str) -> LabelledSet:
     """The split's harmful own-pair answers (label 1) against its benign answers on dark topics (label 0)."""
     harmful = [c for c, y in zip(own_pairs.conversations, own_pairs.labels, strict=True) if y == 1]
-    rows = [json.loads(line) for line in HARD_NEGATIVES.read_text(encoding="utf-8").splitlines() if line.strip()]
-    benign = [to_conversation({"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}]})
-              for r in rows if r["split"] == split]
-    return two_sided(harmful, benign)
+    return two_sided(harmful, hard_negative_chats(half))
 
 
 def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path, how: str = "max") -> tuple[np.ndarray, np.ndarray]:

@@ -185,7 +185,7 @@ def build(shared: Path, out: Path, seed: int, match_phrasing: bool = False) -> d
     # benign chat answers for `features calibrate` (the suggested `check` threshold): Alpaca answers, which
     # no benchmark uses (benign_heldout, the calibration set before, is the form-confounded check's benign side)
     held_out = user_texts(out / "benign_heldout.jsonl")
-    calibration = [alpaca_chat(r) for r in alpaca if alpaca_chat(r)["messages"][0]["content"].strip() not in held_out]
+    calibration = [c for c in map(alpaca_chat, alpaca) if c["messages"][0]["content"].strip() not in held_out]
     write_jsonl(out / "calibration_chat.jsonl", random.Random(seed + 2).sample(calibration, CALIBRATION_ROWS))
     # benign answers on safety-related subjects (Qi et al. 2023's Dolly subset): never used for a choice,
     # only to count how many benign rows `saefilter check` would flag at a set's suggested threshold

@@ -23,13 +23,12 @@ The forward passes are kept in --save/encoded.pkl, so a second run with other va
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from benchmark_quality import HARD_NEGATIVES, benchmark_sets, cache_key
+from benchmark_quality import benchmark_sets, cache_key, hard_negative_chats
 from explore_probe_weights import metrics
 
 from saefilter.config import ScoreConfig, resolve_sae_spec
@@ -44,7 +43,6 @@ from saefilter.features.selection import (
     identity_exclusion,
     select_from_encoded,
 )
-from saefilter.inputs.formats import to_conversation
 from saefilter.inputs.reference import (
     builtin_benign_texts,
     builtin_contrasts,
@@ -58,12 +56,6 @@ from saefilter.sae.loading import load_sae
 
 DEV_SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure",
             "harmful vs benign (form-confounded)", "hard negatives (dark topics)", "mixed_chat")
-
-
-def hard_negative_texts(split: str) -> list:
-    rows = [json.loads(line) for line in HARD_NEGATIVES.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [to_conversation({"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}]})
-            for r in rows if r["split"] == split]
 
 
 def topic_latents(hard_negative_acts: np.ndarray, harmful_acts: np.ndarray, rho: float) -> np.ndarray:
@@ -95,7 +87,7 @@ def main() -> None:
     else:
         encoded = encode_contrasts(encoder, [contrast], *passes, with_means=True)
         identity = identity_exclusion(encoder, encoded, builtin_identity_texts(), builtin_benign_texts(), *passes)
-        hard = contrast_activations(encoder, hard_negative_texts("tune"), *passes, with_means=True)
+        hard = contrast_activations(encoder, hard_negative_chats("tune"), *passes, with_means=True)
         args.save.mkdir(parents=True, exist_ok=True)
         stored.write_bytes(pickle.dumps((encoded, identity, hard)))
     sides = encoded[0]
