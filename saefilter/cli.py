@@ -439,6 +439,7 @@ def features_build(
     selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = "token-controlled",
     paired: Annotated[bool, typer.Option("--paired", help="--harmful and --benign are aligned pairs: row i of each answers the same user turn; rank by the paired t of their difference (the built-in answers and code contrasts are paired).")] = False,
     identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = True,
+    function_word_filter: Annotated[bool, typer.Option("--function-word-filter/--no-function-word-filter", help="Pass over latents whose strongest activations in harmful text sit mostly on function words or punctuation ('of', 'be', 'Just', '.'): their labels name no harm and they fire on any text.")] = True,
     direction: Annotated[bool, typer.Option("--direction/--no-direction", help="Also add the harmful direction of the (one) contrast, from the same forward pass: what `features add-direction` adds, with its defaults.")] = False,
     hard_negatives: HardNegativesOpt = [],
     aggregation: AggOpt = ScoreConfig.aggregation,
@@ -468,7 +469,8 @@ def features_build(
     check_choice("--selection", selection, SELECTIONS)
     from saefilter.features.selection import SelectionSettings
 
-    settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter)
+    settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter,
+                                 function_word_filter)
     feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each,
                                                           paired, direction, hard_negatives))
     from saefilter.features.feature_set import save_feature_set

@@ -13,6 +13,7 @@ encodings of `scripts/benchmark_quality.py --split dev` (run that first: it fill
 - topic exclusion (rho): leave out latents whose mean activation on the hard negatives reaches rho
   times their mean activation on the harmful tuning answers (they fire on the topic or mood).
 
+Round 5 had no function-word filter (round 6, `explore_function_words.py`), so none runs here.
 Own pairs and the hard negatives' dev rows are in-sample for every variant here (the selection and
 the probe used them); the report halves are read only by `benchmark_quality.py --split test`.
 The forward passes are kept in --save/encoded.pkl, so a second run with other variants is quick.
@@ -64,6 +65,20 @@ def topic_latents(hard_negative_acts: np.ndarray, harmful_acts: np.ndarray, rho:
     return hard_negative_acts.mean(0) >= rho * np.maximum(harmful_acts.mean(0), 1e-9)
 
 
+def variant_cells(feature_set, decoder: np.ndarray, config: ScoreConfig, sets: dict, acts: dict, usable: dict
+                  ) -> tuple[str, list[int]]:
+    """A variant's table cells (AUROC, / pairwise where rows pair) on every set in `acts` but
+    mixed_chat, and the ranks of mixed_chat's harmful rows."""
+    proximity = feature_set.proximity(decoder, config.neighbours, config.kernel).proximity
+    row = {n: metrics(sets, usable, n, geometric_scores(acts[n], proximity)) for n in acts}
+    mixed = geometric_scores(acts["mixed_chat"], proximity)
+    y = sets["mixed_chat"].labels[usable["mixed_chat"]]
+    ranks = sorted(int(np.flatnonzero(np.argsort(-mixed, kind="stable") == i)[0]) + 1 for i in np.flatnonzero(y == 1))
+    cells = " | ".join(f"{v['auroc']:.3f}" + (f" / {v['pairwise']:.3f}" if "pairwise" in v else "")
+                       for n, v in row.items() if n != "mixed_chat")
+    return cells, ranks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tops", default="200")
@@ -95,8 +110,8 @@ def main() -> None:
     direction = DirectionSettings(config.aggregation, config.neighbours, config.kernel)
 
     def build(exclude: np.ndarray, probe_benign_extra: bool, top: int = 200):
-        latents = select_from_encoded(encoded, SelectionSettings(top=top), lm.tokenizer.decode, "embedded", loaded.d_sae,
-                                      meta, None, exclude)
+        settings = SelectionSettings(top=top, function_word_filter=False)
+        latents = select_from_encoded(encoded, settings, lm.tokenizer.decode, "embedded", loaded.d_sae, meta, None, exclude)
         benign_resid = sides.benign.mean_residual
         if probe_benign_extra:
             benign_resid = np.concatenate([benign_resid, hard.mean_residual])
@@ -122,14 +137,8 @@ def main() -> None:
     # the last column: how many of the variant's latents the shipped selection (top 200) also has
     reference = {f.index for f in (variants.get("top 200") or build(identity, False)).features}
     for name, feature_set in variants.items():
-        proximity = feature_set.proximity(decoder, config.neighbours, config.kernel).proximity
-        row = {n: metrics(sets, usable, n, geometric_scores(acts[n], proximity)) for n in DEV_SETS}
-        mixed = geometric_scores(acts["mixed_chat"], proximity)
-        y = sets["mixed_chat"].labels[usable["mixed_chat"]]
-        ranks = sorted(int(np.flatnonzero(np.argsort(-mixed, kind="stable") == i)[0]) + 1 for i in np.flatnonzero(y == 1))
+        cells, ranks = variant_cells(feature_set, decoder, config, sets, acts, usable)
         kept = len(reference & {f.index for f in feature_set.features})
-        cells = " | ".join(f"{v['auroc']:.3f}" + (f" / {v['pairwise']:.3f}" if "pairwise" in v else "")
-                           for n, v in row.items() if n != "mixed_chat")
         print(f"| {name} | {cells} | {', '.join(map(str, ranks))} | {kept} |", flush=True)
         path = args.save / (name.replace(" ", "_").replace("+", "and") + ".json")
         save_feature_set(replace(feature_set, meta={**feature_set.meta, "variant": name}), path)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from saefilter.config import resolve_features_path, resolve_sae_spec, shipped_dir
 from saefilter.features.feature_set import load_feature_set
+from saefilter.features.function_words import is_function_word
 from saefilter.model.named import NAMED_MODELS, find_named_model
 from saefilter.sae.loading import load_sae
 
@@ -71,6 +72,11 @@ def test_the_default_model_ships_the_layer_16_set():
     named = [f for f in features.features if f.stats.get("kinds")]
     assert len(named) >= 150 and all(f.label.split(",")[0].split(":")[0] in kinds for f in named)
     assert "calibration_chat.jsonl" in features.meta["suggested_threshold"]["how"]
+    # round 6: latents peaking mostly on function words were passed over, and no label's words are all such
+    passed_over = features.meta["selection"]["function_word_latents_passed_over"]
+    assert passed_over and not set(passed_over) & set(features.indices)
+    assert not any(all(is_function_word(w) for w in f.stats["peak_words"].strip("'").split("', '"))
+                   for f in features.features if f.stats.get("peak_words"))
 
 
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful samples of data/samples/mixed_chat.jsonl
@@ -108,7 +114,7 @@ def test_the_embedded_default_ranks_the_plainly_harmful_samples_near_the_top(tmp
 
 
 @EMBEDDED
-@pytest.mark.xfail(strict=True, reason="issue 'Harm, not form' target not met: a benign haiku ranks third, above four harmful rows")
+@pytest.mark.xfail(strict=True, reason="issue 'Harm, not form' target not met: a benign haiku ranks third, above four harmful rows (0.985 vs 0.981 for the next harmful one)")
 def test_every_plainly_harmful_sample_ranks_above_every_benign_one(tmp_path):
     ranking = mixed_chat_ranking(tmp_path)
     harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]

@@ -421,3 +421,40 @@ def test_reference_categories_read_every_record_or_none(tmp_path):
     answers = builtin_contrasts(("answers",))[0]
     shipped = reference_categories([answers.harmful])
     assert shipped is not None and len(shipped) == 300 and len(set(shipped)) == 12
+
+
+def test_function_words_are_closed_class_words_and_tokens_without_letters():
+    from collections import Counter
+
+    from saefilter.features.function_words import function_word_share, is_function_word
+
+    assert all(is_function_word(w) for w in ("of", "The", "Just", "'t", ".)", "<|im_end|>", "never", "3"))
+    assert not any(is_function_word(w) for w in ("poison", "stab", "People", "time", "Mexicans", "fake"))
+    assert function_word_share(Counter({"of": 6, "knife": 4})) == 0.6
+    assert function_word_share(Counter()) == 0.0
+
+
+def test_a_latent_peaking_on_function_words_is_passed_over_for_the_next_in_the_ranking():
+    """Latent 0 rises most in the harmful set but peaks on 'of'; latents 1 and 2 peak on 'knife' and
+    'poison'. With the filter (the default) 0 is passed over and both content latents are chosen;
+    without it, 0 comes first and takes a place."""
+    samples = [EncodedSample([1, 2, 3, 4], [False, True, True, True], False) for _ in range(6)]
+    harmful_acts = np.zeros((6, 4), np.float32)
+    harmful_acts[:, 0] = 3.0 + np.arange(6) * 0.1
+    harmful_acts[:, 1] = 2.0 + np.arange(6) * 0.1
+    harmful_acts[:, 2] = 1.0 + np.arange(6) * 0.1
+    peaks = np.zeros((6, 4), np.int32)
+    peaks[:, 0], peaks[:, 1], peaks[:, 2] = 1, 2, 3
+    harmful = ReferenceActivations(harmful_acts, peaks, samples, 0)
+    benign = ReferenceActivations(np.zeros((6, 4), np.float32), peaks, samples, 0)
+    vocab = {1: "Take", 2: " of", 3: " knife", 4: " poison"}
+    decode = lambda ids: "".join(vocab[i] for i in ids)
+    # peak positions index input_ids: 1 -> ' of', 2 -> ' knife', 3 -> ' poison'
+    filtered = build_feature_set(harmful, benign, 2, decode, "sae", 4, {}, selection="activation")
+    assert filtered.indices == [1, 2]
+    assert [f.label for f in filtered.features] == ["'knife'", "'poison'"]
+    assert filtered.meta["selection"]["function_word_latents_passed_over"] == [0]
+    unfiltered = build_feature_set(harmful, benign, 2, decode, "sae", 4, {}, selection="activation",
+                                   function_word_filter=False)
+    assert unfiltered.indices == [0, 1]
+    assert unfiltered.features[0].label == "'of'"

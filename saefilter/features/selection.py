@@ -23,8 +23,13 @@ the topic of the prompt cancels within each pair.
 
 Kinds of harm (`harm_kinds`): when the pairs of a paired contrast carry a `category` (the built-in
 `answers` contrast: violence, fraud, hate, ...), each chosen latent's label starts with the kinds
-whose pairs it rises in most. The words where a latent peaks can be function words ('Then', 'be')
-even when it responds to harmful content at those positions; the kinds say what that content was.
+whose pairs it rises in most, before the words where it peaks.
+
+Function-word filter (`without_function_word_latents`): token control removes what a word does in
+every context, yet some latents still rise in harmful answers while peaking on 'of', 'be', 'Just'
+or '.': they carry a little of the harmful context on words every text has, their labels name no
+harm, and they fire on any text (a haiku, a bakery name). A latent whose top peak words are at least
+half function words (`saefilter.features.function_words`) is passed over for the next in the ranking.
 
 Identity filter (`identity_latents`): a latent that fires on neutral sentences mentioning a religion,
 a nationality, a gender or a name far more often than on other benign text encodes *who is
@@ -48,6 +53,7 @@ import numpy as np
 
 from saefilter.config import SELECTIONS
 from saefilter.features.feature_set import FeatureSet, HarmfulFeature, merge_feature_sets
+from saefilter.features.function_words import function_word_share
 from saefilter.inputs.formats import Conversation, FormatError
 from saefilter.inputs.records import InputError
 from saefilter.inputs.render import EncodedSample, TokenMode, encode, render
@@ -370,23 +376,55 @@ def word_at(ids: Sequence[int], position: int, decode: Callable[[list[int]], str
     return decode(list(ids[start : end + 1])).strip()
 
 
+def top_samples(reference: ReferenceActivations, index: int, n_top: int) -> list[int]:
+    """The samples where the latent fires most, strongest first (active ones only)."""
+    column = reference.acts[:, index]
+    return [int(i) for i in np.argsort(-column, kind="stable")[:n_top] if column[i] > 0]
+
+
+def peak_words(index: int, reference: ReferenceActivations, decode: Callable[[list[int]], str], n_top: int = 10) -> Counter[str]:
+    """The words where the latent peaks in its `n_top` strongest samples, with how often each."""
+    words: Counter[str] = Counter()
+    for i in top_samples(reference, index, n_top):
+        ids = reference.samples[i].input_ids
+        peak = int(reference.peak_position[i, index])
+        words[word_at(ids, peak, decode) or repr(decode([ids[peak]]))] += 1
+    return words
+
+
 def label_feature(
     index: int, reference: ReferenceActivations, decode: Callable[[list[int]], str], n_top: int = 10, window: int = 6
 ) -> tuple[str, list[str]]:
     """A label from the words where the latent peaks most strongly, and a few context snippets."""
-    column = reference.acts[:, index]
-    top_samples = [i for i in np.argsort(-column, kind="stable")[:n_top] if column[i] > 0]
-    tokens: Counter[str] = Counter()
     snippets = []
-    for i in top_samples:
+    for i in top_samples(reference, index, n_top)[:3]:
         ids = reference.samples[i].input_ids
         peak = int(reference.peak_position[i, index])
-        tokens[word_at(ids, peak, decode) or repr(decode([ids[peak]]))] += 1
-        if len(snippets) < 3:
-            left, centre, right = decode(ids[max(0, peak - window) : peak]), decode([ids[peak]]), decode(ids[peak + 1 : peak + 1 + window])
-            snippets.append(f"{left}[[{centre}]]{right}".replace("\n", " "))
-    label = ", ".join(f"'{token}'" for token, _ in tokens.most_common(4))
+        left, centre, right = decode(ids[max(0, peak - window) : peak]), decode([ids[peak]]), decode(ids[peak + 1 : peak + 1 + window])
+        snippets.append(f"{left}[[{centre}]]{right}".replace("\n", " "))
+    label = ", ".join(f"'{token}'" for token, _ in peak_words(index, reference, decode, n_top).most_common(4))
     return label, snippets
+
+
+FUNCTION_WORD_SHARE = 0.5  # a latent whose peak words are at least this share function words is left out
+
+
+def without_function_word_latents(
+    ranked: Sequence[FeatureStats], reference: ReferenceActivations, decode: Callable[[list[int]], str], top: int,
+    max_share: float = FUNCTION_WORD_SHARE,
+) -> tuple[list[FeatureStats], list[int]]:
+    """The first `top` of `ranked` whose peak words in `reference` are less than `max_share` function
+    words (`function_word_share`), and the indices passed over on the way."""
+    chosen: list[FeatureStats] = []
+    skipped: list[int] = []
+    for stats in ranked:
+        if len(chosen) == top:
+            break
+        if function_word_share(peak_words(stats.index, reference, decode)) >= max_share:
+            skipped.append(stats.index)
+        else:
+            chosen.append(stats)
+    return chosen, skipped
 
 
 def build_feature_set(
@@ -403,16 +441,25 @@ def build_feature_set(
     paired: bool = False,
     exclude: np.ndarray | None = None,
     categories: Sequence[str] | None = None,
+    function_word_filter: bool = True,
+    function_word_share: float = FUNCTION_WORD_SHARE,
 ) -> FeatureSet:
     """Rank latents (`select_features`) on per-sample max activations, or, with "token-controlled",
-    on their excess over what the same word does in benign text (`controlled_for_tokens`); label
-    each from the words where it peaks in the harmful set, after the kinds of harm it rises in
-    (`harm_kinds`) when the pairs carry `categories`."""
+    on their excess over what the same word does in benign text (`controlled_for_tokens`); with
+    `function_word_filter`, pass over latents that peak mostly on function words
+    (`without_function_word_latents`); label each from the words where it peaks in the harmful set,
+    after the kinds of harm it rises in (`harm_kinds`) when the pairs carry `categories`."""
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
     if selection == "token-controlled":
         harmful, benign = controlled_for_tokens(harmful, benign)
-    chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency, paired, exclude)
+    skipped: list[int] = []
+    if function_word_filter:
+        ranked = select_features(harmful.acts, benign.acts, harmful.acts.shape[1], min_frequency, max_benign_frequency,
+                                 paired, exclude)
+        chosen, skipped = without_function_word_latents(ranked, harmful, decode, top, function_word_share)
+    else:
+        chosen = select_features(harmful.acts, benign.acts, top, min_frequency, max_benign_frequency, paired, exclude)
     kinds = (harm_kinds(harmful.acts, benign.acts, categories, [c.index for c in chosen])
              if paired and categories is not None else {})
     features = []
@@ -440,6 +487,9 @@ def build_feature_set(
               "unusable_harmful": harmful.n_unusable, "unusable_benign": benign.n_unusable}
     if exclude is not None:
         counts["identity_latents_excluded"] = int(exclude.sum())
+    if function_word_filter:
+        counts["function_word_latents_passed_over"] = skipped
+        counts["function_word_share"] = function_word_share
     if kinds:
         counts["kinds"] = "kinds of harm in a label: the pair categories whose mean rise reaches half the latent's " \
                           f"strongest, paired t >= 2 within the kind, >= {MIN_PAIRS_PER_KIND} pairs each"
@@ -465,6 +515,8 @@ class SelectionSettings:
     max_benign_frequency: float = 0.5
     selection: Selection = "token-controlled"
     identity_filter: bool = True
+    function_word_filter: bool = True
+    function_word_share: float = FUNCTION_WORD_SHARE
 
 
 @dataclass(frozen=True)
@@ -566,7 +618,8 @@ def select_from_encoded(
                  **({"paired": True, "unusable_pairs": e.unusable_pairs} if e.contrast.paired else {})}
         built.append((e.contrast.name, build_feature_set(
             e.harmful, e.benign, settings.top, decode, sae_spec, d_sae, {**meta, **extra}, settings.min_frequency,
-            settings.max_benign_frequency, settings.selection, e.contrast.paired, exclude, e.contrast.categories)))
+            settings.max_benign_frequency, settings.selection, e.contrast.paired, exclude, e.contrast.categories,
+            settings.function_word_filter, settings.function_word_share)))
     if len(built) == 1:
         return built[0][1]
     return merge_feature_sets(built, top_each)
