@@ -2,8 +2,9 @@
 """Does a larger model carry the harm of an answer better? Residual-level answers, no SAE needed.
 
 Issue 13's scale question, asked before an SAE exists for the larger model: for each model and
-layer, on the same rows of the matched benchmarks (own pairs, EM-model outputs, HH-RLHF, ToxiGen)
-and insecure vs secure code, how well do
+layer, on the same rows of the matched benchmarks (own pairs, EM-model outputs, HH-RLHF, ToxiGen),
+insecure vs secure code, and (test rows only) the hard negatives and the form-confounded chats of
+`benchmark_quality.py`, how well do
 
 - the label-free direction: the mean-residual difference of the harmful and benign tuning answers
   (selection data only), each sample scored by its mean residual's projection on it;
@@ -53,11 +54,14 @@ from saefilter.model.loading import load_model
 from saefilter.sae.loading import LoadedSAE, load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+HARD_NEGATIVES, FORM = "hard negatives (dark topics)", "harmful vs benign (form-confounded)"
 SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat",
-        "identity")
-COLLECT_ORDER = ("own pairs", "ToxiGen same-group", "mixed_chat", "identity", "EM-model outputs", "insecure vs secure",
-                 "HH-RLHF harmless")
-TEST_ONLY = ("mixed_chat", "identity")  # no labels to learn from: never a dev split
+        "identity", HARD_NEGATIVES, FORM)
+COLLECT_ORDER = ("own pairs", "ToxiGen same-group", "mixed_chat", "identity", HARD_NEGATIVES, "EM-model outputs",
+                 "insecure vs secure", "HH-RLHF harmless", FORM)
+# never a dev split: no labels to learn from (mixed_chat, identity), the direction's tuning half (the
+# hard negatives' dev rows), or one split only (the form-confounded held-out chats)
+TEST_ONLY = ("mixed_chat", "identity", HARD_NEGATIVES, FORM)
 
 
 def subsample_pairs(data: LabelledSet, n_pairs: int, seed: int) -> LabelledSet:
