@@ -85,6 +85,13 @@ def count_progress(console: Console, label: str, total: int) -> Iterator[Callabl
         yield lambda n: progress.advance(task, n)
 
 
+def brief(value: object, shown: int = 5) -> str:
+    """A metadata value for one line: a long list as its length and first items."""
+    if isinstance(value, list) and len(value) > shown:
+        return f"{len(value)} [{', '.join(map(str, value[:shown]))}, ...]"
+    return str(value)
+
+
 def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | None = None) -> None:
     """The set as a table. Under each label (the words where the latent peaks in harmful text) its
     strongest context there, so a latent that peaks on 'Then' shows the sentence it fires in."""
@@ -121,7 +128,7 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
     if limit is not None and len(feature_set.features) > limit:
         console.print(f"... {len(feature_set.features) - limit} more (use --limit 0 to see all)")
     if selection:
-        console.print("selection: " + ", ".join(f"{k}={v}" for k, v in selection.items() if not isinstance(v, dict)))
+        console.print("selection: " + ", ".join(f"{k}={brief(v)}" for k, v in selection.items() if not isinstance(v, dict)))
     calibration = feature_set.meta.get("benign_calibration")
     if calibrated and isinstance(calibration, dict):
         console.print("calibrated (benign share = mean contribution to the score on benign text): "

@@ -458,3 +458,10 @@ def test_a_latent_peaking_on_function_words_is_passed_over_for_the_next_in_the_r
                                    function_word_filter=False)
     assert unfiltered.indices == [0, 1]
     assert unfiltered.features[0].label == "'of'"
+
+
+def test_features_show_prints_a_long_metadata_list_as_its_length_and_first_items():
+    from saefilter.terminal import brief
+
+    assert brief(list(range(52))) == "52 [0, 1, 2, 3, 4, ...]"
+    assert brief([3, 4]) == "[3, 4]" and brief(0.5) == "0.5"
