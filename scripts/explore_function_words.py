@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Development exploration, round 6: the function-word filter of feature selection.
 
-Round 5's labels led with kinds of harm, but 36 of the default's 200 latents peaked mostly on
+Round 5's labels led with kinds of harm, but 38 of the default's 200 latents peaked mostly on
 function words or punctuation ('of', 'be', 'Just', '.)', '<|im_end|>'), and one of them (1198, '.',
 'down', 'never') put a benign autumn haiku third in mixed_chat. Variants of the shipped selection
 (the built-in answers contrast, token-controlled, paired, identity filter, top N, plus its probe
