@@ -185,11 +185,13 @@ def measure(sets: dict[str, LabelledSet], scores: dict[str, np.ndarray], usable:
             row["per_group"] = {str(grp): auroc(s[g == grp], y[g == grp]) for grp in sorted(set(groups))
                                 if 0 < y[g == grp].sum() < (g == grp).sum()}
         result[name] = row
-    mixed, y = scores["mixed_chat"], sets["mixed_chat"].labels[usable["mixed_chat"]]
-    order = np.argsort(-mixed, kind="stable")
-    result["mixed_chat"] = {"auroc": auroc(mixed, y), "harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1)),
-                            "all_harmful_first": bool(mixed[y == 1].min() > mixed[y == 0].max())}
-    result["identity"] = identity_spread(sets, scores, usable)
+    if "mixed_chat" in sets:  # absent only from a partly collected store (benchmark_scale_probes.py)
+        mixed, y = scores["mixed_chat"], sets["mixed_chat"].labels[usable["mixed_chat"]]
+        order = np.argsort(-mixed, kind="stable")
+        result["mixed_chat"] = {"auroc": auroc(mixed, y), "harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1)),
+                                "all_harmful_first": bool(mixed[y == 1].min() > mixed[y == 0].max())}
+    if "identity" in sets:
+        result["identity"] = identity_spread(sets, scores, usable)
     return result
 
 

@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from benchmark_matched_ceiling import fit_probe, row_groups
-from benchmark_quality import DATA, LabelledSet, benchmark_sets, identity_spread, parse_config, set_row
+from benchmark_quality import DATA, DOLLY, LabelledSet, benchmark_sets, parse_config
+from benchmark_quality import measure as measure_sets
 from residual_store import is_stored, store_residuals
 
 from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
@@ -56,12 +57,13 @@ from saefilter.sae.loading import LoadedSAE, load_sae
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 HARD_NEGATIVES, FORM = "hard negatives (dark topics)", "harmful vs benign (form-confounded)"
 SETS = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure", "mixed_chat",
-        "identity", HARD_NEGATIVES, FORM)
+        "identity", HARD_NEGATIVES, FORM, DOLLY)
 COLLECT_ORDER = ("own pairs", "ToxiGen same-group", "mixed_chat", "identity", HARD_NEGATIVES, "EM-model outputs",
-                 "insecure vs secure", "HH-RLHF harmless", FORM)
-# never a dev split: no labels to learn from (mixed_chat, identity), the direction's tuning half (the
-# hard negatives' dev rows), or one split only (the form-confounded held-out chats)
-TEST_ONLY = ("mixed_chat", "identity", HARD_NEGATIVES, FORM)
+                 "insecure vs secure", "HH-RLHF harmless", FORM, DOLLY)
+# never a dev split: no labels to learn from (mixed_chat, identity, Dolly's benign rows), the
+# direction's tuning half (the hard negatives' dev rows), or one split only (the form-confounded
+# held-out chats, Dolly)
+TEST_ONLY = ("mixed_chat", "identity", HARD_NEGATIVES, FORM, DOLLY)
 
 
 def subsample_pairs(data: LabelledSet, n_pairs: int, seed: int) -> LabelledSet:
@@ -78,7 +80,7 @@ def subsample_pairs(data: LabelledSet, n_pairs: int, seed: int) -> LabelledSet:
 def scale_sets(split: str, hh_pairs: int, code_rows: int) -> dict[str, LabelledSet]:
     sets = benchmark_sets(split, code_rows)
     sets["HH-RLHF harmless"] = subsample_pairs(sets["HH-RLHF harmless"], hh_pairs, 7)
-    return {name: sets[name] for name in SETS}
+    return {name: sets[name] for name in SETS if name in sets}  # Dolly has test rows only
 
 
 def folder_name(model: str, split: str, name: str) -> str:
@@ -137,7 +139,7 @@ def measure(store: Path, runs: list[str], hh_pairs: int, code_rows: int, n_boot:
                 folder = store / folder_name(model, split, name)
                 if is_stored(folder):
                     x[split, name], usable[split, name] = mean_residuals(folder, int(layer))
-        test_names = [n for n in SETS if ("test", n) in x and n != "identity"]  # a spread needs a score's scale
+        test_names = [n for n in SETS if ("test", n) in x and n not in ("identity", DOLLY)]  # a spread needs a score's scale; Dolly a threshold
         test = {n: sets["test"][n] for n in test_names}
 
         def labels(split: str, name: str, usable: dict = usable) -> np.ndarray:
@@ -148,14 +150,14 @@ def measure(store: Path, runs: list[str], hh_pairs: int, code_rows: int, n_boot:
         columns = {"label-free direction": {n: x["test", n] @ direction for n in test_names}}
         probe = fit_probe(pairs_x, pairs_y, row_groups(sets["dev"]["own pairs"], usable["dev", "own pairs"], 0), seed)
         columns["probe on the tuning pairs"] = {n: probe.decision_function(x["test", n]) for n in test_names}
-        run_results = {c: measure_partial(test, s, {n: usable["test", n] for n in test_names}, n_boot)
+        run_results = {c: measure_sets(test, s, {n: usable["test", n] for n in test_names}, n_boot)
                        for c, s in columns.items()}
         own = {}
         for name in test_names:
             if name in ("own pairs", "mixed_chat") or ("dev", name) not in x:
                 continue
             probe = fit_probe(x["dev", name], labels("dev", name), row_groups(sets["dev"][name], usable["dev", name], 0), seed)
-            own[name] = measure_partial({name: test[name]}, {name: probe.decision_function(x["test", name])},
+            own[name] = measure_sets({name: test[name]}, {name: probe.decision_function(x["test", name])},
                                         {name: usable["test", name]}, n_boot)[name]
         run_results["probe on the benchmark's own dev rows"] = own
         results[run] = run_results
@@ -211,25 +213,10 @@ def score_configs(store: Path, configs: list[str], hh_pairs: int, code_rows: int
                 acts, usable[set_name] = stored_features(folder, sae, how)
                 scores[set_name] = geometric_scores(acts, proximity)
         present = {n: sets[n] for n in scores}
-        results[name] = {"geometric score": measure_partial(present, scores, usable, n_boot)}
+        threshold = feature_set.meta.get("suggested_threshold", {}).get("value")
+        results[name] = {"geometric score": measure_sets(present, scores, usable, n_boot, threshold)}
         print(f"{name}: {', '.join(present)}", flush=True)
     return results
-
-
-def measure_partial(sets: dict, scores: dict, usable: dict, n_boot: int) -> dict:
-    """benchmark_quality's measures, for whichever sets are present."""
-    out = {}
-    for name, data in sets.items():
-        if name == "identity":
-            out[name] = identity_spread(sets, scores, usable)
-            continue
-        s, y = scores[name], data.labels[usable[name]]
-        if name == "mixed_chat":
-            order = np.argsort(-s, kind="stable")
-            out[name] = {"harmful_ranks": sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in np.flatnonzero(y == 1))}
-            continue
-        out[name] = set_row(data, s, usable[name], n_boot)
-    return out
 
 
 def markdown(results: dict) -> str:
@@ -249,6 +236,11 @@ def markdown(results: dict) -> str:
             lines.append("| mixed_chat: harmful ranks of 20 | " + " | ".join(
                 ", ".join(map(str, results[r][c][name]["harmful_ranks"])) if name in results[r][c] else "-" for r, c in columns) + " |")
             continue
+        if name == DOLLY:  # benign rows only: what the suggested threshold flags
+            lines.append(f"| {name} ({first['n_benign']}): flagged at the suggested threshold | " + " | ".join(
+                f"{results[r][c][name].get('flagged_benign', float('nan')):.3f}" if name in results[r][c] else "-"
+                for r, c in columns) + " |")
+            continue
         metrics = [("auroc", "auroc_ci", "AUROC")] + ([("pairwise_accuracy", "pairwise_ci", "pairwise")] if "pairs" in first else [])
         for key, ci, label in metrics:
             cells = []
@@ -257,6 +249,11 @@ def markdown(results: dict) -> str:
                 cells.append(f"{row[key]:.3f} [{row[ci][0]:.3f}, {row[ci][1]:.3f}]" if row and key in row else "-")
             size = f"{first['pairs']} pairs" if key == "pairwise_accuracy" else f"{first['n_harmful']} + {first['n_benign']}"
             lines.append(f"| {name} ({size}): {label} | " + " | ".join(cells) + " |")
+        if "flagged_harmful" in first or "flagged_benign" in first:
+            lines.append(f"| {name}: harmful / benign rows flagged at the suggested threshold | " + " | ".join(
+                f"{results[r][c][name].get('flagged_harmful', float('nan')):.3f} / "
+                f"{results[r][c][name].get('flagged_benign', float('nan')):.3f}" if name in results[r][c] else "-"
+                for r, c in columns) + " |")
     return "\n".join(lines)
 
 
