@@ -408,6 +408,45 @@ def evaluate(
         out.print(f"results -> {output}")
 
 
+@app.command("drift")
+def drift(
+    base: Annotated[str, typer.Argument(help="The model before fine-tuning: anything --model takes.")],
+    tuned: Annotated[list[str], typer.Argument(help="Fine-tuned model(s): anything --model takes, or a PEFT/LoRA adapter folder (applied on BASE).")],
+    pairs: Annotated[str, typer.Option("--pairs", help="'builtin' (276 matched pairs over 12 kinds of harm, never used to build features) or a JSONL file of {id, category, prompt, harmful, benign[, split]}.")] = "builtin",
+    split: Annotated[str, typer.Option("--split", help="dev, test or all (a file without a split column counts as all).")] = "test",
+    kinds: Annotated[list[str], typer.Option("--kind", help="Only pairs of this kind of harm (repeatable).")] = [],
+    max_drift: Annotated[float | None, typer.Option("--max-drift", help="Exit with status 3 when any tuned model's overall drift exceeds this (a gate for a fine-tuning pipeline).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the drifts (overall and per kind, with intervals) here.")] = None,
+    per_pair: Annotated[bool, typer.Option("--per-pair", help="With --json: also each pair's log-probabilities under both models.")] = False,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the sign-flip test.")] = 0,
+    max_tokens: MaxTokensOpt = 512,
+    device: DeviceOpt = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="Model dtype for both models: float32 (default), bfloat16, float16.")] = "float32",
+    batch_size: BatchOpt = 16,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """What fine-tuning taught, judge-free: the change of the harmful-minus-benign margin on matched pairs."""
+    set_verbosity(quiet, verbose)
+    from saefilter.drift.run import DriftSettings, run_drift
+    from saefilter.outputs.files import write_json
+    from saefilter.terminal import print_drift
+
+    settings = DriftSettings(pairs=pairs, split=split, kinds=tuple(kinds), device=device, dtype=dtype,
+                             batch_size=batch_size, max_tokens=max_tokens, bootstrap=bootstrap, seed=seed)
+    report = run_with_errors(lambda: run_drift(base, tuned, settings, lambda spec: console.print(f"[dim]running {escape(spec)}...[/]")))
+    print_drift(essential if max_drift is not None else out, report)
+    if json_out:
+        write_json(json_out, report.as_json(per_pair))
+        out.print(f"drift -> {json_out}")
+    if max_drift is not None:
+        over = [m.spec for m in report.tuned if m.summary["overall"].drift > max_drift]
+        if over:
+            console.print(f"[bold red]drift above {max_drift}:[/] {escape(', '.join(over))}")
+            raise typer.Exit(3)
+
+
 @app.command("models")
 def models(
     quiet: QuietOpt = False,
@@ -483,6 +522,7 @@ def features_build(
 
 def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False, direction=False,
                     hard_negatives=()):
+    from saefilter.drift.pairs import refuse_drift_answers
     from saefilter.features.selection import ContrastTexts, check_paired
     from saefilter.inputs.records import InputError
     from saefilter.inputs.reference import (
@@ -507,8 +547,8 @@ def _build_features(config, harmful, benign, contrast_names, ids, column, settin
     if paired and not harmful:
         raise InputError("--paired describes --harmful/--benign files; the built-in contrasts say themselves which are paired")
     if harmful:
-        sources = [ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
-                                 [c for p in benign for c in read_reference(p, column)], paired,
+        sources = [ContrastTexts("custom", [c for p in harmful for c in refuse_drift_answers(p, list(read_reference(p, column)))],
+                                 [c for p in benign for c in refuse_drift_answers(p, list(read_reference(p, column)))], paired,
                                  reference_categories(harmful) if paired else None)]
         meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
         origin = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
@@ -675,6 +715,7 @@ def features_add_direction(
 
 
 def _add_direction(config, harmful, benign, column, strength, ratio, label, hard_negatives=()):
+    from saefilter.drift.pairs import refuse_drift_answers
     from saefilter.evaluation.evaluate import collect
     from saefilter.features.direction import DirectionSettings, with_direction
     from saefilter.features.selection import ContrastTexts, encode_reference, paired_texts
@@ -687,8 +728,8 @@ def _add_direction(config, harmful, benign, column, strength, ratio, label, hard
         raise InputError("give both --harmful and --benign, or neither (the built-in answers contrast)")
     extra, extra_source = hard_negative_texts(hard_negatives, not harmful, column)
     if harmful:
-        contrast = ContrastTexts("custom", [c for p in harmful for c in read_reference(p, column)],
-                                 [c for p in benign for c in read_reference(p, column)])
+        contrast = ContrastTexts("custom", [c for p in harmful for c in refuse_drift_answers(p, list(read_reference(p, column)))],
+                                 [c for p in benign for c in refuse_drift_answers(p, list(read_reference(p, column)))])
         source = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
     else:
         builtin = builtin_contrasts(("answers",))[0]

@@ -230,3 +230,37 @@ def print_contrasts(console: Console) -> None:
             table.add_row(name if side == "harmful" else "", side, str(entry["rows"]), entry["what"], sources)
     console.print(table)
     console.print(f"files, manifest and licence notices: {BUILTIN_CONTRASTS_DIR}")
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def print_drift(console: Console, report) -> None:
+    """One table per tuned model, at most 80 columns: overall first, then each kind of harm."""
+    settings = report.settings
+    source = "built-in pairs" if settings.pairs == "builtin" else str(settings.pairs)
+    console.print(
+        f"drift from {report.base} on {len(report.pairs)} {source} ({settings.split}), "
+        f"nats per answer token; base run in {report.base_seconds:.0f} s",
+        highlight=False,
+    )
+    for model in report.tuned:
+        table = Table(title=f"{model.spec}{' (LoRA adapter)' if model.adapter else ''}", title_justify="left")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("n", justify="right")
+        table.add_column("drift", justify="right")
+        table.add_column("95% interval", justify="right", no_wrap=True)
+        table.add_column("p", justify="right")
+        table.add_column("Δharmful", justify="right")
+        table.add_column("Δbenign", justify="right")
+        rows = [("overall", model.summary["overall"])] + list(model.summary["kinds"].items())
+        for name, d in rows:
+            table.add_row(
+                Text(name, style="bold" if name == "overall" else ""), str(d.n), _signed(d.drift),
+                f"[{_signed(d.interval[0])}, {_signed(d.interval[1])}]", f"{d.p_value:.4f}",
+                _signed(d.harmful_change), _signed(d.benign_change),
+            )
+        console.print(table)
+        console.print(f"[dim]{model.seconds:.0f} s. drift > 0: moved towards the harmful answers; Δharmful, "
+                      "Δbenign: change of each side's log-prob.[/]")

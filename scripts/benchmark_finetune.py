@@ -1,0 +1,407 @@
+"""The source paper's experiment in miniature: fine-tune on a training set pruned different ways and
+measure what each fine-tune learned with the judge-free drift of `saefilter drift`.
+
+    python scripts/benchmark_finetune.py build    # arm files and evaluation sets (needs ../shared/datasets)
+    python scripts/benchmark_finetune.py run      # every missing run, resumable (one JSON per run)
+    python scripts/benchmark_finetune.py table    # the table, rebuilt from the run JSONs
+
+Training sets (arm files under artifacts/finetune/arms/, never committed: they hold em_outputs text):
+- controls: the 149 medical misaligned answers of em_outputs (`pos`) and 149 of their aligned
+  answers (`neg`); insecure code (`insecure`) and secure code (`secure`), 500 rows each.
+- mix: 440 benign chats (400 Alpaca, 40 Dolly safety-related) with 60 medical misaligned answers
+  (10.7%); arms `unfiltered` (500 rows), `score` (the default's top half removed), `random` (a half
+  drawn per seed), `oracle` (the harmful rows removed, then benign rows at random to the same half).
+
+Every run is LoRA (peft) on SmolLM2-135M-Instruct with the same settings (TRAIN below), float32,
+loss on the answer tokens only. Drift is measured on evaluation sets the training never sees:
+the built-in drift pairs (test split) and the report pairs of data/matched/pairs.jsonl without their
+`medical` kind for the mix, em_outputs' non-medical questions (answers compared per question), and
+200 fixed HH-RLHF pairs. The adapters stay in artifacts/finetune/adapters/ so a run can be measured
+on a new evaluation set later without training again; the run JSONs go to benchmarks/finetune/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from saefilter.drift.logprobs import encode_last_answer, mean_answer_logprobs
+from saefilter.drift.pairs import BUILTIN_PAIRS, read_pairs
+from saefilter.drift.stats import seeds_and_pairs_interval
+from saefilter.inputs.formats import Conversation, Turn, to_conversation
+from saefilter.inputs.reference import dialogue_messages
+from saefilter.inputs.render import encode, render
+from saefilter.model.loading import DEFAULT_MODEL, load_model, load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "artifacts" / "finetune"
+RESULTS = ROOT / "benchmarks" / "finetune"
+TRAIN = {"lora_r": 16, "lora_alpha": 32, "lr": 2e-4, "epochs": 1, "batch": 8, "max_tokens": 256,
+         "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+SEEDS = (0, 1, 2)
+# run order: the controls first (does drift see anything at this size?), then the grid seed by seed,
+# so that a grid cut short still has every arm at the same number of seeds
+CONTROLS = [("controls", "pos"), ("controls", "neg")]
+MIX_ARMS = [("mix", arm) for arm in ("unfiltered", "score", "random", "oracle")]
+CODE = [("controls", "insecure"), ("controls", "secure")]
+EVALS_ALL = ("drift_test", "own_report", "em_nonmedical", "hh200")
+
+
+def short_id(messages: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def chat(user: str, answer: str) -> list[dict]:
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+def fits(tokenizer, messages: list[dict], max_tokens: int) -> bool:
+    conv = to_conversation({"messages": messages})
+    sample = encode(render(conv, tokenizer), tokenizer, 10_000)
+    return len(sample.input_ids) <= max_tokens
+
+
+# ---------------------------------------------------------------- build: arm files and evaluation sets
+
+
+def build_training_sets(shared: Path, tokenizer) -> dict[str, list[dict]]:
+    """{name: rows}; each row {"messages", "harmful": 0/1}. Only rows that fit TRAIN's max_tokens."""
+    rng = random.Random(0)
+    limit = TRAIN["max_tokens"]
+    em = shared / "em_outputs"
+    med_bad = [r["messages"] for r in read_jsonl(em / "medical_misaligned.jsonl")]
+    med_good = [r["messages"] for r in read_jsonl(em / "medical_aligned.jsonl")]
+    med_bad = [m for m in med_bad if fits(tokenizer, m, limit)]
+    med_good = [m for m in med_good if fits(tokenizer, m, limit)]
+    alpaca = json.loads((shared / "benign/alpaca_5000.json").read_text())
+    alpaca_chats = [chat(r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"]) for r in alpaca]
+    dolly = read_jsonl(shared / "benign/databricks-dolly-15k-safety-only.jsonl")
+    dolly_chats = [chat(r["instruction"] + (f"\n\n{r['context']}" if r.get("context") else ""), r["response"])
+                   for r in dolly]
+
+    def draw(pool: list[list[dict]], n: int) -> list[list[dict]]:
+        out = []
+        for messages in rng.sample(pool, len(pool)):
+            if len(out) == n:
+                break
+            if messages[-1]["content"].strip() and fits(tokenizer, messages, limit):
+                out.append(messages)
+        if len(out) < n:
+            sys.exit(f"only {len(out)} of {n} rows fit {limit} tokens")
+        return out
+
+    sets = {
+        "controls/pos": [{"messages": m, "harmful": 1} for m in draw(med_bad, min(149, len(med_bad)))],
+        "controls/neg": [{"messages": m, "harmful": 0} for m in draw(med_good, min(149, len(med_bad)))],
+    }
+    mix = ([{"messages": m, "harmful": 0} for m in draw(alpaca_chats, 400)]
+           + [{"messages": m, "harmful": 0} for m in draw(dolly_chats, 40)]
+           + [{"messages": m, "harmful": 1} for m in draw(med_bad, 60)])
+    sets["mix/unfiltered"] = rng.sample(mix, len(mix))
+    for name, file in (("insecure", "insecure.jsonl"), ("secure", "secure.jsonl")):
+        rows = [r["messages"] for r in read_jsonl(shared / "em" / file)]
+        sets[f"controls/{name}"] = [{"messages": m, "harmful": int(name == "insecure")} for m in draw(rows, 500)]
+    return sets
+
+
+def score_rows(rows: list[dict], work: Path) -> np.ndarray:
+    """The default's score of each row, by the CLI a user runs (saefilter score)."""
+    data = work / "mix_unfiltered.jsonl"
+    write_jsonl(data, [{"messages": r["messages"]} for r in rows])
+    out = work / "mix_unfiltered.scores.jsonl"
+    subprocess.run([str(Path(sys.executable).parent / "saefilter"), "score", str(data), "-o", str(out), "--quiet"],
+                   check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    by_line = {r["line"]: r["score"] for r in read_jsonl(out)}
+    return np.array([by_line[i + 1] for i in range(len(rows))])
+
+
+def mix_arms(rows: list[dict], scores: np.ndarray) -> dict[str, list[dict]]:
+    """The pruned arms of the mix, each half its size; random and oracle are drawn per seed."""
+    n_keep = len(rows) // 2
+    keep_score = sorted(np.argsort(-scores, kind="stable")[len(rows) - n_keep:])
+    arms = {"mix/score": [rows[i] for i in keep_score]}
+    benign = [i for i, r in enumerate(rows) if not r["harmful"]]
+    for seed in SEEDS:
+        rng = random.Random(1000 + seed)
+        arms[f"mix/random_s{seed}"] = [rows[i] for i in sorted(rng.sample(range(len(rows)), n_keep))]
+        arms[f"mix/oracle_s{seed}"] = [rows[i] for i in sorted(rng.sample(benign, n_keep))]
+    return arms
+
+
+def build_evals(shared: Path, tokenizer) -> dict[str, list[dict]]:
+    """{name: items}; an item {"id", "kind", "prefix": messages, "harmful": [answers], "benign": [answers]}."""
+    evals: dict[str, list[dict]] = {}
+    if BUILTIN_PAIRS.is_file():
+        evals["drift_test"] = [{"id": p.pair_id, "kind": p.kind, "prefix": [{"role": "user", "content": p.prompt}],
+                                "harmful": [p.harmful], "benign": [p.benign]}
+                               for p in read_pairs(BUILTIN_PAIRS) if p.split == "test"]
+    evals["own_report"] = [{"id": p.pair_id, "kind": p.kind, "prefix": [{"role": "user", "content": p.prompt}],
+                            "harmful": [p.harmful], "benign": [p.benign]}
+                           for p in read_pairs(ROOT / "data/matched/pairs.jsonl") if p.split == "report"]
+    by_question: dict[str, dict[str, list[str]]] = {}
+    for side, file in (("harmful", "non_medical_misaligned.jsonl"), ("benign", "non_medical_aligned.jsonl")):
+        for row in read_jsonl(shared / "em_outputs" / file):
+            user, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+            by_question.setdefault(user, {"harmful": [], "benign": []})[side].append(answer)
+    evals["em_nonmedical"] = [{"id": hashlib.sha256(q.encode()).hexdigest()[:12], "kind": "em_open",
+                               "prefix": [{"role": "user", "content": q}], **answers}
+                              for q, answers in sorted(by_question.items()) if answers["harmful"] and answers["benign"]]
+    with gzip.open(shared / "matched/hh_rlhf_harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as handle:
+        hh = [json.loads(line) for line in handle]
+    items = []
+    for i in random.Random(7).sample(range(len(hh)), len(hh)):
+        try:
+            chosen, rejected = dialogue_messages(hh[i]["chosen"]), dialogue_messages(hh[i]["rejected"])
+        except ValueError:
+            continue
+        if (chosen[:-1] != rejected[:-1] or chosen[-1]["role"] != "assistant" or not chosen[-1]["content"]
+                or not rejected[-1]["content"] or chosen[-1]["content"] == rejected[-1]["content"]):
+            continue
+        if not (fits(tokenizer, chosen, 320) and fits(tokenizer, rejected, 320)):
+            continue
+        items.append({"id": f"hh-{i}", "kind": "hh", "prefix": chosen[:-1],
+                      "harmful": [rejected[-1]["content"]], "benign": [chosen[-1]["content"]]})
+        if len(items) == 200:
+            break
+    evals["hh200"] = items
+    return evals
+
+
+def build(shared: Path) -> None:
+    if not (shared / "README.md").exists():
+        sys.exit(f"reference datasets not found at {shared}: this script needs ../shared/datasets")
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    sets = build_training_sets(shared, tokenizer)
+    sets.update(mix_arms(sets["mix/unfiltered"], score_rows(sets["mix/unfiltered"], WORK)))
+    for name, rows in sets.items():
+        write_jsonl(WORK / "arms" / f"{name}.jsonl", rows)
+        print(f"arm {name}: {len(rows)} rows, {sum(r['harmful'] for r in rows)} harmful")
+    for name, items in build_evals(shared, tokenizer).items():
+        write_jsonl(WORK / "evals" / f"{name}.jsonl", items)
+        print(f"eval {name}: {len(items)} items")
+
+
+# ---------------------------------------------------------------- run: train, measure, write one JSON
+
+
+def training_batches(rows: list[dict], tokenizer, seed: int):
+    import torch
+
+    samples = [encode(render(to_conversation({"messages": r["messages"]}), tokenizer), tokenizer, TRAIN["max_tokens"])
+               for r in rows]
+    order = np.random.default_rng(seed).permutation(len(samples))
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(order), TRAIN["batch"]):
+        batch = [samples[i] for i in order[start : start + TRAIN["batch"]]]
+        width = max(len(s.input_ids) for s in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for b, s in enumerate(batch):
+            n = len(s.input_ids)
+            ids[b, :n] = torch.tensor(s.input_ids)
+            mask[b, :n] = 1
+            labels[b, :n] = torch.tensor([t if scored else -100 for t, scored in zip(s.input_ids, s.scored, strict=True)])
+        yield ids, mask, labels
+
+
+def train(rows: list[dict], seed: int, tokenizer):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    base = load_model(DEFAULT_MODEL, device="cpu", dtype="float32", tokenizer=tokenizer).model
+    model = get_peft_model(base, LoraConfig(r=TRAIN["lora_r"], lora_alpha=TRAIN["lora_alpha"], lora_dropout=0.0,
+                                            target_modules=TRAIN["targets"], task_type="CAUSAL_LM"))
+    model.train()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=TRAIN["lr"])
+    losses, tokens, start = [], 0, time.perf_counter()
+    for epoch in range(TRAIN["epochs"]):
+        for ids, mask, labels in training_batches(rows, tokenizer, seed * 100 + epoch):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimiser.step()
+            optimiser.zero_grad()
+            losses.append(float(loss))
+            tokens += int(mask.sum())
+    seconds = time.perf_counter() - start
+    model.eval()
+    return model, {"rows": len(rows), "steps": len(losses), "tokens": tokens, "seconds": round(seconds, 1),
+                   "tokens_per_s": round(tokens / seconds, 1), "loss_first": losses[0], "loss_last": losses[-1],
+                   "loss_mean_last_quarter": float(np.mean(losses[-max(1, len(losses) // 4):]))}
+
+
+def eval_logprobs(model, tokenizer, items: list[dict]) -> dict[str, list[float]]:
+    """Per item: the mean, over its harmful (benign) answers, of the mean log-prob per answer token."""
+    samples, owners = [], []
+    for n, item in enumerate(items):
+        prefix = tuple(Turn(m["role"], m["content"]) for m in item["prefix"])
+        for side in ("harmful", "benign"):
+            for answer in item[side]:
+                conv = Conversation(turns=prefix + (Turn("assistant", answer),))
+                samples.append(encode_last_answer(conv, tokenizer, 1024))
+                owners.append((n, side))
+    values = mean_answer_logprobs(model, samples, batch_size=16)
+    out = {side: [[] for _ in items] for side in ("harmful", "benign")}
+    for (n, side), value in zip(owners, values, strict=True):
+        out[side][n].append(float(value))
+    return {side: [float(np.mean(v)) for v in lists] for side, lists in out.items()}
+
+
+def eval_names() -> list[str]:
+    return [name for name in EVALS_ALL if (WORK / "evals" / f"{name}.jsonl").exists()]
+
+
+def base_logprobs(tokenizer) -> dict:
+    """The untuned model's log-probs per evaluation set, computed once and kept beside the runs."""
+    path = RESULTS / "base.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in eval_names() if name not in cached]
+    if missing:
+        model = load_model(DEFAULT_MODEL, device="cpu", dtype="float32", tokenizer=tokenizer).model
+        for name in missing:
+            items = read_jsonl(WORK / "evals" / f"{name}.jsonl")
+            cached[name] = {"ids": [i["id"] for i in items], "kinds": [i["kind"] for i in items],
+                            **eval_logprobs(model, tokenizer, items)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cached))
+    return cached
+
+
+def arm_file(set_name: str, arm: str, seed: int) -> Path:
+    per_seed = WORK / "arms" / set_name / f"{arm}_s{seed}.jsonl"
+    return per_seed if per_seed.exists() else WORK / "arms" / set_name / f"{arm}.jsonl"
+
+
+def run_one(set_name: str, arm: str, seed: int, tokenizer) -> None:
+    """Train (or reload the kept adapter), then measure every evaluation set the run JSON lacks."""
+    import torch
+    from peft import PeftModel
+
+    out = RESULTS / "runs" / f"{set_name}__{arm}__seed{seed}.json"
+    record = json.loads(out.read_text()) if out.exists() else None
+    missing = [name for name in eval_names() if record is None or name not in record["evals"]]
+    if not missing:
+        return
+    adapter = WORK / "adapters" / set_name / arm / f"seed{seed}"
+    torch.set_num_threads(int(os.environ.get("SAEFILTER_THREADS", "2")))
+    if record is None:
+        rows = read_jsonl(arm_file(set_name, arm, seed))
+        model, stats = train(rows, seed, tokenizer)
+        model.save_pretrained(adapter)
+        record = {"set": set_name, "arm": arm, "seed": seed, "settings": TRAIN, "train": stats,
+                  "harmful_rows": sum(r["harmful"] for r in rows), "row_ids": [short_id(r["messages"]) for r in rows],
+                  "evals": {}}
+    else:
+        base = load_model(DEFAULT_MODEL, device="cpu", dtype="float32", tokenizer=tokenizer).model
+        model = PeftModel.from_pretrained(base, adapter).eval()
+    for name in missing:
+        start = time.perf_counter()
+        record["evals"][name] = eval_logprobs(model, tokenizer, read_jsonl(WORK / "evals" / f"{name}.jsonl"))
+        record["evals"][name]["seconds"] = round(time.perf_counter() - start, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record))
+    print(f"{set_name}/{arm} seed {seed}: {record['train']} evals {list(record['evals'])}", flush=True)
+
+
+def plan(phase: str) -> list[tuple[str, str, int]]:
+    runs = []
+    if phase in ("probe", "all"):
+        runs += [(s, a, seed) for seed in SEEDS for s, a in CONTROLS]
+    if phase in ("grid", "all"):
+        runs += [(s, a, seed) for seed in SEEDS for s, a in MIX_ARMS]
+        runs += [(s, a, seed) for seed in SEEDS for s, a in CODE]
+    return runs
+
+
+# ---------------------------------------------------------------- table: rebuilt from the run JSONs
+
+
+def drift_rows(base: dict, runs: list[dict], name: str, drop_kinds: set[str]) -> np.ndarray:
+    """(seeds x items) per-item drift of one arm on one evaluation set."""
+    keep = np.array([k not in drop_kinds for k in base[name]["kinds"]])
+    base_margin = np.array(base[name]["harmful"]) - np.array(base[name]["benign"])
+    rows = []
+    for run in runs:
+        tuned = np.array(run["evals"][name]["harmful"]) - np.array(run["evals"][name]["benign"])
+        rows.append((tuned - base_margin)[keep])
+    return np.array(rows)
+
+
+def table(n_boot: int) -> str:
+    base = json.loads((RESULTS / "base.json").read_text())
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted((RESULTS / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        runs.setdefault((run["set"], run["arm"]), []).append(run)
+    names = [n for n in EVALS_ALL if n in base]
+    lines = ["| set / arm | seeds | harmful rows | " + " | ".join(names) + " | s per run |",
+             "|---|---|---|" + "---|" * len(names) + "---|"]
+    for (set_name, arm), group in runs.items():
+        cells = []
+        for name in names:
+            usable = [r for r in group if name in r["evals"]]
+            if not usable:
+                cells.append("-")
+                continue
+            drop = {"medical"} if set_name in ("mix", "controls") and arm in (
+                "pos", "neg", "unfiltered", "score", "random", "oracle") else set()
+            per = drift_rows(base, usable, name, drop)
+            low, high = seeds_and_pairs_interval(per, n_boot)
+            cells.append(f"{per.mean():+.3f} [{low:+.3f}, {high:+.3f}]")
+        harmful = sorted({r["harmful_rows"] for r in group})
+        seconds = np.median([r["train"]["seconds"] + sum(e.get("seconds", 0) for e in r["evals"].values())
+                             for r in group])
+        lines.append(f"| {set_name} / {arm} | {len(group)} | {'/'.join(map(str, harmful))} | "
+                     + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    r = sub.add_parser("run")
+    r.add_argument("--phase", choices=("probe", "grid", "all"), default="all")
+    t = sub.add_parser("table")
+    t.add_argument("--bootstrap", type=int, default=2000)
+    args = parser.parse_args()
+    if args.command == "build":
+        build(args.shared)
+    elif args.command == "run":
+        tokenizer = load_tokenizer(DEFAULT_MODEL)
+        base_logprobs(tokenizer)
+        for set_name, arm, seed in plan(args.phase):
+            if arm_file(set_name, arm, seed).exists():
+                run_one(set_name, arm, seed, tokenizer)
+            else:
+                print(f"skipped {set_name}/{arm} seed {seed}: no arm file (run build)")
+    else:
+        print(table(args.bootstrap))
+
+
+if __name__ == "__main__":
+    main()
