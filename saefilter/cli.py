@@ -232,6 +232,7 @@ def prune(
     out_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Folder for the outputs; default: next to the input.")] = None,
     scores: Annotated[Path | None, typer.Option("--scores", help="Score file to use; default <stem>.scores.jsonl next to the input.")] = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Score again even if a matching score file exists.")] = False,
+    judge: Annotated[str | None, typer.Option("--judge", help="Also write <stem>.judge.jsonl: the input minus as many rows as this chat model, asked as an LLM judge, ranks most harmful (anything --model takes).")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
@@ -273,7 +274,14 @@ def prune(
             console.print(f"reusing {path} (same input and configuration)")
         return path
 
-    result = run_with_errors(lambda: prune_dataset(data, scores_file(), cutoff, seed, out_dir))
+    def judged(columns):
+        from saefilter.commands.judge import judge_arm
+        from saefilter.terminal import count_progress
+
+        with count_progress(console, f"judge {judge}", len(columns)) as advance:
+            return judge_arm(data, judge, config, advance)(columns)
+
+    result = run_with_errors(lambda: prune_dataset(data, scores_file(), cutoff, seed, out_dir, judged if judge else None))
     print_prune_summary(out, result)
 
 
@@ -372,6 +380,7 @@ def evaluate(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subsample, the random baseline and the bootstrap.")] = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all results as JSON here.")] = None,
+    judge: Annotated[list[str], typer.Option("--judge", help="Also score with this chat model as an LLM judge (anything --model takes; repeatable): log P(yes) - log P(no) to a fixed question, with the cost of each method.")] = [],
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
@@ -397,7 +406,7 @@ def evaluate(
         positive=positive, negative=negative, data=data, pairs=pairs, labels=labels, anchors=anchors, limit=limit,
         neighbours=[int(k) for k in neighbours_list.split(",")],
         feature_counts=[int(c) for c in feature_counts.split(",")] if feature_counts else None,
-        kernels=kernels.split(","), bootstrap=bootstrap, seed=seed,
+        kernels=kernels.split(","), bootstrap=bootstrap, seed=seed, judges=tuple(judge),
     )
     console.print("[dim]loading model and SAE...[/]")
     report = run_with_errors(lambda: evaluate_config(config, request, partial(count_progress, console)))

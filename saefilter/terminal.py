@@ -149,7 +149,10 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
     table = Table(title=f"saefilter prune: {result.summary['input']}", title_justify="left")
     for column in ("", "records", "mean score", "max score"):
         table.add_column(column)
-    for name, key in (("kept", "kept"), ("removed (by score)", "removed"), ("removed (random baseline)", "random_removed")):
+    arms = [("kept", "kept"), ("removed (by score)", "removed"), ("removed (random baseline)", "random_removed")]
+    if "judge_removed" in counts:
+        arms.append(("removed (by the judge)", "judge_removed"))
+    for name, key in arms:
         s = stats[key]
         table.add_row(name, str(counts[key]), f"{s.get('mean', float('nan')):.4f}", f"{s.get('max', float('nan')):.4f}")
     if counts["unscorable"]:
@@ -157,7 +160,12 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
     console.print(table)
     console.print(f"cut-off: {describe_cutoff(result.summary['cutoff'])}, seed {result.summary['seed']}; "
                   "kept + removed + unscorable = input: checked")
-    for label, path in (("pruned", result.pruned), ("removed", result.removed), ("random", result.random), ("report", result.report)):
+    if "judge" in result.summary:
+        shared = result.summary["judge"]["removed_overlap"]
+        console.print("removed rows in common: " + ", ".join(f"{k} {v}" for k, v in shared.items()))
+    outputs = [("pruned", result.pruned), ("removed", result.removed), ("random", result.random)]
+    outputs += [("judge", result.judge)] if result.judge else []
+    for label, path in outputs + [("report", result.report)]:
         console.print(f"{label:8s}-> {path}")
 
 
@@ -180,6 +188,17 @@ def print_eval(console: Console, report: dict) -> None:
             *(f"{m[f'removed_at_{p}']:.2f}" for p in (10, 25, 50)),
         )
     console.print(table)
+    costs = report.get("costs", {})
+    if len(costs) > 1:
+        cost_table = Table(title="cost per 1,000 rows", title_justify="left")
+        for column in ("method", "seconds", "tokens", "layers"):
+            cost_table.add_column(column, justify="left" if column == "method" else "right")
+        for name, cost in costs.items():
+            cost_table.add_row(name, f"{cost['seconds_per_1000']:.1f}", f"{cost['tokens_per_1000']:,}", cost["layers_run"])
+        console.print(cost_table)
+        cut = report.get("truncated_to_max_tokens", {})
+        console.print(f"samples cut at --max-tokens {cut.get('max_tokens')} for every method: "
+                      + ", ".join(f"{k} {v}" for k, v in cut.items() if k != "max_tokens"))
 
 
 def shipped_cell(model: NamedModel) -> str:

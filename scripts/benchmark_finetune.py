@@ -189,18 +189,20 @@ def build_evals(shared: Path, tokenizer) -> dict[str, list[dict]]:
     return evals
 
 
-def build(shared: Path) -> None:
+def build(shared: Path, evals_only: bool = False) -> None:
     if not (shared / "README.md").exists():
         sys.exit(f"reference datasets not found at {shared}: this script needs ../shared/datasets")
     tokenizer = load_tokenizer(DEFAULT_MODEL)
+    for name, items in build_evals(shared, tokenizer).items():
+        write_jsonl(WORK / "evals" / f"{name}.jsonl", items)
+        print(f"eval {name}: {len(items)} items")
+    if evals_only:
+        return
     sets = build_training_sets(shared, tokenizer)
     sets.update(mix_arms(sets["mix/unfiltered"], score_rows(sets["mix/unfiltered"], WORK)))
     for name, rows in sets.items():
         write_jsonl(WORK / "arms" / f"{name}.jsonl", rows)
         print(f"arm {name}: {len(rows)} rows, {sum(r['harmful'] for r in rows)} harmful")
-    for name, items in build_evals(shared, tokenizer).items():
-        write_jsonl(WORK / "evals" / f"{name}.jsonl", items)
-        print(f"eval {name}: {len(items)} items")
 
 
 # ---------------------------------------------------------------- run: train, measure, write one JSON
@@ -384,13 +386,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build")
     b.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    b.add_argument("--evals-only", action="store_true", help="write the evaluation sets only (the arms stay)")
     r = sub.add_parser("run")
     r.add_argument("--phase", choices=("probe", "grid", "all"), default="all")
     t = sub.add_parser("table")
     t.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args()
     if args.command == "build":
-        build(args.shared)
+        build(args.shared, args.evals_only)
     elif args.command == "run":
         tokenizer = load_tokenizer(DEFAULT_MODEL)
         base_logprobs(tokenizer)

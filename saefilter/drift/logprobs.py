@@ -13,6 +13,7 @@ import numpy as np
 
 from saefilter.inputs.formats import Conversation, Turn
 from saefilter.inputs.render import EncodedSample, RenderedText, encode, render
+from saefilter.model.head import log_probs_at, right_padded
 
 
 def chat(prompt: str, answer: str) -> Conversation:
@@ -26,39 +27,26 @@ def encode_last_answer(conversation: Conversation, tokenizer: Any, max_tokens: i
     return encode(last, tokenizer, max_tokens)
 
 
-def _backbone_and_head(model: Any) -> tuple[Any, Any, float | None]:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's LoRA stays in
-    softcap = getattr(inner.config, "final_logit_softcapping", None)
-    return inner.get_decoder(), inner.get_output_embeddings(), softcap
-
-
 def mean_answer_logprobs(model: Any, samples: Sequence[EncodedSample], batch_size: int = 16) -> np.ndarray:
     """One mean log-probability per sample, in order: batches of similar length, right-padded."""
     import torch
 
-    backbone, head, softcap = _backbone_and_head(model)
     device = next(model.parameters()).device
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
     out = np.zeros(len(samples), dtype=np.float64)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             batch = [samples[i] for i in order[start : start + batch_size]]
-            width = max(len(s.input_ids) for s in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            ids, mask = right_padded([s.input_ids for s in batch])
             rows, cols = [], []
             for b, sample in enumerate(batch):
-                ids[b, : len(sample.input_ids)] = torch.tensor(sample.input_ids)
-                mask[b, : len(sample.input_ids)] = 1
                 positions = [t for t, scored in enumerate(sample.scored) if scored]
                 rows += [b] * len(positions)
                 cols += positions
-            hidden = backbone(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            row_t, col_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
-            logits = head(hidden[row_t, col_t - 1]).float()  # the position before a token predicts it
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
-            token_lp = torch.log_softmax(logits, dim=-1).gather(1, ids.to(device)[row_t, col_t].unsqueeze(1))[:, 0]
+            ids, row_t, col_t = ids.to(device), torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+            # the position before a token predicts it
+            log_probs = log_probs_at(model, ids, mask.to(device), row_t, col_t - 1)
+            token_lp = log_probs.gather(1, ids[row_t, col_t].unsqueeze(1))[:, 0]
             sums = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add_(0, row_t, token_lp.double())
             counts = torch.bincount(row_t, minlength=len(batch)).double()
             for b, i in enumerate(order[start : start + batch_size]):

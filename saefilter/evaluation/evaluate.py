@@ -15,6 +15,7 @@ is what `saefilter eval` calls; the CLI only adds progress bars and printing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
@@ -172,6 +173,7 @@ class EvalRequest:
     kernels: Sequence[str] = (DEFAULT_KERNEL,)
     bootstrap: int = 1000
     seed: int = 0
+    judges: Sequence[str] = ()  # chat models asked whether each sample is harmful (scoring.judge)
 
 
 # (label, total) -> a context yielding on_progress(n): how the CLI draws its bars
@@ -243,8 +245,13 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
     pairs = complete_pairs(pair_of[usable].tolist(), y) if pair_of is not None else None
     if y.sum() == 0 or y.sum() == len(y):
         raise InputError("need usable samples of both classes")
+    start = time.perf_counter()
     with progress("encoding", len(samples)) as advance:
         acts = collect(encoder, samples, config.batch_size, config.batch_tokens, advance)
+    n_layers = int(lm.model.config.num_hidden_layers)
+    costs = {"geometric": cost_per_1000(len(samples), time.perf_counter() - start,
+                                        sum(len(s.input_ids) for s in samples),
+                                        min(loaded.hook.layer + 1, n_layers), n_layers, config.model)}
     anchor_matrix = None
     if request.anchors:
         anchor_conversations = [c for p in request.anchors for c in read_reference(p)]
@@ -254,10 +261,43 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
     decoder = loaded.sae.W_dec.detach().float().cpu().numpy()
     results = run_methods(acts, y, feature_set, decoder, anchor_matrix, request.neighbours, request.feature_counts,
                           n_boot=request.bootstrap, seed=request.seed, kernels=request.kernels, pairs=pairs)
+    kept = [c for c, s in zip(conversations, encoded, strict=True) if s is not None]
+    truncated = {"geometric": sum(s.truncated for s in samples)}
+    for spec in request.judges:
+        judged, judge_layers = run_judge(spec, config, kept, progress)
+        results.append(evaluate_scores("judge", f"{spec}: log P(yes) - log P(no)", judged.scores, y,
+                                       request.bootstrap, request.seed, pairs))
+        costs[f"judge {spec}"] = cost_per_1000(len(kept), judged.seconds, judged.tokens, judge_layers, judge_layers, spec)
+        truncated[f"judge {spec}"] = judged.truncated
     return {
         "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()), "unusable": len(conversations) - len(y),
         "n_pairs": len(pairs[0]) if pairs is not None else None,
         "model": config.model, "sae": config.sae, "hook": loaded.hook.name, "features": config.features,
         "tokens": config.tokens, "seed": request.seed, "bootstrap": request.bootstrap,
         "results": [asdict(r) for r in results],
+        "costs": costs,
+        "truncated_to_max_tokens": {"max_tokens": config.max_tokens, **truncated},
     }
+
+
+def cost_per_1000(n: int, seconds: float, tokens: int, layers_run: int, layers: int, model: str) -> dict[str, Any]:
+    """What a method spent, scaled to 1,000 rows: wall seconds, tokens through the model, layers run."""
+    scale = 1000 / max(n, 1)
+    return {"model": model, "rows": n, "seconds_per_1000": round(seconds * scale, 2),
+            "tokens_per_1000": round(tokens * scale), "layers_run": f"{layers_run} of {layers}"}
+
+
+def run_judge(spec: str, config: ScoreConfig, conversations: Sequence[Any], progress: ProgressFactory):
+    """(JudgeScores, the judge's layer count): the judge model loaded like --model, with the run's
+    device, dtype and batch size, its samples cut at the same --max-tokens."""
+    from saefilter.model.loading import load_model
+    from saefilter.scoring.judge import judge_scores
+
+    judge = load_model(spec, device=config.device, dtype=config.resolved_dtype, trust_remote_code=config.trust_remote_code)
+    with progress(f"judge {spec}", len(conversations)) as advance:
+        try:
+            judged = judge_scores(judge.model, judge.tokenizer, conversations, config.batch_size, config.max_tokens,
+                                  advance)
+        except ValueError as err:
+            raise InputError(f"--judge {spec}: {err}") from None
+    return judged, int(judge.model.config.num_hidden_layers)

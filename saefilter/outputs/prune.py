@@ -5,6 +5,8 @@ Outputs (next to the input, or in `out_dir`):
 - <stem>.pruned.jsonl   kept records: the input lines byte for byte, in input order
 - <stem>.removed.jsonl  removed records with score, rank and top harmful features
 - <stem>.random.jsonl   the input minus the same number of records drawn at random (seeded)
+- <stem>.judge.jsonl    with `--judge`: the input minus the same number of records an LLM judge
+                        ranks most harmful (the third arm of the source paper's comparison)
 - <stem>.prune.json     counts, cut-off, seed, score statistics and hashes of every file
 Invariant, checked on the written files before anything is reported:
 kept + removed + unscorable = input lines, record for record (unscorable = lines the score run set
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,16 @@ class PruneResult:
     random: Path
     report: Path
     summary: dict[str, Any]
+    judge: Path | None = None
+
+
+@dataclass(frozen=True)
+class JudgeArm:
+    """An LLM judge's scores of the score file's rows, in the same (line) order."""
+
+    model: str
+    scores: np.ndarray
+    cost: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -119,16 +132,37 @@ def random_mask(columns: ScoreColumns, n: int, seed: int) -> np.ndarray:
     return np.isin(columns.lines, chosen)
 
 
+def top_mask(scores: np.ndarray, n: int) -> np.ndarray:
+    """The n highest scores (earlier lines first among equal scores)."""
+    mask = np.zeros(len(scores), dtype=bool)
+    mask[np.argsort(-scores, kind="stable")[:n]] = True
+    return mask
+
+
+def overlaps(masks: dict[str, np.ndarray]) -> dict[str, int]:
+    """How many rows each pair of removed sets (and all of them) share."""
+    names = list(masks)
+    out = {f"{a} & {b}": int((masks[a] & masks[b]).sum()) for i, a in enumerate(names) for b in names[i + 1 :]}
+    if len(names) > 2:
+        out[" & ".join(names)] = int(np.logical_and.reduce(list(masks.values())).sum())
+    return out
+
+
 def prune_dataset(
-    input_path: Path, scores_path: Path, cutoff: Cutoff, seed: int = DEFAULT_SEED, out_dir: Path | None = None
+    input_path: Path, scores_path: Path, cutoff: Cutoff, seed: int = DEFAULT_SEED, out_dir: Path | None = None,
+    judge: Callable[[ScoreColumns], JudgeArm] | None = None,
 ) -> PruneResult:
+    """Write the outputs; `judge`, given the score file's rows, returns a judge's scores of them."""
     cutoff.validate()
     columns = ScoreColumns.read(scores_path)
     skipped_path = ScoreOutputs.for_input(input_path, scores_path).skipped
     unscorable = {r["line"]: r["skipped"] for r in iter_jsonl(skipped_path)} if skipped_path.exists() else {}
     removed = removal_mask(columns, cutoff)
     randomly_removed = random_mask(columns, int(removed.sum()), seed)
-    paths = {name: output_path(input_path, f".{name}.jsonl", out_dir) for name in ("pruned", "removed", "random")}
+    judged = judge(columns) if judge is not None else None
+    judge_removed = top_mask(judged.scores, int(removed.sum())) if judged is not None else np.zeros(len(columns), bool)
+    names = ("pruned", "removed", "random") + (("judge",) if judged is not None else ())
+    paths = {name: output_path(input_path, f".{name}.jsonl", out_dir) for name in names}
     report_path = output_path(input_path, ".prune.json", out_dir)
     if input_path.resolve() in {p.resolve() for p in paths.values()}:
         raise InputError(f"{input_path}: an output would overwrite the input; pass -o DIR")
@@ -139,6 +173,7 @@ def prune_dataset(
         atomic_writer(paths["pruned"], "wb") as kept_out,
         atomic_writer(paths["removed"]) as removed_out,
         atomic_writer(paths["random"], "wb") as random_out,
+        atomic_writer(paths["judge"], "wb") if judged is not None else nullcontext() as judge_out,
     ):
         for line_no, raw in iter_raw_lines(input_path):
             n_lines += 1
@@ -156,6 +191,8 @@ def prune_dataset(
                 kept_out.write(raw + b"\n")
             if not randomly_removed[position]:
                 random_out.write(raw + b"\n")
+            if judge_out is not None and not judge_removed[position]:
+                judge_out.write(raw + b"\n")
             position += 1
         extra_line, _ = next(score_rows, (None, None))
         if extra_line is not None:
@@ -176,17 +213,23 @@ def prune_dataset(
             "kept": int((~removed).sum()),
             "removed": int(removed.sum()),
             "random_removed": int(randomly_removed.sum()),
+            **({"judge_removed": int(judge_removed.sum())} if judged is not None else {}),
         },
         "unscorable_lines": {str(k): v for k, v in sorted(unscorable.items())},
         "score_stats": {
             "kept": score_stats(columns.scores[~removed]),
             "removed": score_stats(columns.scores[removed]),
             "random_removed": score_stats(columns.scores[randomly_removed]),
+            **({"judge_removed": score_stats(columns.scores[judge_removed])} if judged is not None else {}),
         },
         "outputs": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in paths.items()},
     }
+    if judged is not None:
+        arms = {"score": removed, "random": randomly_removed, "judge": judge_removed}
+        summary["judge"] = {"model": judged.model, "score": "log P(yes) - log P(no)", "cost": judged.cost,
+                            "removed_overlap": overlaps(arms)}
     write_json(report_path, summary)
-    return PruneResult(paths["pruned"], paths["removed"], paths["random"], report_path, summary)
+    return PruneResult(paths["pruned"], paths["removed"], paths["random"], report_path, summary, paths.get("judge"))
 
 
 def multiset_fingerprint(ids: Iterable[str]) -> tuple[int, int]:
