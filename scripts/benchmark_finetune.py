@@ -41,6 +41,7 @@ from saefilter.drift.stats import seeds_and_pairs_interval
 from saefilter.inputs.formats import Conversation, Turn, to_conversation
 from saefilter.inputs.reference import dialogue_messages
 from saefilter.inputs.render import encode, render
+from saefilter.model.head import log_probs_at, right_padded
 from saefilter.model.loading import DEFAULT_MODEL, load_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,24 +210,29 @@ def build(shared: Path, evals_only: bool = False) -> None:
 
 
 def training_batches(rows: list[dict], tokenizer, seed: int):
+    """Shuffled batches of similar length (groups of 8 batches sorted by length, then the batch order
+    shuffled, as Hugging Face's group_by_length does): padding stays small. Yields (ids, mask,
+    target rows, target columns): the answer tokens, the only ones the loss reads."""
     import torch
 
     samples = [encode(render(to_conversation({"messages": r["messages"]}), tokenizer), tokenizer, TRAIN["max_tokens"])
                for r in rows]
-    order = np.random.default_rng(seed).permutation(len(samples))
-    pad = tokenizer.pad_token_id
-    for start in range(0, len(order), TRAIN["batch"]):
-        batch = [samples[i] for i in order[start : start + TRAIN["batch"]]]
-        width = max(len(s.input_ids) for s in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(samples)).tolist()
+    group = TRAIN["batch"] * 8
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: len(samples[i].input_ids))
+        batches += [chunk[b : b + TRAIN["batch"]] for b in range(0, len(chunk), TRAIN["batch"])]
+    for k in rng.permutation(len(batches)):
+        batch = [samples[i] for i in batches[k]]
+        ids, mask = right_padded([s.input_ids for s in batch], tokenizer.pad_token_id)
+        rows_t, cols_t = [], []
         for b, s in enumerate(batch):
-            n = len(s.input_ids)
-            ids[b, :n] = torch.tensor(s.input_ids)
-            mask[b, :n] = 1
-            labels[b, :n] = torch.tensor([t if scored else -100 for t, scored in zip(s.input_ids, s.scored, strict=True)])
-        yield ids, mask, labels
+            positions = [t for t, scored in enumerate(s.scored) if scored]
+            rows_t += [b] * len(positions)
+            cols_t += positions
+        yield ids, mask, torch.tensor(rows_t), torch.tensor(cols_t)
 
 
 def train(rows: list[dict], seed: int, tokenizer):
@@ -239,19 +245,23 @@ def train(rows: list[dict], seed: int, tokenizer):
                                             target_modules=TRAIN["targets"], task_type="CAUSAL_LM"))
     model.train()
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=TRAIN["lr"])
-    losses, tokens, start = [], 0, time.perf_counter()
+    losses, tokens, padded, start = [], 0, 0, time.perf_counter()
     for epoch in range(TRAIN["epochs"]):
-        for ids, mask, labels in training_batches(rows, tokenizer, seed * 100 + epoch):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        for ids, mask, rows_t, cols_t in training_batches(rows, tokenizer, seed * 100 + epoch):
+            # the mean negative log-likelihood of the answer tokens, the head run at their positions only
+            log_probs = log_probs_at(model, ids, mask, rows_t, cols_t - 1)
+            loss = -log_probs.gather(1, ids[rows_t, cols_t].unsqueeze(1)).mean()
             loss.backward()
             optimiser.step()
             optimiser.zero_grad()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             tokens += int(mask.sum())
+            padded += mask.numel()
     seconds = time.perf_counter() - start
     model.eval()
     return model, {"rows": len(rows), "steps": len(losses), "tokens": tokens, "seconds": round(seconds, 1),
-                   "tokens_per_s": round(tokens / seconds, 1), "loss_first": losses[0], "loss_last": losses[-1],
+                   "tokens_per_s": round(tokens / seconds, 1),
+                   "padding_share": round(1 - tokens / padded, 3), "loss_first": losses[0], "loss_last": losses[-1],
                    "loss_mean_last_quarter": float(np.mean(losses[-max(1, len(losses) // 4):]))}
 
 
