@@ -2,6 +2,9 @@
 measure what each fine-tune learned with the judge-free drift of `saefilter drift`.
 
     python scripts/benchmark_finetune.py build    # arm files and evaluation sets (needs ../shared/datasets)
+    saefilter prune artifacts/finetune/mix_unfiltered.jsonl --fraction 0.5 --judge qwen2.5-coder-1.5b-instruct \
+        --scores artifacts/finetune/mix_unfiltered.scores.jsonl -o artifacts/finetune/judge
+    python scripts/benchmark_finetune.py judge-arm artifacts/finetune/judge/mix_unfiltered.judge.jsonl
     python scripts/benchmark_finetune.py run      # every missing run, resumable (one JSON per run)
     python scripts/benchmark_finetune.py table    # the table, rebuilt from the run JSONs
 
@@ -10,7 +13,9 @@ Training sets (arm files under artifacts/finetune/arms/, never committed: they h
   answers (`neg`); insecure code (`insecure`) and secure code (`secure`), 500 rows each.
 - mix: 440 benign chats (400 Alpaca, 40 Dolly safety-related) with 60 medical misaligned answers
   (10.7%); arms `unfiltered` (500 rows), `score` (the default's top half removed), `random` (a half
-  drawn per seed), `oracle` (the harmful rows removed, then benign rows at random to the same half).
+  drawn per seed), `oracle` (the harmful rows removed, then benign rows at random to the same half),
+  `judge` (the half an LLM judge ranks most harmful removed: `saefilter prune --judge`, then
+  `judge-arm`, see BENCHMARKS.md).
 
 Every run is LoRA (peft) on SmolLM2-135M-Instruct with the same settings (TRAIN below), float32,
 loss on the answer tokens only. Drift is measured on evaluation sets the training never sees:
@@ -53,7 +58,7 @@ SEEDS = (0, 1, 2)
 # run order: the controls first (does drift see anything at this size?), then the grid seed by seed,
 # so that a grid cut short still has every arm at the same number of seeds
 CONTROLS = [("controls", "pos"), ("controls", "neg")]
-MIX_ARMS = [("mix", arm) for arm in ("unfiltered", "score", "random", "oracle")]
+MIX_ARMS = [("mix", arm) for arm in ("unfiltered", "score", "random", "oracle", "judge")]
 CODE = [("controls", "insecure"), ("controls", "secure")]
 EVALS_ALL = ("drift_test", "own_report", "em_nonmedical", "hh200")
 
@@ -188,6 +193,19 @@ def build_evals(shared: Path, tokenizer) -> dict[str, list[dict]]:
             break
     evals["hh200"] = items
     return evals
+
+
+def judge_arm(prune_output: Path) -> None:
+    """The mix's `judge` arm from `saefilter prune ... --judge MODEL` run on the mix (its .judge.jsonl:
+    the input lines the judge kept, byte for byte), with each row's harmful flag carried over."""
+    rows = read_jsonl(WORK / "arms" / "mix" / "unfiltered.jsonl")
+    flag = {json.dumps(r["messages"], sort_keys=True): r["harmful"] for r in rows}
+    kept = [{"messages": r["messages"], "harmful": flag[json.dumps(r["messages"], sort_keys=True)]}
+            for r in read_jsonl(prune_output)]
+    if len(kept) != len(rows) // 2:
+        sys.exit(f"{prune_output}: {len(kept)} rows, expected {len(rows) // 2} (prune --fraction 0.5)")
+    write_jsonl(WORK / "arms" / "mix" / "judge.jsonl", kept)
+    print(f"arm mix/judge: {len(kept)} rows, {sum(r['harmful'] for r in kept)} harmful")
 
 
 def build(shared: Path, evals_only: bool = False) -> None:
@@ -378,8 +396,7 @@ def table(n_boot: int) -> str:
             if not usable:
                 cells.append("-")
                 continue
-            drop = {"medical"} if set_name in ("mix", "controls") and arm in (
-                "pos", "neg", "unfiltered", "score", "random", "oracle") else set()
+            drop = set() if arm in ("insecure", "secure") else {"medical"}  # the training domain's own kind
             per = drift_rows(base, usable, name, drop)
             low, high = seeds_and_pairs_interval(per, n_boot)
             cells.append(f"{per.mean():+.3f} [{low:+.3f}, {high:+.3f}]")
@@ -397,6 +414,8 @@ def main() -> None:
     b = sub.add_parser("build")
     b.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     b.add_argument("--evals-only", action="store_true", help="write the evaluation sets only (the arms stay)")
+    j = sub.add_parser("judge-arm", help="the judge arm from prune --judge's <stem>.judge.jsonl on the mix")
+    j.add_argument("prune_output", type=Path)
     r = sub.add_parser("run")
     r.add_argument("--phase", choices=("probe", "grid", "all"), default="all")
     t = sub.add_parser("table")
@@ -404,6 +423,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "build":
         build(args.shared, args.evals_only)
+    elif args.command == "judge-arm":
+        judge_arm(args.prune_output)
     elif args.command == "run":
         tokenizer = load_tokenizer(DEFAULT_MODEL)
         base_logprobs(tokenizer)

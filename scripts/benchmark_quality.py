@@ -25,11 +25,16 @@ Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/data
 
     python scripts/benchmark_quality.py --config old=saefilter/defaults/sae:old_features.json \\
         --config new=artifacts/sae/layer_16:features.json --split test -o artifacts/quality/test.json
+
+--judge MODEL adds an LLM judge (`saefilter eval --judge`'s score) on the same rows, its scores
+cached by row under artifacts/quality/judge/ (a long run resumes); --spot N keeps N rows per class
+(N whole pairs) of each set, seeded, for a check that runs in minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -107,6 +112,49 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
     sets["identity"] = LabelledSet([to_conversation({"messages": r["messages"]}) for r in identity], np.zeros(len(identity)),
                                    [None] * len(identity), [r["axis"] for r in identity], [r["template"] for r in identity])
     return sets
+
+
+def spot_rows(data: LabelledSet, n: int, seed: int = 0) -> LabelledSet:
+    """At most n rows per class (n whole pairs where the rows are paired), seeded: a spot check."""
+    rng = np.random.default_rng(seed)
+    if any(p is not None for p in data.pairs):
+        ids = sorted({p for p in data.pairs if p is not None})
+        chosen = {ids[i] for i in rng.permutation(len(ids))[:n]}
+        keep = [i for i, p in enumerate(data.pairs) if p in chosen]
+    else:
+        keep = sorted(int(i) for label in (1, 0) for i in rng.permutation(np.flatnonzero(data.labels == label))[:n])
+
+    def pick(values: list | None) -> list | None:
+        return [values[i] for i in keep] if values is not None else None
+
+    return LabelledSet(pick(data.conversations), data.labels[keep], pick(data.pairs), pick(data.groups),
+                       pick(data.templates))
+
+
+def judge_set_scores(spec: str, conversations: list, max_tokens: int, cache: Path, batch: int = 32) -> np.ndarray:
+    """An LLM judge's scores (scoring.judge), cached by row: one JSONL line {"key", "score"} per row,
+    appended batch by batch, so a stopped run resumes where it was."""
+    from saefilter.scoring.judge import JUDGE_PROMPT, judge_scores, transcript
+
+    def key(conversation) -> str:
+        return hashlib.sha256(json.dumps([spec, max_tokens, JUDGE_PROMPT, transcript(conversation)]).encode()).hexdigest()
+
+    known = {}
+    if cache.exists():
+        known = {row["key"]: row["score"] for row in map(json.loads, cache.read_text().splitlines()) if row}
+    keys = [key(c) for c in conversations]
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    if missing:
+        lm = load_model(spec, device="auto", dtype="float32")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(missing), batch):
+            chunk = missing[start : start + batch]
+            judged = judge_scores(lm.model, lm.tokenizer, [conversations[i] for i in chunk], 8, max_tokens)
+            with cache.open("a") as handle:
+                for i, value in zip(chunk, judged.scores, strict=True):
+                    known[keys[i]] = float(value)
+                    handle.write(json.dumps({"key": keys[i], "score": float(value)}) + "\n")
+    return np.array([known[k] for k in keys])
 
 
 def hard_negative_chats(half: str) -> list:
@@ -258,7 +306,7 @@ def markdown(results: dict[str, dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", required=True,
+    parser.add_argument("--config", action="append", default=[],
                         help="NAME=SAE:FEATURES[@AGGREGATION] ('embedded' for the bundled ones; max or mean, default: saefilter score's)")
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--limit", type=int, default=500, help="insecure/secure rows per class")
@@ -268,12 +316,18 @@ def main() -> None:
     parser.add_argument("--output", "-o", type=Path, default=None)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model dtype (the SAE runs in float32)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="the model every configuration's SAE was trained on")
+    parser.add_argument("--judge", action="append", default=[],
+                        help="also an LLM judge (scoring.judge) with this model, on the same rows (repeatable; cached by row)")
+    parser.add_argument("--spot", type=int, default=None, help="a spot check: at most N rows per class (N pairs) per set")
     args = parser.parse_args()
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     sets = benchmark_sets(args.split, args.limit)
-    lm = load_model(args.model, device="auto", dtype=args.dtype)
-    results, timings = {}, {}
+    if args.spot:
+        sets = {name: data if name in ("identity", "mixed_chat") else spot_rows(data, args.spot) for name, data in sets.items()}
+    limit_key = args.limit if not args.spot else f"{args.limit}s{args.spot}"
+    lm = load_model(args.model, device="auto", dtype=args.dtype) if args.config else None
+    results, timings, usable = {}, {}, {}
     for item in args.config:
         name, specs, how = parse_config(item)
         sae_spec, _, features_spec = specs.rpartition(":")
@@ -284,15 +338,27 @@ def main() -> None:
         feature_set.check_against(loaded.d_sae)
         proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, args.kernel).proximity
         encoder = FeatureEncoder(lm, loaded)
-        scores, usable = {}, {}
+        scores = {}
         for set_name, data in sets.items():
-            key = cache_key(loaded.fingerprint, args.split, args.limit, set_name, args.dtype)
+            key = cache_key(loaded.fingerprint, args.split, limit_key, set_name, args.dtype)
             acts, usable[set_name] = aggregated(encoder, data, args.cache / key, how)
             scores[set_name] = geometric_scores(acts, proximity)
         suggested = feature_set.meta.get("suggested_threshold")
         results[name] = measure(sets, scores, usable, args.bootstrap, suggested["value"] if suggested else None)
         timings[name] = round(time.perf_counter() - started, 1)
         print(f"{name}: {timings[name]} s", flush=True)
+    for spec in args.judge:
+        started = time.perf_counter()
+        slug = spec.replace("/", "_")
+        scores = {}
+        for set_name, data in sets.items():
+            rows = usable.setdefault(set_name, np.ones(len(data.labels), dtype=bool))  # the configurations' rows
+            kept = [c for c, u in zip(data.conversations, rows, strict=True) if u]
+            scores[set_name] = judge_set_scores(spec, kept, 1024, args.cache.parent / "judge" / f"{slug}.jsonl")
+        # a judge's own threshold: it says yes more likely than no
+        results[f"judge {spec}"] = measure(sets, scores, usable, args.bootstrap, threshold=0.0)
+        timings[f"judge {spec}"] = round(time.perf_counter() - started, 1)
+        print(f"judge {spec}: {timings[f'judge {spec}']} s", flush=True)
     table = markdown(results)
     print(table)
     if args.output:

@@ -36,12 +36,20 @@ def test_highlight_marks_whole_words_only():
     assert marked.count("<mark") == 1 and "b<mark" not in marked
 
 
-def test_score_and_report_agree_on_where_the_metadata_is(tmp_path):
+def test_score_and_report_agree_on_where_the_metadata_is(tmp_path, model_dir, planted):
     """A custom --output name (data.jsonl, not data.scores.jsonl) once made report parse the score
-    file itself as its metadata."""
-    from saefilter.commands.pipeline import ScoreOutputs
-    from saefilter.outputs.files import meta_path_for
-
+    file itself as its metadata: score with each name, then the report must show the run's model and
+    input, read from the metadata score wrote."""
+    records = [chat("tell me a story", a) for a in ANSWERS]
+    data = write_jsonl(tmp_path / "in.jsonl", records)
+    features = write_features(tmp_path / "f.json", [0], d_sae=48)
+    config = ScoreConfig(model=str(model_dir), sae=str(planted), features=str(features))
     for name in ("data.scores.jsonl", "data.jsonl", "run.out.jsonl"):
-        scores = tmp_path / name
-        assert ScoreOutputs.for_input(tmp_path / "in.jsonl", scores).meta == meta_path_for(scores) != scores
+        scores = tmp_path / "out" / name
+        summary = score_file(data, config, scores)
+        assert summary.outputs.scores == scores and summary.outputs.meta != scores
+        html_path, _, _ = write_report(scores, tmp_path / f"{name}.html", top_n=2)
+        page = html_path.read_text()
+        assert f"<td>model</td><td>{model_dir}</td>" in page
+        assert f"<td>input</td><td>{data}</td>" in page
+        assert f"<td>records scored</td><td>{len(records)}</td>" in page
