@@ -42,7 +42,7 @@ import numpy as np
 
 from saefilter.drift.logprobs import encode_last_answer, mean_answer_logprobs
 from saefilter.drift.pairs import BUILTIN_PAIRS, read_pairs
-from saefilter.drift.stats import seeds_and_pairs_interval
+from saefilter.drift.stats import arm_difference_interval, seeds_and_pairs_interval
 from saefilter.inputs.formats import Conversation, Turn, to_conversation
 from saefilter.inputs.reference import dialogue_messages
 from saefilter.inputs.render import encode, render
@@ -396,8 +396,7 @@ def table(n_boot: int) -> str:
             if not usable:
                 cells.append("-")
                 continue
-            drop = set() if arm in ("insecure", "secure") else {"medical"}  # the training domain's own kind
-            per = drift_rows(base, usable, name, drop)
+            per = drift_rows(base, usable, name, dropped_kinds(arm))
             low, high = seeds_and_pairs_interval(per, n_boot)
             cells.append(f"{per.mean():+.3f} [{low:+.3f}, {high:+.3f}]")
         harmful = sorted({r["harmful_rows"] for r in group})
@@ -405,6 +404,57 @@ def table(n_boot: int) -> str:
                              for r in group])
         lines.append(f"| {set_name} / {arm} | {len(group)} | {'/'.join(map(str, harmful))} | "
                      + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+# arm A - arm B on the same training set, paired over evaluation items: the controls (does drift see
+# what a fine-tune learned?), then the source paper's questions on the mix
+COMPARISONS = [("controls", "pos", "neg"), ("controls", "insecure", "secure"),
+               ("mix", "score", "random"), ("mix", "score", "unfiltered"), ("mix", "judge", "random"),
+               ("mix", "oracle", "random"), ("mix", "random", "unfiltered"), ("mix", "score", "oracle"),
+               ("mix", "score", "judge")]
+
+
+def dropped_kinds(arm: str) -> set[str]:
+    """The training domain's own kind is not evaluated: drift is about the *other* kinds of harm."""
+    return set() if arm in ("insecure", "secure") else {"medical"}
+
+
+def comparisons(n_boot: int) -> str:
+    """Paired differences between arms, and on the mix the share of the unfiltered drift each arm
+    keeps where the unfiltered drift is resolved (its interval excludes 0)."""
+    base = json.loads((RESULTS / "base.json").read_text())
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted((RESULTS / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        runs.setdefault((run["set"], run["arm"]), []).append(run)
+    names = [n for n in EVALS_ALL if n in base]
+
+    def per(set_name: str, arm: str, name: str) -> np.ndarray:
+        return drift_rows(base, runs[(set_name, arm)], name, dropped_kinds(arm))
+
+    lines = ["| A - B | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for set_name, a, b in COMPARISONS:
+        if (set_name, a) not in runs or (set_name, b) not in runs:
+            continue
+        cells = []
+        for name in names:
+            diff, low, high = arm_difference_interval(per(set_name, a, name), per(set_name, b, name), n_boot)
+            mark = " *" if low > 0 or high < 0 else ""
+            cells.append(f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]{mark}")
+        lines.append(f"| {set_name}: {a} - {b} | " + " | ".join(cells) + " |")
+    lines += ["", "* the paired interval excludes 0", ""]
+    if ("mix", "unfiltered") not in runs:
+        return "\n".join(lines)
+    for name in names:
+        unfiltered = per("mix", "unfiltered", name)
+        low, high = seeds_and_pairs_interval(unfiltered, n_boot)
+        if low <= 0 <= high:
+            lines.append(f"{name}: unfiltered drift {unfiltered.mean():+.3f} [{low:+.3f}, {high:+.3f}] not resolved")
+            continue
+        kept = ", ".join(f"{arm} {per('mix', arm, name).mean() / unfiltered.mean():.0%}"
+                         for arm in ("score", "random", "oracle", "judge") if ("mix", arm) in runs)
+        lines.append(f"{name}: unfiltered drift {unfiltered.mean():+.3f}; share of it kept: {kept}")
     return "\n".join(lines)
 
 
@@ -435,6 +485,8 @@ def main() -> None:
                 print(f"skipped {set_name}/{arm} seed {seed}: no arm file (run build)")
     else:
         print(table(args.bootstrap))
+        print()
+        print(comparisons(args.bootstrap))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,13 @@ from saefilter.drift.logprobs import chat as pair_chat
 from saefilter.drift.logprobs import encode_last_answer, mean_answer_logprobs
 from saefilter.drift.pairs import BUILTIN_PAIRS, load_pairs, read_pairs, refuse_drift_answers
 from saefilter.drift.run import DriftSettings, run_drift
-from saefilter.drift.stats import bootstrap_interval, drift_of, seeds_and_pairs_interval, sign_flip_p
+from saefilter.drift.stats import (
+    arm_difference_interval,
+    bootstrap_interval,
+    drift_of,
+    seeds_and_pairs_interval,
+    sign_flip_p,
+)
 from saefilter.inputs.formats import to_conversation
 from saefilter.inputs.records import InputError
 
@@ -122,6 +128,25 @@ def test_seed_spread_widens_the_interval():
     pooled_low, pooled_high = seeds_and_pairs_interval(per_pair, 2000)
     one_low, one_high = bootstrap_interval(per_pair[1], 2000, rng)
     assert pooled_high - pooled_low > 3 * (one_high - one_low)
+
+
+def test_paired_arm_difference_is_tighter_than_separate_intervals():
+    """Two arms on the same pairs: pair difficulty is shared, so the paired difference resolves a
+    small shift that the two arms' own intervals (which overlap) cannot; equal arms straddle zero."""
+    rng = np.random.default_rng(2)
+    difficulty = rng.normal(0, 0.5, 120)
+    arm_a = difficulty + rng.normal(0.05, 0.02, (3, 120))
+    arm_b = difficulty + rng.normal(0.0, 0.02, (3, 120))
+    diff, low, high = arm_difference_interval(arm_a, arm_b, 2000)
+    assert diff == pytest.approx(arm_a.mean() - arm_b.mean())
+    assert 0 < low < diff < high
+    a_low, _ = seeds_and_pairs_interval(arm_a, 2000)
+    _, b_high = seeds_and_pairs_interval(arm_b, 2000)
+    assert a_low < b_high  # separately, the intervals overlap
+    _, low, high = arm_difference_interval(arm_b, difficulty + rng.normal(0.0, 0.02, (3, 120)), 2000)
+    assert low < 0 < high
+    with pytest.raises(ValueError, match="different pairs"):
+        arm_difference_interval(arm_a, arm_b[:, :10], 100)
 
 
 # ------------------------------------------------------------------ the pairs

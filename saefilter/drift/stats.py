@@ -103,3 +103,22 @@ def seeds_and_pairs_interval(per_pair: np.ndarray, n_boot: int, seed: int = 0) -
         means[b] = rows[:, rng.integers(0, n_pairs, n_pairs)].mean()
     tail = (1 - CONFIDENCE) / 2
     return (float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail)))
+
+
+def arm_difference_interval(
+    arm_a: np.ndarray, arm_b: np.ndarray, n_boot: int, seed: int = 0
+) -> tuple[float, float, float]:
+    """(difference, low, high) of mean drift A - mean drift B, two fine-tuning arms measured on the
+    same pairs ((seeds x pairs) arrays): each draw resamples the pairs once for both arms (the
+    comparison is paired, so pair difficulty cancels) and the seeds of each arm on their own."""
+    if arm_a.shape[1] != arm_b.shape[1]:
+        raise ValueError(f"arms measured on different pairs: {arm_a.shape[1]} vs {arm_b.shape[1]}")
+    rng = np.random.default_rng(seed)
+    n_pairs = arm_a.shape[1]
+    diffs = np.empty(n_boot)
+    for b in range(n_boot):
+        pairs = rng.integers(0, n_pairs, n_pairs)
+        a = arm_a[rng.integers(0, len(arm_a), len(arm_a))][:, pairs].mean()
+        diffs[b] = a - arm_b[rng.integers(0, len(arm_b), len(arm_b))][:, pairs].mean()
+    tail = (1 - CONFIDENCE) / 2
+    return (float(arm_a.mean() - arm_b.mean()), float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail)))
