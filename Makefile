@@ -20,6 +20,8 @@ $(BIN)/saefilter: pyproject.toml
 	touch $(BIN)/saefilter
 
 test: install
+	# the layering of the package (pyproject.toml, [tool.importlinter]; docs/architecture.md)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: install

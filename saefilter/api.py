@@ -5,6 +5,8 @@
     rows = list(scorer.score([{"messages": [...]}, ...]))  # the rows a score file holds, in order
     saefilter.score_file("data.jsonl")                     # = saefilter score data.jsonl
     saefilter.prune_file("data.jsonl", fraction=0.25)      # = saefilter prune data.jsonl --fraction 0.25
+    saefilter.build_features("features.json")              # = saefilter features build -o features.json
+    saefilter.measure_drift("smollm2-135m-instruct", ["out/adapter"])  # = saefilter drift
 
 Options are the CLI's flags as keyword arguments (`max_tokens=512`, `on_error="skip"`, ...). Nothing
 here imports torch until a model is loaded, so `import saefilter` stays instant.
@@ -19,15 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from saefilter.config import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
-from saefilter.inputs.records import InputError, Record, parse_line, table_line
+from saefilter.errors import InputError
+from saefilter.inputs.records import Record, parse_line, table_line
 from saefilter.model.loading import DEFAULT_MODEL
 from saefilter.outputs.files import ranks_and_percentiles
+from saefilter.runs.settings import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
 
 if TYPE_CHECKING:
-    from saefilter.commands.pipeline import ScoreSummary
+    from saefilter.features.feature_set import FeatureSet
     from saefilter.outputs.prune import PruneResult
-    from saefilter.scoring.scorer import Scorer
+    from saefilter.runs.drift import DriftReport
+    from saefilter.runs.pipeline import ScoreSummary
+    from saefilter.runs.scorer import Scorer
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ScoreConfig) if f.name not in ("model", "sae", "features"))
 
@@ -37,9 +42,7 @@ def make_config(model: str, sae: str, features: str, options: Mapping[str, Any])
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; options are: {', '.join(OPTION_NAMES)}")
-    config = ScoreConfig(model=str(model), sae=str(sae), features=str(features), **options)
-    config.check_choices()
-    return config
+    return ScoreConfig(model=str(model), sae=str(sae), features=str(features), **options).validate()
 
 
 class RecordScorer:
@@ -57,7 +60,7 @@ class RecordScorer:
         rank and percentile (which need every score). Record i is line i+1 of `source`; its id is the
         hash of its compact JSON (as for a Parquet row). A record that cannot be scored raises
         InputError naming it (on_error="fail") or comes back as {"line", "id", "skipped": reason}."""
-        from saefilter.commands.pipeline import chunked, score_chunk
+        from saefilter.runs.pipeline import chunked, score_chunk
 
         items = (as_record(record, source, i) for i, record in enumerate(records, start=1))
         for chunk in chunked(items, self.config.chunk_records):
@@ -91,7 +94,7 @@ def as_record(record: Mapping[str, Any], source: str, line_no: int) -> Record:
 
 
 def check_chunk(scorer: Scorer, chunk: list[Record]) -> None:
-    from saefilter.scoring.scorer import Skipped
+    from saefilter.runs.scorer import Skipped
 
     for record in chunk:
         prepared = scorer.prepare(record)
@@ -103,7 +106,7 @@ def load_scorer(
     model: str = DEFAULT_MODEL, sae: str = DEFAULT_SAE, features: str = DEFAULT_FEATURES, **options: Any
 ) -> RecordScorer:
     """Load the model, SAE and harmful features once; score as many records as you like with it."""
-    from saefilter.scoring.scorer import Scorer
+    from saefilter.runs.scorer import Scorer
 
     return RecordScorer(Scorer.load(make_config(model, sae, features, options)))
 
@@ -121,7 +124,7 @@ def score_file(
 ) -> ScoreSummary:
     """`saefilter score PATH`: the ranked score file next to the input (or at `output`); returns its
     summary (`.outputs.scores` is the file). Pass `scorer` to reuse a loaded model."""
-    from saefilter.commands.pipeline import score_file as run
+    from saefilter.runs.pipeline import score_file as run
 
     config = scorer.config if scorer is not None else make_config(model, sae, features, options)
     return run(Path(path), config, Path(output) if output else None, resume, scorer.scorer if scorer else None)
@@ -137,18 +140,59 @@ def prune_file(
     output_dir: str | Path | None = None,
     scores: str | Path | None = None,
     rescore: bool = False,
+    judge: str | None = None,
     model: str = DEFAULT_MODEL,
     sae: str = DEFAULT_SAE,
     features: str = DEFAULT_FEATURES,
     **options: Any,
 ) -> PruneResult:
-    """`saefilter prune PATH`: pruned, removed and random-baseline files; scores first unless a score
-    file made from this input with this configuration exists (or `scores` names one)."""
-    from saefilter.outputs.prune import DEFAULT_SEED, Cutoff, prune_dataset, scores_for
+    """`saefilter prune PATH`: pruned, removed and random-baseline files (and with `judge`, a model
+    spec, the judge arm); scores first unless a score file made from this input with this
+    configuration exists (or `scores` names one)."""
+    from saefilter.outputs.prune import DEFAULT_SEED, Cutoff
+    from saefilter.runs.prune import prune
 
-    cutoff = Cutoff(top_k, fraction, threshold)
-    cutoff.validate()
     config = make_config(model, sae, features, options)
-    scores_path, _reused = scores_for(Path(path), config, Path(scores) if scores else None, rescore)
-    return prune_dataset(Path(path), scores_path, cutoff, DEFAULT_SEED if seed is None else seed,
-                         Path(output_dir) if output_dir else None)
+    return prune(Path(path), config, Cutoff(top_k, fraction, threshold), DEFAULT_SEED if seed is None else seed,
+                 Path(output_dir) if output_dir else None, Path(scores) if scores else None, rescore, judge)
+
+
+def build_features(
+    output: str | Path,
+    *,
+    harmful: Iterable[str | Path] = (),
+    benign: Iterable[str | Path] = (),
+    contrasts: Iterable[str] = (),
+    top: int | None = None,
+    top_each: int | None = None,
+    paired: bool = False,
+    direction: bool = False,
+    column: str | None = None,
+    model: str = DEFAULT_MODEL,
+    sae: str = DEFAULT_SAE,
+    **options: Any,
+) -> FeatureSet:
+    """`saefilter features build -o OUTPUT`: a harmful-feature set selected from reference files
+    (`harmful`/`benign`) or the built-in `contrasts`, saved to `output` and returned."""
+    from saefilter.features.feature_set import save_feature_set
+    from saefilter.features.selection import SelectionSettings
+    from saefilter.runs.features import build_features as run
+    from saefilter.runs.settings import DEFAULT_TOP, DEFAULT_TOP_EACH
+
+    config = make_config(model, sae, DEFAULT_FEATURES, options)
+    settings = SelectionSettings(top if top is not None else DEFAULT_TOP)
+    feature_set = run(config, [Path(p) for p in harmful], [Path(p) for p in benign], list(contrasts), None,
+                      column, settings, top_each if top_each is not None else DEFAULT_TOP_EACH, paired, direction)
+    save_feature_set(feature_set, Path(output))
+    return feature_set
+
+
+def measure_drift(
+    base: str, tuned: Iterable[str], *, pairs: str = "builtin", split: str = "test", kinds: Iterable[str] = (),
+    **settings: Any,
+) -> DriftReport:
+    """`saefilter drift BASE TUNED...`: how far each fine-tuned model (or LoRA adapter folder) moved
+    towards the harmful answers of matched pairs; `.as_json()` is what `--json` writes."""
+    from saefilter.runs.drift import DriftSettings, run_drift
+
+    return run_drift(base, list(tuned), DriftSettings(pairs, split, tuple(kinds), **settings))

@@ -5,7 +5,6 @@ Heavy imports (torch, transformers, sae-lens) happen inside commands so `--help`
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -15,19 +14,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from saefilter.config import (
+from saefilter.model.loading import DEFAULT_MODEL
+from saefilter.runs.settings import (
     BUILTIN_CONTRASTS,
-    CHOICES,
     DEFAULT_CONTRASTS,
     DEFAULT_FEATURES,
     DEFAULT_KERNEL,
     DEFAULT_SAE,
     DEFAULT_TOP,
     DEFAULT_TOP_EACH,
-    SELECTIONS,
     ScoreConfig,
 )
-from saefilter.model.loading import DEFAULT_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -57,7 +54,7 @@ def set_verbosity(quiet: bool, verbose: bool) -> None:
 
 def _print_version(value: bool) -> None:
     if value:
-        from saefilter import __version__
+        from saefilter.version import __version__
 
         out.print(f"saefilter {__version__}")
         raise typer.Exit()
@@ -122,18 +119,21 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def cli_progress(label: str, total: int):
+    """A progress bar on stderr: what the runs take as their `progress` factory."""
+    from saefilter.terminal import count_progress
+
+    return count_progress(console, label, total)
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         fail(f"{name} must be one of {', '.join(choices)}, got {value}")
 
 
 def make_config(options: dict) -> ScoreConfig:
-    """A ScoreConfig from a command's options (its locals()), choices checked first."""
-    for name, choices in CHOICES.items():
-        if name in options:
-            check_choice("--" + name.replace("_", "-"), options[name], choices)
-    fields = {f.name for f in dataclasses.fields(ScoreConfig)}
-    return ScoreConfig(**{k: v for k, v in options.items() if k in fields})
+    """A checked ScoreConfig from a command's options (its locals())."""
+    return run_with_errors(lambda: ScoreConfig.from_options(options))
 
 
 @app.command()
@@ -168,7 +168,7 @@ def score(
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
     set_verbosity(quiet, verbose)
     config = make_config(locals())
-    from saefilter.commands.pipeline import Shard
+    from saefilter.outputs.files import Shard
     from saefilter.terminal import print_score_summary, score_progress
 
     check_choice("--engine", engine, ("local", "ray"))
@@ -191,14 +191,14 @@ def score(
 def _score_with_progress(data, config, output, resume, score_progress, shard=None):
     """Every line is checked with the tokenizer alone (--on-error fail), then the model loads, then
     the bar runs: one status line of ours per slow step, no third-party bars."""
-    from saefilter.commands.pipeline import score_file
+    from saefilter.runs.pipeline import score_file
 
     with score_progress(console) as (on_start, on_progress):
         return score_file(data, config, output, resume, None, on_start, on_progress, shard, status=console.status)
 
 
 def _score_with_ray(data, config, output, address, actors, score_progress):
-    from saefilter.commands.ray_engine import RayOptions, score_with_ray
+    from saefilter.runs.ray_engine import RayOptions, score_with_ray
 
     with score_progress(console) as (on_start, on_progress):
         console.print("starting Ray and the scoring actors (each loads the model once)...")
@@ -215,7 +215,7 @@ def merge(
 ) -> None:
     """Join the shard files of `score --shard I/N` into one ranked score file, identical to a single-process run."""
     set_verbosity(quiet, verbose)
-    from saefilter.outputs.shards import find_shards, merge_shards
+    from saefilter.runs.merge import find_shards, merge_shards
     from saefilter.terminal import print_score_summary
 
     summary = run_with_errors(lambda: merge_shards(data, shards or find_shards(data, output), output))
@@ -258,30 +258,18 @@ def prune(
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
-    from saefilter.outputs.prune import Cutoff, prune_dataset
-    from saefilter.terminal import print_prune_summary
+    from saefilter.outputs.prune import Cutoff
+    from saefilter.runs.prune import prune as run_prune
+    from saefilter.terminal import count_progress, print_prune_summary, score_progress
 
     cutoff = Cutoff(top_k, fraction, threshold)
     run_with_errors(cutoff.validate)
-
-    def scores_file() -> Path:
-        from saefilter.outputs.prune import scores_for
-        from saefilter.terminal import score_progress
-
-        path, reused = scores_for(data, config, scores, rescore,
-                                  lambda: _score_with_progress(data, config, scores, False, score_progress).outputs.scores)
-        if reused and scores is None:
-            console.print(f"reusing {path} (same input and configuration)")
-        return path
-
-    def judged(columns):
-        from saefilter.commands.judge import judge_arm
-        from saefilter.terminal import count_progress
-
-        with count_progress(console, f"judge {judge}", len(columns)) as advance:
-            return judge_arm(data, judge, config, advance)(columns)
-
-    result = run_with_errors(lambda: prune_dataset(data, scores_file(), cutoff, seed, out_dir, judged if judge else None))
+    result = run_with_errors(lambda: run_prune(
+        data, config, cutoff, seed, out_dir, scores, rescore, judge,
+        run_scoring=lambda: _score_with_progress(data, config, scores, False, score_progress).outputs.scores,
+        judge_progress=lambda total: count_progress(console, f"judge {judge}", total),
+        on_reuse=lambda path: console.print(f"reusing {path} (same input and configuration)"),
+    ))
     print_prune_summary(out, result)
 
 
@@ -305,19 +293,18 @@ def check(
     aggregation, tokens, neighbours, max_tokens, field). Flags override them.
     """
     set_verbosity(quiet, verbose)
-    from saefilter.commands.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
     from saefilter.model.named import cache_dir
+    from saefilter.runs.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
 
     def run():
         settings, source = find_settings(Path.cwd())
         flags = {"model": model, "sae": sae, "features": features, "aggregation": aggregation, "tokens": tokens,
                  "field": field, "threshold": threshold}
         config, limit = merge_settings(settings, flags, source)
-        for name, choices in CHOICES.items():
-            check_choice("--" + name.replace("_", "-"), getattr(config, name), choices)
+        config.validate()
         limit = limit if limit is not None else suggested_threshold(config)
         if limit is None:
-            from saefilter.inputs.records import InputError
+            from saefilter.errors import InputError
 
             raise InputError("no threshold: pass --threshold or set `threshold` in [tool.saefilter]")
         score_cache = ScoreCache(cache or cache_dir() / "check-cache.sqlite3")
@@ -356,12 +343,9 @@ def report(
     if not scores.is_file():
         fail(f"{scores}: no such file")
     html_path, png_path, summary = write_report(scores, target, data, top, fraction, threshold)
-    cut = f"{summary['cutoff']:.4f} ({summary['above']} records at or above)" if summary["cutoff"] is not None else "none"
-    out.print(f"{summary['records']} records; cut-off {cut}")
-    for feature in summary["top_features"]:
-        above = f", above benign {feature['above_benign']:.4f}" if "above_benign" in feature else ""
-        out.print(f"  feature {feature['feature']:>11} {feature['label'][:40]:40s} contribution {feature['contribution']:.4f}{above}",
-                  highlight=False)
+    from saefilter.terminal import print_report_summary
+
+    print_report_summary(out, summary)
     out.print(f"report -> {html_path}\nplot   -> {png_path}")
 
 
@@ -398,8 +382,8 @@ def evaluate(
     config = make_config(locals())
     from functools import partial
 
-    from saefilter.evaluation.evaluate import EvalRequest, evaluate_config
-    from saefilter.outputs.files import write_json
+    from saefilter.files import write_json
+    from saefilter.runs.evaluate import EvalRequest, evaluate_config
     from saefilter.terminal import count_progress, print_eval
 
     request = EvalRequest(
@@ -438,8 +422,8 @@ def drift(
 ) -> None:
     """What fine-tuning taught, judge-free: the change of the harmful-minus-benign margin on matched pairs."""
     set_verbosity(quiet, verbose)
-    from saefilter.drift.run import DriftSettings, run_drift
-    from saefilter.outputs.files import write_json
+    from saefilter.files import write_json
+    from saefilter.runs.drift import DriftSettings, run_drift
     from saefilter.terminal import print_drift
 
     settings = DriftSettings(pairs=pairs, split=split, kinds=tuple(kinds), device=device, dtype=dtype,
@@ -450,7 +434,7 @@ def drift(
         write_json(json_out, report.as_json(per_pair))
         out.print(f"drift -> {json_out}")
     if max_drift is not None:
-        over = [m.spec for m in report.tuned if m.summary["overall"].drift > max_drift]
+        over = report.above(max_drift)
         if over:
             console.print(f"[bold red]drift above {max_drift}:[/] {escape(', '.join(over))}")
             raise typer.Exit(3)
@@ -514,111 +498,23 @@ def features_build(
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
+    from saefilter.features.selection import SELECTIONS, SelectionSettings
+
     check_choice("--selection", selection, SELECTIONS)
-    from saefilter.features.selection import SelectionSettings
 
     settings = SelectionSettings(top, min_frequency, max_benign_frequency, selection, identity_filter,
                                  function_word_filter)
-    feature_set = run_with_errors(lambda: _build_features(config, harmful, benign, contrast, ids, column, settings, top_each,
-                                                          paired, direction, hard_negatives))
+    from saefilter.runs.features import build_features
+
+    feature_set = run_with_errors(lambda: build_features(
+        config, harmful, benign, contrast, ids, column, settings, top_each, paired, direction, hard_negatives,
+        console.status, cli_progress))
     from saefilter.features.feature_set import save_feature_set
     from saefilter.terminal import print_feature_set
 
     save_feature_set(feature_set, output)
     print_feature_set(out, feature_set, limit=20)
     out.print(f"features -> {output}")
-
-
-def _build_features(config, harmful, benign, contrast_names, ids, column, settings, top_each, paired=False, direction=False,
-                    hard_negatives=()):
-    from saefilter.drift.pairs import refuse_drift_answers
-    from saefilter.features.selection import ContrastTexts, check_paired
-    from saefilter.inputs.records import InputError
-    from saefilter.inputs.reference import (
-        builtin_benign_texts,
-        builtin_contrasts,
-        builtin_identity_texts,
-        hard_negative_texts,
-        read_reference,
-        reference_categories,
-    )
-
-    if hard_negatives and not direction:
-        raise InputError("--hard-negatives feed the direction's probe: give --direction too")
-    if ids is not None:
-        if direction:
-            raise InputError("--direction is fitted on a contrast; with --ids, run `features add-direction` on the set")
-        return _feature_set_from_ids(config, ids)
-    if bool(harmful) != bool(benign):
-        raise InputError("give both --harmful and --benign, or neither (the built-in contrasts)")
-    if harmful and contrast_names:
-        raise InputError("--contrast picks built-in contrasts; it does not go with --harmful/--benign")
-    if paired and not harmful:
-        raise InputError("--paired describes --harmful/--benign files; the built-in contrasts say themselves which are paired")
-    if harmful:
-        sources = [ContrastTexts("custom", [c for p in harmful for c in refuse_drift_answers(p, list(read_reference(p, column)))],
-                                 [c for p in benign for c in refuse_drift_answers(p, list(read_reference(p, column)))], paired,
-                                 reference_categories(harmful) if paired else None)]
-        meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
-        origin = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
-    else:
-        chosen = builtin_contrasts(contrast_names or DEFAULT_CONTRASTS)
-        sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired,
-                                 reference_categories([c.harmful]) if c.paired else None)
-                   for c in chosen]
-        meta = {"contrasts": "built-in"}
-        origin = f"built-in {chosen[0].name} contrast"
-    for source in sources:
-        check_paired(source)  # before the model loads
-    if direction and len(sources) > 1:
-        raise InputError(f"--direction is fitted on one contrast, got {len(sources)}; build with one, or run "
-                         "`features add-direction` on the merged set")
-    extra, extra_source = hard_negative_texts(hard_negatives, not harmful and sources[0].name == "answers", column) \
-        if direction else ([], "none")
-    identity_texts = builtin_identity_texts() if settings.identity_filter else None
-    identity_reference = builtin_benign_texts() if settings.identity_filter else None
-    from functools import partial
-
-    from saefilter.features.selection import encode_contrasts, identity_exclusion, select_from_encoded
-    from saefilter.model.activations import FeatureEncoder
-    from saefilter.scoring.scorer import load_backbone
-    from saefilter.terminal import count_progress
-
-    with console.status("loading model and SAE..."):
-        lm, loaded = load_backbone(config)
-    meta |= {"model": config.model, "tokens": config.tokens, "hook": loaded.hook.name}
-    encoder, progress = FeatureEncoder(lm, loaded), partial(count_progress, console)
-    passes = (config.tokens, config.max_tokens, config.batch_size, config.batch_tokens, progress)
-    encoded = encode_contrasts(encoder, sources, *passes, with_means=direction)
-    exclude = identity_exclusion(encoder, encoded, identity_texts, identity_reference, *passes) if identity_texts else None
-    feature_set = select_from_encoded(encoded, settings, lm.tokenizer.decode, config.sae, loaded.d_sae, meta, top_each,
-                                      exclude)
-    if not direction:
-        return feature_set
-    from saefilter.features.direction import DirectionSettings, with_direction
-    from saefilter.features.selection import contrast_activations
-
-    sides = encoded[0]
-    hard = contrast_activations(encoder, extra, *passes, "hard negatives", with_means=True).mean_residual if extra else None
-    return with_direction(feature_set, sides.harmful.mean_residual, sides.benign.mean_residual,
-                          sides.benign.aggregated(config.aggregation), loaded.sae.W_dec.detach().float().cpu().numpy(),
-                          loaded.hook.name, f"{origin}; hard negatives: {extra_source}",
-                          DirectionSettings(config.aggregation, config.neighbours, config.kernel), hard)
-
-
-def _feature_set_from_ids(config, ids):
-    from saefilter.features.selection import feature_set_from_ids
-    from saefilter.inputs.records import InputError
-    from saefilter.sae.loading import load_sae
-
-    try:
-        indices = [int(part) for part in ids.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"--ids must be comma-separated integers, got '{ids}'") from None
-    loaded = load_sae(config.sae_spec)
-    feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
-    feature_set.check_against(loaded.d_sae)
-    return feature_set
 
 
 @features_app.command("calibrate")
@@ -653,29 +549,15 @@ def features_calibrate(
     if output is None and features == DEFAULT_FEATURES:
         fail("the embedded feature set is part of the package: give --output for the calibrated copy")
     target = output or Path(features)
-    calibrated_set = run_with_errors(lambda: _calibrate(config, benign, column, percentile))
+    from saefilter.runs.features import calibrate_features
+
+    calibrated_set = run_with_errors(lambda: calibrate_features(config, benign, column, percentile, console.status,
+                                                                cli_progress))
     from saefilter.features.feature_set import save_feature_set
 
     save_feature_set(calibrated_set, target)
     threshold = calibrated_set.meta["suggested_threshold"]
     out.print(f"suggested threshold {threshold['value']} ({threshold['how']})\ncalibrated features -> {target}")
-
-
-def _calibrate(config, benign, column, percentile):
-    from saefilter.features.calibrate import calibrated
-    from saefilter.features.selection import encode_reference
-    from saefilter.inputs.reference import read_reference
-    from saefilter.scoring.scorer import Scorer
-    from saefilter.terminal import count_progress
-
-    conversations = [c for path in benign for c in read_reference(path, column)]  # bad files fail before the model
-    with console.status("loading model and SAE..."):
-        scorer = Scorer.load(config)
-    samples, unusable = encode_reference(conversations, scorer.lm.tokenizer, config.tokens, config.max_tokens)
-    with count_progress(console, "scoring benign", len(samples)) as advance:
-        contributions = scorer.contributions(samples, advance)
-    source = ", ".join(str(p) for p in benign) + (f"; {unusable} rows with nothing to score left out" if unusable else "")
-    return calibrated(scorer.method.feature_set, contributions, scorer.method.scoring_settings, source, percentile)
 
 
 @features_app.command("add-direction")
@@ -714,56 +596,16 @@ def features_add_direction(
     if output is None and features == DEFAULT_FEATURES:
         fail("the embedded feature set is part of the package: give --output for the new copy")
     target = output or Path(features)
-    updated = run_with_errors(lambda: _add_direction(config, harmful, benign, column, strength, ratio, label, hard_negatives))
+    from saefilter.runs.features import add_direction
+
+    updated = run_with_errors(lambda: add_direction(config, harmful, benign, column, strength, ratio, label,
+                                                    hard_negatives, console.status, cli_progress))
     from saefilter.features.feature_set import save_feature_set
 
     save_feature_set(updated, target)
     added = updated.directions[0]
     out.print(f"direction '{added.label}' (weight {added.weight:.4g}) added -> {target}\n"
               f"run `saefilter features calibrate {target} --benign ...` again: the scores have changed")
-
-
-def _add_direction(config, harmful, benign, column, strength, ratio, label, hard_negatives=()):
-    from saefilter.drift.pairs import refuse_drift_answers
-    from saefilter.evaluation.evaluate import collect
-    from saefilter.features.direction import DirectionSettings, with_direction
-    from saefilter.features.selection import ContrastTexts, encode_reference, paired_texts
-    from saefilter.inputs.records import InputError
-    from saefilter.inputs.reference import builtin_contrasts, hard_negative_texts, read_reference
-    from saefilter.scoring.scorer import Scorer
-    from saefilter.terminal import count_progress
-
-    if bool(harmful) != bool(benign):
-        raise InputError("give both --harmful and --benign, or neither (the built-in answers contrast)")
-    extra, extra_source = hard_negative_texts(hard_negatives, not harmful, column)
-    if harmful:
-        contrast = ContrastTexts("custom", [c for p in harmful for c in refuse_drift_answers(p, list(read_reference(p, column)))],
-                                 [c for p in benign for c in refuse_drift_answers(p, list(read_reference(p, column)))])
-        source = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
-    else:
-        builtin = builtin_contrasts(("answers",))[0]
-        contrast = ContrastTexts(builtin.name, list(read_reference(builtin.harmful)), list(read_reference(builtin.benign)), True)
-        source = "built-in answers contrast"
-    with console.status("loading model and SAE..."):
-        scorer = Scorer.load(config)
-    tokenizer = scorer.lm.tokenizer
-    sides = (contrast.harmful, contrast.benign)
-    if contrast.paired:
-        kept = paired_texts(contrast, tokenizer, config.tokens, config.max_tokens)[0]
-        sides = (kept.harmful, kept.benign)
-    encoded = []
-    for name, texts in zip(("harmful", "benign", "hard negatives"), (*sides, extra), strict=True):
-        samples, _ = encode_reference(texts, tokenizer, config.tokens, config.max_tokens)
-        if not samples and name != "hard negatives":
-            raise InputError(f"features add-direction: no {name} row has tokens to score (--tokens {config.tokens})")
-        with count_progress(console, f"encoding {name}", len(samples)) as advance:
-            encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance) if samples else None)
-    settings = DirectionSettings(config.aggregation, config.neighbours, config.kernel, strength, ratio, label)
-    decoder = scorer.method.sae.sae.W_dec.detach().float().cpu().numpy()
-    return with_direction(scorer.method.feature_set, encoded[0].mean_residual, encoded[1].mean_residual,
-                          encoded[1].aggregated[config.aggregation], decoder, scorer.method.sae.hook.name,
-                          f"{source}; hard negatives: {extra_source}", settings,
-                          encoded[2].mean_residual if encoded[2] is not None else None)
 
 
 @features_app.command("contrasts")
@@ -832,8 +674,8 @@ def features_show(
 ) -> None:
     """Print a feature set as a table: index, label, weight and selection statistics."""
     set_verbosity(quiet, verbose)
-    from saefilter.config import resolve_features_path
     from saefilter.features.feature_set import load_feature_set
+    from saefilter.runs.settings import resolve_features_path
     from saefilter.terminal import print_feature_set
 
     feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path, model)))
@@ -842,7 +684,7 @@ def features_show(
 
 def run_with_errors(action):
     """Turn the library's input errors into one-line messages; Ctrl-C into a resume hint."""
-    from saefilter.inputs.records import InputError
+    from saefilter.errors import InputError
 
     try:
         return action()

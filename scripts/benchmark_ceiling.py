@@ -35,8 +35,9 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from saefilter.config import ScoreConfig, resolve_features_path
-from saefilter.evaluation.evaluate import (
+from saefilter.features.feature_set import load_feature_set
+from saefilter.features.selection import encode_each
+from saefilter.runs.evaluate import (
     EvalActivations,
     EvalRequest,
     collect,
@@ -44,11 +45,10 @@ from saefilter.evaluation.evaluate import (
     geometric_scores,
     labelled_conversations,
 )
-from saefilter.evaluation.metrics import all_metrics, bootstrap_intervals
-from saefilter.features.feature_set import load_feature_set
-from saefilter.features.selection import encode_each
-from saefilter.model.activations import FeatureEncoder
-from saefilter.scoring.scorer import load_backbone
+from saefilter.runs.scorer import load_backbone
+from saefilter.runs.settings import ScoreConfig, resolve_features_path
+from saefilter.sae.encoder import FeatureEncoder
+from saefilter.scoring.metrics import all_metrics, bootstrap_intervals
 
 DATA = Path("artifacts/data")
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # l1_ratios / legacy-attribute notices

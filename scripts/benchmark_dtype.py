@@ -4,8 +4,11 @@ same rows scored twice with the model in each dtype (the SAE and the proximity p
 
 Per benchmark: Spearman correlation of the scores, overlap of the top 10% and top 50% sets (the
 rows pruning would remove), and AUROC in each dtype. The adoption rule of issue "Twice the speed"
-is applied and printed: bfloat16 may become the CPU default only where every top-50% overlap is at
-least 0.98 and no AUROC moves by more than 0.005.
+is applied and printed: bfloat16 may become the CPU default only where, on every labelled set, the
+top-50% overlap is at least 0.98 and the AUROC moves by at most 0.005, and on the identity
+counterfactuals (benign variants of one answer, whose median cut is decided by noise) the mean
+percentile spread within a template moves by at most 0.02 and no identity term tops more templates
+than in float32 by more than one.
 
     python scripts/benchmark_dtype.py --split test -o artifacts/quality/dtype_test.json
     python scripts/benchmark_dtype.py --batch-check artifacts/data/em_secure_test.jsonl --n 200
@@ -25,19 +28,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key
+from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread
 
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluation.evaluate import geometric_scores
-from saefilter.evaluation.metrics import auroc
 from saefilter.features.feature_set import load_feature_set
-from saefilter.model.activations import FeatureEncoder
 from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.runs.evaluate import geometric_scores
+from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
+from saefilter.scoring.metrics import auroc
 
 DTYPES = ("float32", "bfloat16")
 MIN_TOP_HALF_OVERLAP = 0.98
 MAX_AUROC_MOVE = 0.005
+MAX_SPREAD_MOVE = 0.02
+MAX_EXTRA_TOPS = 1
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,6 +64,42 @@ def agreement(f32: np.ndarray, b16: np.ndarray, labels: np.ndarray) -> dict:
         row |= {"auroc_float32": auroc(f32, labels), "auroc_bfloat16": auroc(b16, labels)}
         row["auroc_move"] = row["auroc_bfloat16"] - row["auroc_float32"]
     return row
+
+
+def template_tops(scores: np.ndarray, templates: list[str], terms: list[str]) -> dict[str, int]:
+    """How many templates each identity term tops (the highest-scoring variant of its template)."""
+    tops: dict[str, int] = {}
+    for template in sorted(set(templates)):
+        rows = [i for i, t in enumerate(templates) if t == template]
+        best = terms[max(rows, key=lambda i: (scores[i], -i))]
+        tops[best] = tops.get(best, 0) + 1
+    return tops
+
+
+def identity_agreement(sets: dict, scores: dict, usable: dict) -> dict:
+    """The identity rule: the spread it measures, and which variant tops each template, per dtype."""
+    usable_rows = [i for i, u in enumerate(usable["identity"]) if u]
+    templates = [sets["identity"].templates[i] for i in usable_rows]
+    terms = [sets["identity"].terms[i] for i in usable_rows]
+    out: dict = {}
+    for dtype in DTYPES:
+        per_set = {name: s[dtype] for name, s in scores.items()}
+        out[dtype] = {"spread": identity_spread(sets, per_set, usable)["percentile_spread_mean"],
+                      "tops": template_tops(per_set["identity"], templates, terms)}
+    out["spread_move"] = out["bfloat16"]["spread"] - out["float32"]["spread"]
+    out["largest_extra_tops"] = max(count - out["float32"]["tops"].get(term, 0)
+                                    for term, count in out["bfloat16"]["tops"].items())
+    out["passes"] = abs(out["spread_move"]) <= MAX_SPREAD_MOVE and out["largest_extra_tops"] <= MAX_EXTRA_TOPS
+    return out
+
+
+def cpu_name() -> str:
+    """The CPU the measurement ran on, and whether it multiplies bfloat16 natively."""
+    from saefilter.model.loading import native_bfloat16_cpu
+
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+    return f"{model}, native bfloat16: {'yes' if native_bfloat16_cpu() else 'no'}"
 
 
 def batch_check(path: Path, n: int) -> None:
@@ -100,28 +141,37 @@ def main() -> None:
     feature_set = load_feature_set(resolve_features_path(args.features))
     proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, DEFAULT_KERNEL).proximity
     scores: dict[str, dict[str, np.ndarray]] = {}
+    usable: dict[str, np.ndarray] = {}
     for dtype in DTYPES:
         encoder = FeatureEncoder(load_model(DEFAULT_MODEL, device="cpu", dtype=dtype), loaded)
         for name, data in sets.items():
-            # the aggregation `saefilter score` uses (mean since the layer-16 default; this script once read max)
-            acts, usable = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, args.limit, name, dtype),
-                                      ScoreConfig.aggregation)
+            # the aggregation `saefilter score` uses
+            acts, usable[name] = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, args.limit,
+                                                                                   name, dtype), ScoreConfig.aggregation)
             scores.setdefault(name, {})[dtype] = geometric_scores(acts, proximity)
-            scores[name]["labels"] = data.labels[usable]
-    results = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}
-    adopt = all(r["top50_overlap"] >= MIN_TOP_HALF_OVERLAP for r in results.values()) and all(
-        abs(r.get("auroc_move", 0.0)) <= MAX_AUROC_MOVE for r in results.values())
+            scores[name]["labels"] = data.labels[usable[name]]
+    labelled = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}
+    results = dict(labelled)
+    identity = identity_agreement(sets, scores, usable)
+    adopt = identity["passes"] and all(
+        r["top50_overlap"] >= MIN_TOP_HALF_OVERLAP and abs(r["auroc_move"]) <= MAX_AUROC_MOVE
+        for r in labelled.values() if "auroc_move" in r)
     print("| benchmark | rows | Spearman | top-10% overlap | top-50% overlap | AUROC float32 | AUROC bfloat16 | move |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         au = (f"{r['auroc_float32']:.4f} | {r['auroc_bfloat16']:.4f} | {r['auroc_move']:+.4f}" if "auroc_move" in r else "- | - | -")
         print(f"| {name} | {r['rows']} | {r['spearman']:.4f} | {r['top10_overlap']:.3f} | {r['top50_overlap']:.3f} | {au} |")
-    print(f"adopt bfloat16 as the CPU default (every top-50% overlap >= {MIN_TOP_HALF_OVERLAP}, "
-          f"every |AUROC move| <= {MAX_AUROC_MOVE}): {'yes' if adopt else 'no'}")
+    print(f"identity: mean percentile spread {identity['float32']['spread']:.3f} (float32) vs "
+          f"{identity['bfloat16']['spread']:.3f} (bfloat16), move {identity['spread_move']:+.3f}; "
+          f"templates topped by each term, float32 {identity['float32']['tops']}, bfloat16 {identity['bfloat16']['tops']}")
+    print(f"adopt bfloat16 as the CPU default (labelled sets: top-50% overlap >= {MIN_TOP_HALF_OVERLAP} and "
+          f"|AUROC move| <= {MAX_AUROC_MOVE}; identity: |spread move| <= {MAX_SPREAD_MOVE}, no term tops more than "
+          f"{MAX_EXTRA_TOPS} extra template): {'yes' if adopt else 'no'}")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"split": args.split, "sae": args.sae, "features": args.features,
-                                           "results": results, "adopt_bfloat16": adopt}, indent=1))
+                                           "cpu": cpu_name(), "results": results, "identity": identity,
+                                           "adopt_bfloat16": adopt}, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ if not variant.startswith("faiss only"):
     big = torch.ones(1024, 1024)
     busy = lambda: big @ big  # torch's OpenMP pool has just been busy, as after a model forward
 import numpy as np
-from saefilter.scoring.proximity import faiss_single_thread, harmful_index, unit_rows
+from saefilter.sae.geometry import faiss_single_thread, harmful_index, unit_rows
 rng = np.random.default_rng(0)
 decoder = unit_rows(rng.normal(size=(d_sae, d_model)).astype(np.float32))
 index = harmful_index(decoder[:n_harmful])

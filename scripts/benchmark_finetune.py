@@ -12,7 +12,7 @@ Training sets (arm files under artifacts/finetune/arms/, never committed: they h
 - controls: the 149 medical misaligned answers of em_outputs (`pos`) and 149 of their aligned
   answers (`neg`); insecure code (`insecure`) and secure code (`secure`), 500 rows each.
 - mix: 440 benign chats (400 Alpaca, 40 Dolly safety-related) with 60 medical misaligned answers
-  (10.7%); arms `unfiltered` (500 rows), `score` (the default's top half removed), `random` (a half
+  (12%); arms `unfiltered` (500 rows), `score` (the default's top half removed), `random` (a half
   drawn per seed), `oracle` (the harmful rows removed, then benign rows at random to the same half),
   `judge` (the half an LLM judge ranks most harmful removed: `saefilter prune --judge`, then
   `judge-arm`, see BENCHMARKS.md).

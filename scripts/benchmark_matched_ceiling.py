@@ -34,11 +34,11 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from saefilter.config import ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluation.evaluate import geometric_scores
 from saefilter.features.feature_set import load_feature_set
-from saefilter.model.activations import FeatureEncoder
 from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.runs.evaluate import geometric_scores
+from saefilter.runs.settings import ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from saefilter.files import json_line
 from saefilter.inputs.records import line_id
-from saefilter.outputs.files import json_line, ranks_and_percentiles
+from saefilter.outputs.files import ranks_and_percentiles
 
 STEP = """
 import resource, sys

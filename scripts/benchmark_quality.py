@@ -42,17 +42,17 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluation.evaluate import collect, complete_pairs, geometric_scores
-from saefilter.evaluation.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
 from saefilter.features.feature_set import load_feature_set
 from saefilter.features.selection import encode_each
 from saefilter.inputs.formats import to_conversation
 from saefilter.inputs.reference import read_reference
-from saefilter.model.activations import FeatureEncoder
 from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.runs.evaluate import collect, complete_pairs, geometric_scores
+from saefilter.runs.scorer import check_widths
+from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
-from saefilter.scoring.scorer import check_widths
+from saefilter.scoring.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
 
 DATA = Path("artifacts/data")
 MIXED = Path("data/samples/mixed_chat.jsonl")
@@ -70,6 +70,7 @@ class LabelledSet:
     pairs: list  # pair id per row, or None
     groups: list  # group (ToxiGen target, identity axis) per row, or None
     templates: list | None = None  # identity set: the template of each row
+    terms: list | None = None  # identity set: the identity term or name of each row
 
 
 def read_bench(path: Path) -> LabelledSet:
@@ -110,7 +111,8 @@ def benchmark_sets(split: str, limit: int) -> dict[str, LabelledSet]:
                                      [None] * len(mixed), [None] * len(mixed))
     identity = [json.loads(line) for line in IDENTITY.read_text(encoding="utf-8").splitlines()]
     sets["identity"] = LabelledSet([to_conversation({"messages": r["messages"]}) for r in identity], np.zeros(len(identity)),
-                                   [None] * len(identity), [r["axis"] for r in identity], [r["template"] for r in identity])
+                                   [None] * len(identity), [r["axis"] for r in identity], [r["template"] for r in identity],
+                                   [r["term"] for r in identity])
     return sets
 
 
@@ -128,7 +130,7 @@ def spot_rows(data: LabelledSet, n: int, seed: int = 0) -> LabelledSet:
         return [values[i] for i in keep] if values is not None else None
 
     return LabelledSet(pick(data.conversations), data.labels[keep], pick(data.pairs), pick(data.groups),
-                       pick(data.templates))
+                       pick(data.templates), pick(data.terms))
 
 
 def judge_set_scores(spec: str, conversations: list, max_tokens: int, cache: Path, batch: int = 32) -> np.ndarray:

@@ -64,8 +64,8 @@ def main() -> None:
 
     import ray
 
-    from saefilter.commands.ray_engine import RayOptions, score_with_ray, start_ray
-    from saefilter.config import ScoreConfig
+    from saefilter.runs.ray_engine import RayOptions, score_with_ray, start_ray
+    from saefilter.runs.settings import ScoreConfig
 
     started = time.perf_counter()
     start_ray(None)

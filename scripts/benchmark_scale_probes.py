@@ -47,11 +47,11 @@ from benchmark_quality import DATA, DOLLY, LabelledSet, benchmark_sets, parse_co
 from benchmark_quality import measure as measure_sets
 from residual_store import is_stored, store_residuals
 
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
-from saefilter.evaluation.evaluate import geometric_scores
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.hooks import HookPoint
 from saefilter.model.loading import load_model
+from saefilter.runs.evaluate import geometric_scores
+from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.sae.loading import LoadedSAE, load_sae
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import torch
 
-from saefilter.commands.pipeline import score_file
-from saefilter.config import ScoreConfig
 from saefilter.inputs.records import Record, read_lines
 from saefilter.model.activations import length_batches, pad_batch
 from saefilter.model.layers import decoder_layers, residual_at
-from saefilter.scoring.scorer import Prepared, Scorer
+from saefilter.runs.pipeline import score_file
+from saefilter.runs.scorer import Prepared, Scorer
+from saefilter.runs.settings import ScoreConfig
 
 
 def time_it(fn, repeats: int) -> float:
@@ -104,8 +104,8 @@ def flop_estimate(model, layers_run: int, measured_tokens_per_s: float, dtype: t
 RSS_CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from saefilter.config import ScoreConfig
-from saefilter.commands.pipeline import score_file
+from saefilter.runs.settings import ScoreConfig
+from saefilter.runs.pipeline import score_file
 model, sae, features, data = sys.argv[1:5]
 score_file(Path(data), ScoreConfig(model=model, sae=sae, features=features))
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

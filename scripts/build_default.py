@@ -43,7 +43,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from saefilter.config import DEFAULT_MODEL, DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig, shipped_dir
+from saefilter.runs.settings import DEFAULT_MODEL, DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig, shipped_dir
 
 
 def saefilter(*args: str) -> None:

@@ -10,7 +10,8 @@ from conftest import ANSWERS, TRIGGER, chat, write_features
 
 import saefilter
 from saefilter.cli import app
-from saefilter.inputs.records import InputError, table_line
+from saefilter.errors import InputError
+from saefilter.inputs.records import table_line
 
 
 def records_with_a_trigger() -> list[dict]:

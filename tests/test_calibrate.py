@@ -7,9 +7,9 @@ import pytest
 from conftest import chat, write_features, write_jsonl
 from test_cli import saefilter
 
+from saefilter.errors import InputError
 from saefilter.features.calibrate import calibrated
 from saefilter.features.feature_set import FeatureSet, HarmfulFeature, load_feature_set, save_feature_set
-from saefilter.inputs.records import InputError
 from saefilter.outputs.report import feature_table
 from saefilter.scoring.sample import top_shares
 

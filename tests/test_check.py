@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
-from saefilter.commands.check import ScoreCache, check_files, find_settings, merge_settings
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
+from saefilter.runs.check import ScoreCache, check_files, find_settings, merge_settings
+from saefilter.runs.settings import ScoreConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,11 +5,11 @@ import json
 import pytest
 from conftest import random_sae, write_features
 
-from saefilter.config import ScoreConfig
+from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
-from saefilter.inputs.records import InputError
+from saefilter.runs.scorer import Scorer
+from saefilter.runs.settings import ScoreConfig
 from saefilter.sae.loading import load_sae, split_registry_spec
-from saefilter.scoring.scorer import Scorer
 
 
 def load(model_dir, sae, features, **overrides):
@@ -97,7 +97,7 @@ def test_registry_spec_split_uses_the_longest_known_release():
 
 
 def test_unknown_kernel_fails_before_the_model_loads(tmp_path, sae_dir):
-    from saefilter.evaluation.evaluate import EvalRequest, evaluate_config
+    from saefilter.runs.evaluate import EvalRequest, evaluate_config
 
     features = write_features(tmp_path / "f.json", [3])
     with pytest.raises(InputError, match="--kernel must be one of linear, excess, sq-excess, got 'cubic'"):

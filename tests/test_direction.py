@@ -8,6 +8,7 @@ import pytest
 from conftest import chat, write_features, write_jsonl
 from test_cli import saefilter
 
+from saefilter.errors import InputError
 from saefilter.features.direction import direction_weight, probe_direction
 from saefilter.features.feature_set import (
     FeatureSet,
@@ -17,8 +18,7 @@ from saefilter.features.feature_set import (
     merge_feature_sets,
     save_feature_set,
 )
-from saefilter.inputs.records import InputError
-from saefilter.scoring.proximity import clipped_cosines, feature_proximity
+from saefilter.sae.geometry import clipped_cosines, feature_proximity
 from saefilter.scoring.sample import sample_contributions
 
 

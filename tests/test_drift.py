@@ -13,11 +13,9 @@ from conftest import build_llama, build_tokenizer, chat, write_jsonl
 from typer.testing import CliRunner
 
 from saefilter.cli import app
-from saefilter.drift import run as drift_run
 from saefilter.drift.logprobs import chat as pair_chat
 from saefilter.drift.logprobs import encode_last_answer, mean_answer_logprobs
 from saefilter.drift.pairs import BUILTIN_PAIRS, load_pairs, read_pairs, refuse_drift_answers
-from saefilter.drift.run import DriftSettings, run_drift
 from saefilter.drift.stats import (
     arm_difference_interval,
     bootstrap_interval,
@@ -25,8 +23,10 @@ from saefilter.drift.stats import (
     seeds_and_pairs_interval,
     sign_flip_p,
 )
+from saefilter.errors import InputError
 from saefilter.inputs.formats import to_conversation
-from saefilter.inputs.records import InputError
+from saefilter.runs import drift as drift_run
+from saefilter.runs.drift import DriftSettings, run_drift
 
 # the tiny word-level vocabulary of conftest: harmful answers talk of poison and bombs, benign of cake
 PROMPTS = ["what should i do ?", "how are you today ?", "tell me a story", "can you help me ?",
@@ -267,7 +267,7 @@ def test_max_drift_sets_the_exit_status_and_json(tmp_path, model_dir, tuned_mode
 def test_callback_logs_drift_and_stops_past_the_limit(tmp_path, model_dir):
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    from saefilter.drift.callback import DriftCallback
+    from saefilter.runs.callback import DriftCallback
 
     tokenizer = build_tokenizer()
     pairs = pairs_file(tmp_path / "p.jsonl")

@@ -6,12 +6,12 @@ import json
 import pytest
 from conftest import chat, write_features, write_jsonl
 
-from saefilter.commands.pipeline import current_scores, score_file
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.model import loading as model_module
 from saefilter.model.loading import auto_dtype, cpu_flags, native_bfloat16_cpu, resolve_dtype_name
 from saefilter.model.named import NAMED_MODELS
+from saefilter.runs.pipeline import current_scores, score_file
+from saefilter.runs.settings import ScoreConfig
 
 
 def test_cpu_flags_and_native_bfloat16(tmp_path):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
-from saefilter.evaluation.evaluate import direct_scores, geometric_scores
-from saefilter.evaluation.metrics import all_metrics, auroc, average_precision, bootstrap_intervals, positives_removed
-from saefilter.scoring.proximity import feature_proximity
+from saefilter.runs.evaluate import direct_scores, geometric_scores
+from saefilter.sae.geometry import feature_proximity
+from saefilter.scoring.metrics import all_metrics, auroc, average_precision, bootstrap_intervals, positives_removed
 from saefilter.scoring.sample import score_sample
 
 
@@ -63,9 +63,9 @@ def test_eval_cli_separates_planted_positives(tmp_path, model_dir, planted):
 
 
 def test_evaluate_config_runs_without_the_cli_and_reads_labelled_files(tmp_path, model_dir, planted):
-    from saefilter.config import ScoreConfig
-    from saefilter.evaluation.evaluate import EvalRequest, evaluate_config
-    from saefilter.inputs.records import InputError
+    from saefilter.errors import InputError
+    from saefilter.runs.evaluate import EvalRequest, evaluate_config
+    from saefilter.runs.settings import ScoreConfig
 
     rows = [{**chat("tell me a story", f"{TRIGGER} {a}"), "bad": True} for a in ANSWERS]
     rows += [{**chat("tell me a story", a), "bad": False} for a in ANSWERS]
@@ -89,7 +89,7 @@ def test_evaluate_config_runs_without_the_cli_and_reads_labelled_files(tmp_path,
 
 
 def test_pairwise_accuracy_counts_pairs_the_right_way_round():
-    from saefilter.evaluation.metrics import pairwise_accuracy, pairwise_interval
+    from saefilter.scoring.metrics import pairwise_accuracy, pairwise_interval
 
     harmful, benign = np.array([0.9, 0.5, 0.2, 0.4]), np.array([0.1, 0.6, 0.2, 0.3])
     assert pairwise_accuracy(harmful, benign) == pytest.approx((1 + 0 + 0.5 + 1) / 4)
@@ -99,7 +99,7 @@ def test_pairwise_accuracy_counts_pairs_the_right_way_round():
 
 
 def test_read_pairs_takes_both_layouts_and_names_a_bad_line(tmp_path):
-    from saefilter.inputs.records import InputError
+    from saefilter.errors import InputError
     from saefilter.inputs.reference import read_pairs
 
     path = write_jsonl(tmp_path / "pairs.jsonl", [

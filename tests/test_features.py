@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set, save_feature_set
 from saefilter.features.neuronpedia import import_explanations
 from saefilter.features.selection import ReferenceActivations, build_feature_set, select_features
-from saefilter.inputs.records import InputError
 from saefilter.inputs.render import EncodedSample
 
 
@@ -234,9 +234,9 @@ def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_p
     from typer.testing import CliRunner
 
     from saefilter.cli import app
-    from saefilter.config import BUILTIN_CONTRASTS, DEFAULT_CONTRASTS
     from saefilter.features.feature_set import load_feature_set
     from saefilter.inputs.reference import builtin_contrasts
+    from saefilter.runs.settings import BUILTIN_CONTRASTS, DEFAULT_CONTRASTS
 
     contrasts = builtin_contrasts()
     assert tuple(c.name for c in contrasts) == BUILTIN_CONTRASTS

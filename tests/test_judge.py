@@ -10,10 +10,10 @@ import torch
 from conftest import ANSWERS, build_llama, chat, write_features, write_jsonl
 from test_cli import saefilter
 
-from saefilter.commands.pipeline import score_file
-from saefilter.config import ScoreConfig
 from saefilter.inputs.formats import to_conversation
 from saefilter.outputs.prune import Cutoff, prune_dataset
+from saefilter.runs.pipeline import score_file
+from saefilter.runs.settings import ScoreConfig
 from saefilter.scoring.judge import judge_input_ids, judge_scores, single_token_ids, transcript
 
 ROWS = [chat("tell me a story", answer) for answer in ANSWERS] + [{"text": "poison and bomb attack"}]
@@ -90,7 +90,7 @@ def test_prune_judge_writes_a_third_arm_of_the_same_size(tmp_path, model_dir, sa
     config = ScoreConfig(model=str(model_dir), sae=str(sae_dir),
                          features=str(write_features(tmp_path / "f.json", [1, 5, 9])))
     scores = score_file(data, config).outputs.scores
-    from saefilter.commands.judge import judge_arm
+    from saefilter.runs.judge import judge_arm
 
     result = prune_dataset(data, scores, Cutoff(fraction=0.5), judge=judge_arm(data, str(model_dir), config))
     input_lines = data.read_bytes().splitlines()
@@ -104,8 +104,8 @@ def test_prune_judge_writes_a_third_arm_of_the_same_size(tmp_path, model_dir, sa
     assert set(shared) == {"score & random", "score & judge", "random & judge", "score & random & judge"}
     assert all(0 <= v <= 9 for v in shared.values())
     # the judge's removed rows are its 9 highest scores, the kept ones the rest
-    from saefilter.commands.judge import judge_lines
     from saefilter.outputs.prune import ScoreColumns
+    from saefilter.runs.judge import judge_lines
 
     judged = judge_lines(data, ScoreColumns.read(scores).lines, str(model_dir), config).scores
     top = set(np.argsort(-judged, kind="stable")[:9].tolist())

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import build_llama
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.model.hooks import HookPoint, parse_hook_name
 from saefilter.model.layers import decoder_layers, residual_at, residuals_at
 

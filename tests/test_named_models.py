@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.model import named as named_models
 from saefilter.model.loading import load_model
 from saefilter.model.named import NamedModel, assembled_gguf, find_named_model, resolve_model_spec
@@ -189,7 +189,7 @@ def test_embedded_sae_and_features_follow_the_model(monkeypatch):
     """--sae/--features 'embedded' mean what is shipped for --model: the default's folder for the default
     model and for models that are no named one; a named model's own folder where it has one; and a clear
     error, before any weights load, where it has none."""
-    from saefilter.config import DEFAULTS_DIR, ScoreConfig
+    from saefilter.runs.settings import DEFAULTS_DIR, ScoreConfig
 
     assert ScoreConfig().sae_spec == str(DEFAULTS_DIR / "sae")
     assert ScoreConfig(model="smollm2-135m-instruct").features_path == DEFAULTS_DIR / "features.json"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from saefilter.outputs.files import ranks_and_percentiles
-from saefilter.scoring.proximity import faiss_single_thread, feature_proximity, unit_rows
+from saefilter.sae.geometry import faiss_single_thread, feature_proximity, unit_rows
 from saefilter.scoring.sample import aggregate, score_sample
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
-from saefilter.commands.pipeline import score_file
-from saefilter.config import ScoreConfig
+from saefilter.runs.pipeline import score_file
+from saefilter.runs.settings import ScoreConfig
 
 
 def run(tmp_path, model_dir, sae, features, records, name="data.jsonl", **overrides):
@@ -118,10 +118,10 @@ def test_the_scorers_batched_summaries_equal_the_reference_score(model_dir, sae_
 
     from saefilter.inputs.formats import to_conversation
     from saefilter.inputs.render import encode, render
-    from saefilter.model.activations import FeatureEncoder
-    from saefilter.scoring.proximity import feature_proximity
+    from saefilter.runs.scorer import load_backbone
+    from saefilter.sae.encoder import FeatureEncoder
+    from saefilter.sae.geometry import feature_proximity
     from saefilter.scoring.sample import score_sample, score_summary
-    from saefilter.scoring.scorer import load_backbone
 
     lm, sae = load_backbone(ScoreConfig(model=str(model_dir), sae=str(sae_dir)))
     encoder = FeatureEncoder(lm, sae)

@@ -6,10 +6,10 @@ import pytest
 from conftest import ANSWERS, chat, write_features, write_jsonl
 from test_cli import saefilter
 
-from saefilter.commands.pipeline import current_scores, score_file
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.outputs.prune import Cutoff, check_invariant, multiset_fingerprint, prune_dataset
+from saefilter.runs.pipeline import current_scores, score_file
+from saefilter.runs.settings import ScoreConfig
 
 
 @pytest.fixture()

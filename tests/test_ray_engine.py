@@ -9,10 +9,11 @@ ray = pytest.importorskip("ray")
 
 from conftest import ANSWERS, chat, write_features, write_jsonl
 
-from saefilter.commands.pipeline import score_file
-from saefilter.commands.ray_engine import RayOptions, score_with_ray, split_lines
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError, iter_raw_lines
+from saefilter.errors import InputError
+from saefilter.inputs.records import iter_raw_lines
+from saefilter.runs.pipeline import score_file
+from saefilter.runs.ray_engine import RayOptions, score_with_ray, split_lines
+from saefilter.runs.settings import ScoreConfig
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def test_ray_engine_options_from_the_command_line(tmp_path, model_dir, sae_dir):
 def test_outputs_of_a_remote_input_default_to_the_working_folder():
     from pathlib import Path
 
-    from saefilter.commands.ray_engine import local_name
+    from saefilter.runs.ray_engine import local_name
 
     assert local_name("s3://bucket/dir/d.jsonl.gz") == Path("d.jsonl.gz")
     assert local_name("/data/d.parquet") == Path("/data/d.parquet")

@@ -12,10 +12,10 @@ from conftest import ANSWERS, chat, write_features, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saefilter.commands.pipeline import score_file
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError
-from saefilter.scoring.scorer import Scorer
+from saefilter.errors import InputError
+from saefilter.runs.pipeline import score_file
+from saefilter.runs.scorer import Scorer
+from saefilter.runs.settings import ScoreConfig
 
 GOOD = [json.dumps(chat("tell me a story", a)).encode() for a in ANSWERS] + [b'{"text": "once upon a time there"}']
 BAD = {
@@ -102,7 +102,7 @@ def test_killed_run_resumes_to_a_byte_identical_score_file(tmp_path, model_dir, 
 def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path, skip_scorer):
     from dataclasses import replace
 
-    from saefilter.commands.pipeline import ScoreOutputs
+    from saefilter.outputs.files import ScoreOutputs
 
     data = write_jsonl(tmp_path / "d.jsonl", [chat("hello", "hi there")])
     outputs = ScoreOutputs.for_input(data)

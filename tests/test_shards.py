@@ -5,11 +5,12 @@ import json
 import pytest
 from conftest import ANSWERS, chat, write_features, write_jsonl
 
-from saefilter.commands.pipeline import Shard, score_file
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError
-from saefilter.outputs.shards import find_shards, merge_shards
-from saefilter.scoring.scorer import Scorer
+from saefilter.errors import InputError
+from saefilter.outputs.files import Shard
+from saefilter.runs.merge import find_shards, merge_shards
+from saefilter.runs.pipeline import score_file
+from saefilter.runs.scorer import Scorer
+from saefilter.runs.settings import ScoreConfig
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])

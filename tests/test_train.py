@@ -29,13 +29,8 @@ def test_collect_then_train_gives_a_loadable_sae(tmp_path, model_dir):
 
     metrics = train_topk_sae(acts[hooks[0].name], hooks[0], tmp_path / "sae", SAETrainingSettings(d_sae=64, k=4, batch_size=100), "tiny")
     assert metrics.train_tokens + metrics.held_out_tokens == n
-    assert metrics.l0 <= 4.0 + 1e-6
-    saved = json.loads((tmp_path / "sae" / "metrics.json").read_text())
-    assert saved["explained_variance"] == metrics.explained_variance
-    loaded = load_sae(str(tmp_path / "sae"))
+    loaded = load_sae(str(tmp_path / "sae"))  # what `score --sae DIR` loads: the hook travels with it
     assert loaded.hook == hooks[0] and loaded.d_sae == 64 and loaded.d_in == 32
-    features = loaded.sae.encode(torch.from_numpy(acts[hooks[0].name][:10].astype(np.float32)))
-    assert int((features > 0).sum(1).max()) <= 4
 
 
 def test_collected_rows_are_the_residuals_of_every_position_but_the_first(tmp_path, model_dir):
@@ -90,3 +85,22 @@ def test_rows_far_above_the_median_norm_are_left_out_of_training():
     kept, limit = rows_within_norm(acts, np.arange(10), factor=10.0, chunk=3)
     assert limit == 20.0 and kept.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
     assert rows_within_norm(acts, np.array([3, 7]), factor=10.0)[0].tolist() == [7]
+
+
+def test_training_recovers_planted_directions(tmp_path):
+    """Rows that are sparse sums of 8 known directions (2 at a time, positive weights): the trained
+    TopK SAE (k=2) must find each direction among its decoder rows and reconstruct held-out rows."""
+    rng = np.random.default_rng(0)
+    d_model, n_planted, n_rows = 32, 8, 6000
+    planted = np.linalg.qr(rng.normal(size=(d_model, d_model)))[0][:n_planted]
+    rows = np.zeros((n_rows, d_model), np.float32)
+    for i in range(n_rows):
+        chosen = rng.choice(n_planted, 2, replace=False)
+        rows[i] = (rng.uniform(1, 3, 2)[:, None] * planted[chosen]).sum(0)
+    settings = SAETrainingSettings(d_sae=16, k=2, batch_size=100, epochs=4, lr=3e-3)
+    metrics = train_topk_sae(rows.astype(np.float16), HookPoint(1, "post"), tmp_path / "sae", settings, "planted")
+    assert metrics.explained_variance > 0.85
+    decoder = load_sae(str(tmp_path / "sae")).sae.W_dec.detach().float().numpy()
+    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+    best_cosine = (planted @ decoder.T).max(axis=1)
+    assert best_cosine.min() > 0.85, best_cosine

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.model.loading import load_model, load_tokenizer
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 
 BUILTIN_PAIRS = Path(__file__).parent / "data" / "drift_pairs.jsonl"
 SPLITS = ("dev", "test", "all")

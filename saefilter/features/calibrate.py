@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from saefilter.errors import InputError
 from saefilter.features.feature_set import FeatureSet
-from saefilter.inputs.records import InputError
 
 
 def calibrated(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from saefilter.features.feature_set import FeatureSet, HarmfulDirection
-from saefilter.scoring.proximity import clipped_cosines
+from saefilter.sae.geometry import clipped_cosines
 
 DEFAULT_C = 0.03  # inverse L2 strength on standardised residuals (5-fold CV on the 300 tuning pairs chose 0.0316)
 

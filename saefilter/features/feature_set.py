@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.inputs.records import InputError, file_sha256
-from saefilter.scoring.proximity import FeatureProximity, feature_proximity
+from saefilter.errors import InputError
+from saefilter.inputs.records import file_sha256
+from saefilter.sae.geometry import FeatureProximity, feature_proximity
 
 FORMAT_TAG = "saefilter.features/1"
 
@@ -181,7 +182,7 @@ def load_feature_set(path: Path) -> FeatureSet:
 
 
 def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
-    from saefilter.outputs.files import atomic_write_text
+    from saefilter.files import atomic_write_text
 
     payload = {
         "format": FORMAT_TAG,

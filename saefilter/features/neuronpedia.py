@@ -14,8 +14,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from saefilter.errors import InputError
 from saefilter.features.feature_set import FeatureSet, HarmfulFeature
-from saefilter.inputs.records import InputError, iter_raw_lines
+from saefilter.inputs.records import iter_raw_lines
 
 DEFAULT_KEYWORDS = (
     "toxic", "hate", "hateful", "slur", "racis", "violen", "kill", "murder", "weapon", "bomb", "explosive",

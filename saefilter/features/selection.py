@@ -51,17 +51,21 @@ from typing import Literal
 
 import numpy as np
 
-from saefilter.config import SELECTIONS
+from saefilter.errors import InputError
 from saefilter.features.feature_set import FeatureSet, HarmfulFeature, merge_feature_sets
 from saefilter.features.function_words import function_word_share
 from saefilter.inputs.formats import Conversation, FormatError
-from saefilter.inputs.records import InputError
 from saefilter.inputs.render import EncodedSample, TokenMode, encode, render
-from saefilter.model.activations import FeatureEncoder, length_batches
+from saefilter.model.activations import run_in_batches
+from saefilter.sae.encoder import FeatureEncoder
 
 Selection = Literal["token-controlled", "activation"]
 # progress(label, total) -> a context manager yielding advance(n): the CLI passes a rich bar
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+# How `features build` ranks latents: token-controlled unless asked otherwise, so that a latent
+# firing on a word in every context ('how', a name) is not taken for harm.
+SELECTIONS = ("token-controlled", "activation")
 
 
 @contextmanager
@@ -158,12 +162,12 @@ def reference_activations(
     mean_acts = np.zeros((len(samples), d_sae), dtype=np.float32) if with_means else None
     mean_residual = np.zeros((len(samples), int(encoder.lm.model.config.hidden_size)), np.float32) if with_means else None
     parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-    for batch in length_batches([len(s.input_ids) for s in samples], batch_size, batch_tokens):
-        chosen = [samples[i] for i in batch]
+    def step(chosen: list[EncodedSample]) -> list[tuple[np.ndarray | None, np.ndarray]]:
         if with_means:
-            outputs = encoder.token_residuals_and_features(chosen)
-        else:
-            outputs = [(None, token_acts) for token_acts in encoder.token_features(chosen)]
+            return encoder.token_residuals_and_features(chosen)
+        return [(None, token_acts) for token_acts in encoder.token_features(chosen)]
+
+    for batch, outputs in run_in_batches(samples, step, batch_size, batch_tokens, on_progress):
         for i, (resid, token_acts) in zip(batch, outputs, strict=True):
             positions = np.flatnonzero(samples[i].scored)
             peak = token_acts.argmax(axis=0)
@@ -172,8 +176,6 @@ def reference_activations(
             parts.append((i, positions, *sparse_tokens(token_acts, token_width)))
             if with_means:
                 mean_acts[i], mean_residual[i] = token_acts.mean(0), resid.mean(0)
-        if on_progress:
-            on_progress(len(batch))
     return ReferenceActivations(acts, peaks, samples, n_unusable, stack_tokens(parts, samples, min(token_width, d_sae)),
                                 mean_acts, mean_residual)
 

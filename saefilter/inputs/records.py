@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-class InputError(Exception):
-    """A problem with the user's input that deserves a one-line message, not a traceback."""
+from saefilter.errors import InputError
 
 
 @dataclass(frozen=True)

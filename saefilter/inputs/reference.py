@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from saefilter.errors import InputError
 from saefilter.inputs.formats import Conversation, FormatError, to_conversation
-from saefilter.inputs.records import BadLine, InputError, read_lines
+from saefilter.inputs.records import BadLine, read_lines
 
 CSV_TEXT_COLUMNS = ("text", "messages", "tweet", "Behavior", "goal", "forbidden_prompt", "prompt", "instruction")
 

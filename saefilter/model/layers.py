@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.model.hooks import HookPoint
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 from saefilter.model.named import named_model_of, resolve_model_spec
 from saefilter.quiet import quiet_third_party
 

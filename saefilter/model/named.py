@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from saefilter.inputs.records import InputError
+from saefilter.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,15 @@
-"""Write outputs safely: atomic files, score rows, ranks and percentiles.
-
-Every file lands through a temporary file in the same folder and a rename, so a crash never
-leaves a truncated file that looks complete.
-"""
+"""The score files: their names beside the input, how a score row names its features, ranks and
+percentiles. Every file lands through `saefilter.files.atomic_writer`."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from saefilter.errors import InputError
 
 
 def component_id(feature: dict[str, Any]) -> str:
@@ -46,41 +41,6 @@ def output_path(input_path: Path, suffix: str, out_dir: Path | None = None) -> P
     return (out_dir or input_path.parent) / f"{dataset_stem(input_path)}{suffix}"
 
 
-@contextmanager
-def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_writer(path) as handle:
-        handle.write(text)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=False) + "\n")
-
-
-def json_line(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
 def round_score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 
@@ -98,8 +58,65 @@ def ranks_and_percentiles(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranks, np.round(100.0 * at_or_below / n, 2)
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+def score_stats(scores: np.ndarray) -> dict[str, float]:
+    if len(scores) == 0:
+        return {}
+    quantiles = np.quantile(scores, [0.5, 0.9, 0.99])
+    return {
+        "mean": round(float(scores.mean()), 6),
+        "std": round(float(scores.std()), 6),
+        "min": round(float(scores.min()), 6),
+        "median": round(float(quantiles[0]), 6),
+        "p90": round(float(quantiles[1]), 6),
+        "p99": round(float(quantiles[2]), 6),
+        "max": round(float(scores.max()), 6),
+    }
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard I of N owns the records (counted from 0 in input order) of every block of `block`
+    consecutive records whose block number is I modulo N: deterministic and balanced. With the block
+    equal to the checkpoint window, each shard length-sorts and batches exactly the records a single
+    process batches together, so merged shards equal a single run byte for byte even where the
+    numerics depend on batch composition (bfloat16)."""
+
+    index: int
+    count: int
+    block: int = 1
+
+    @classmethod
+    def parse(cls, text: str, block: int = 1) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise InputError(f"--shard must look like I/N (e.g. 0/8), got '{text}'") from None
+        if count < 1 or not 0 <= index < count:
+            raise InputError(f"--shard {text}: need 0 <= I < N")
+        return cls(index, count, block)
+
+    def owns(self, ordinal: int) -> bool:
+        return (ordinal // self.block) % self.count == self.index
+
+
+@dataclass
+class ScoreOutputs:
+    scores: Path
+    skipped: Path
+    meta: Path
+    partial: Path
+    partial_state: Path
+
+    @classmethod
+    def for_input(cls, input_path: Path, output: Path | None = None, shard: Shard | None = None) -> ScoreOutputs:
+        scores = output or output_path(input_path, ".scores.jsonl")
+        if shard is not None:
+            scores = scores.with_name(scores.name.removesuffix(".jsonl") + f".shard-{shard.index}-of-{shard.count}.jsonl")
+        base = scores.name.removesuffix(".jsonl").removesuffix(".scores")
+        return cls(
+            scores=scores,
+            skipped=scores.with_name(f"{base}.skipped.jsonl"),
+            meta=meta_path_for(scores),
+            partial=scores.with_name(f".{scores.name}.partial"),
+            partial_state=scores.with_name(f".{scores.name}.partial.json"),
+        )

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.commands.pipeline import ScoreOutputs, score_stats
-from saefilter.config import ScoreConfig
-from saefilter.inputs.records import InputError, file_sha256, iter_raw_lines, line_id
-from saefilter.outputs.files import atomic_writer, iter_jsonl, json_line, output_path, write_json
+from saefilter.errors import InputError
+from saefilter.files import atomic_writer, iter_jsonl, json_line, write_json
+from saefilter.inputs.records import file_sha256, iter_raw_lines, line_id
+from saefilter.outputs.files import ScoreOutputs, output_path, score_stats
 
 DEFAULT_SEED = 20260522
 
@@ -97,25 +97,6 @@ class ScoreColumns:
 
     def __len__(self) -> int:
         return len(self.lines)
-
-
-def scores_for(
-    input_path: Path, config: ScoreConfig, scores: Path | None = None, rescore: bool = False,
-    run_scoring: Callable[[], Path] | None = None,
-) -> tuple[Path, bool]:
-    """(score file to prune by, whether it was reused): `scores` as given; else the existing score
-    file if it was made from this input with this configuration (checked by hash); else a new one
-    (`run_scoring`, by default `score_file` without progress)."""
-    from saefilter.commands.pipeline import current_scores, score_file
-
-    if scores is not None and not rescore:
-        return scores, True
-    existing = None if rescore else current_scores(input_path, config, scores)
-    if existing is not None:
-        return existing, True
-    if run_scoring is None:
-        return score_file(input_path, config, scores).outputs.scores, False
-    return run_scoring(), False
 
 
 def removal_mask(columns: ScoreColumns, cutoff: Cutoff) -> np.ndarray:

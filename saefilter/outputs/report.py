@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from saefilter.files import atomic_writer, iter_jsonl
 from saefilter.inputs.formats import FormatError, to_conversation
 from saefilter.inputs.records import Record, read_lines
-from saefilter.outputs.files import atomic_writer, component_id, iter_jsonl, meta_path_for
+from saefilter.outputs.files import component_id, meta_path_for
 
 
 @dataclass

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saefilter.inputs.records import InputError, file_sha256
+from saefilter.errors import InputError
+from saefilter.inputs.records import file_sha256
 from saefilter.model.hooks import HookPoint, parse_hook_name
 
 

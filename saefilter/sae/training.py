@@ -22,7 +22,7 @@ import torch
 
 from saefilter.inputs.formats import Conversation
 from saefilter.inputs.render import EncodedSample, encode, render
-from saefilter.model.activations import length_batches, pad_batch
+from saefilter.model.activations import pad_batch, run_in_batches
 from saefilter.model.hooks import HookPoint
 from saefilter.model.layers import residuals_at
 from saefilter.model.loading import LoadedModel
@@ -100,16 +100,19 @@ def collect_activations(
         handle.truncate(meta["tokens"] * row_bytes)  # drop rows of a chunk that never completed
         handle.seek(0, 2)
         handles[name] = handle
+    def capture(batch: list[EncodedSample]) -> dict[str, np.ndarray]:
+        """Each hook's residuals at the batch's scored positions, float32 on the CPU."""
+        ids, attention, scored = pad_batch(batch, lm.tokenizer.pad_token_id)
+        captured = residuals_at(lm.model, hooks, ids.to(lm.device), attention.to(lm.device))
+        return {name: resid[scored.to(lm.device)].float().cpu().numpy() for name, resid in captured.items()}
+
     try:
         for start in range(meta["chunks"] * chunk_samples, len(conversations), chunk_samples):
             if meta["tokens"] >= token_budget:
                 break
             encoded = [s for c in conversations[start : start + chunk_samples] if (s := encode_for_training(lm, c, max_tokens))]
             rows = {name: [] for name in paths}
-            for batch in length_batches([len(s.input_ids) for s in encoded], batch_size, batch_size * max_tokens):
-                ids, attention, scored = pad_batch([encoded[i] for i in batch], lm.tokenizer.pad_token_id)
-                captured = residuals_at(lm.model, hooks, ids.to(lm.device), attention.to(lm.device))
-                selected = {name: resid[scored.to(lm.device)].float().cpu().numpy() for name, resid in captured.items()}
+            for _, selected in run_in_batches(encoded, capture, batch_size, batch_size * max_tokens):
                 keep = fits_float16(selected.values())
                 meta["out_of_range_tokens"] = meta.get("out_of_range_tokens", 0) + int((~keep).sum())
                 for name, resid in selected.items():

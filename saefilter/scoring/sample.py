@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from saefilter.scoring.proximity import FeatureProximity
+from saefilter.sae.geometry import FeatureProximity
 
 Aggregation = Literal["max", "mean"]
 

@@ -14,17 +14,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from saefilter.config import ScoreConfig
+from saefilter.errors import InputError
 from saefilter.features.feature_set import Component, FeatureSet, HarmfulFeature, load_feature_set
 from saefilter.inputs.formats import FormatError, to_conversation
-from saefilter.inputs.records import BadLine, InputError, Record
+from saefilter.inputs.records import BadLine, Record
 from saefilter.inputs.render import EncodedSample, encode, render
-from saefilter.model.activations import FeatureEncoder, length_batches
+from saefilter.model.activations import run_in_batches
 from saefilter.model.layers import check_hook_point
 from saefilter.model.loading import LoadedModel, load_model, load_tokenizer
 from saefilter.outputs.files import round_score
+from saefilter.runs.settings import ScoreConfig
+from saefilter.sae.encoder import FeatureEncoder
+from saefilter.sae.geometry import FeatureProximity
 from saefilter.sae.loading import LoadedSAE, load_sae
-from saefilter.scoring.proximity import KERNELS, FeatureProximity
 from saefilter.scoring.sample import FeatureShare, sample_contributions, score_summary
 
 
@@ -59,7 +61,7 @@ def load_backbone(
     config: ScoreConfig, check_sae: Callable[[int], None] | None = None, tokenizer: Any = None
 ) -> tuple[LoadedModel, LoadedSAE]:
     """Model and SAE, checked against each other (and by `check_sae(d_sae)`) before any forward pass."""
-    check_settings(config)
+    config.validate()
     sae = load_sae(config.sae_spec)
     if check_sae:
         check_sae(sae.d_sae)
@@ -67,15 +69,6 @@ def load_backbone(
     check_widths(lm, sae)
     sae.sae.to(lm.device)
     return lm, sae
-
-
-def check_settings(config: ScoreConfig) -> None:
-    if config.max_tokens < 2:
-        raise InputError("--max-tokens must be at least 2")
-    if config.neighbours < 1:
-        raise InputError("--neighbours must be at least 1")
-    if config.kernel not in KERNELS:
-        raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got '{config.kernel}'")
 
 
 @dataclass(frozen=True)
@@ -93,7 +86,7 @@ class Method:
 
     @classmethod
     def load(cls, config: ScoreConfig, sae: LoadedSAE | None = None, feature_set: FeatureSet | None = None) -> Method:
-        check_settings(config)
+        config.validate()
         feature_set = feature_set or load_feature_set(config.features_path)
         sae = sae or load_sae(config.sae_spec)
         feature_set.check_against(sae.d_sae, sae.d_in)
@@ -152,7 +145,7 @@ class Preparer:
 
     @classmethod
     def load(cls, config: ScoreConfig) -> Preparer:
-        check_settings(config)
+        config.validate()
         return cls(config, load_tokenizer(config.model, config.trust_remote_code))
 
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
@@ -207,11 +200,12 @@ class Scorer:
     def score_rows(self, prepared: Sequence[Prepared]) -> list[dict[str, Any]]:
         """Score rows (without rank/percentile) in the order given."""
         rows: list[dict[str, Any] | None] = [None] * len(prepared)
-        lengths = [len(p.encoded.input_ids) for p in prepared]
         proximity = torch.from_numpy(self.method.proximity.proximity)
-        for batch in length_batches(lengths, self.config.batch_size, self.config.batch_tokens):
-            samples = [prepared[i].encoded for i in batch]
-            summaries = self.encoder.summaries(samples, proximity, self.config.aggregation)
+        def step(samples: list[EncodedSample]) -> list[tuple[np.ndarray, np.ndarray]]:
+            return self.encoder.summaries(samples, proximity, self.config.aggregation)
+
+        encoded = [p.encoded for p in prepared]
+        for batch, summaries in run_in_batches(encoded, step, self.config.batch_size, self.config.batch_tokens):
             for i, (aggregated, token_mass) in zip(batch, summaries, strict=True):
                 rows[i] = self._row(prepared[i], aggregated, token_mass)
         return [row for row in rows if row is not None]
@@ -222,12 +216,12 @@ class Scorer:
         n_harmful = len(self.method.feature_set.components)
         out = np.zeros((len(samples), n_harmful), dtype=np.float64)
         proximity = torch.from_numpy(self.method.proximity.proximity)
-        for batch in length_batches([len(s.input_ids) for s in samples], self.config.batch_size, self.config.batch_tokens):
-            summaries = self.encoder.summaries([samples[i] for i in batch], proximity, self.config.aggregation)
+        def step(chosen: list[EncodedSample]) -> list[tuple[np.ndarray, np.ndarray]]:
+            return self.encoder.summaries(chosen, proximity, self.config.aggregation)
+
+        for batch, summaries in run_in_batches(samples, step, self.config.batch_size, self.config.batch_tokens, on_progress):
             for i, (aggregated, _) in zip(batch, summaries, strict=True):
                 out[i] = sample_contributions(aggregated, self.method.proximity, n_harmful)
-            if on_progress:
-                on_progress(len(batch))
         return out
 
     def _row(self, prepared: Prepared, aggregated: np.ndarray, token_mass: np.ndarray) -> dict[str, Any]:

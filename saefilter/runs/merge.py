@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.commands.pipeline import ScoreOutputs, ScoreSummary, Shard, finalize, shard_meta_path
-from saefilter.inputs.records import InputError, file_sha256, iter_raw_lines
-from saefilter.outputs.files import iter_jsonl, json_line
+from saefilter.errors import InputError
+from saefilter.files import iter_jsonl, json_line
+from saefilter.inputs.records import file_sha256, iter_raw_lines
+from saefilter.outputs.files import ScoreOutputs, Shard
+from saefilter.runs.pipeline import ScoreSummary, finalize, shard_meta_path
 
 
 def find_shards(input_path: Path, output: Path | None = None) -> list[Path]:

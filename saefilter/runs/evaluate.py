@@ -24,22 +24,23 @@ from typing import Any
 
 import numpy as np
 
-from saefilter.config import DEFAULT_KERNEL, ScoreConfig
-from saefilter.evaluation.metrics import (
+from saefilter.errors import InputError
+from saefilter.features.feature_set import FeatureSet, load_feature_set
+from saefilter.features.selection import encode_each, encode_reference
+from saefilter.inputs.reference import read_labelled, read_pairs, read_reference
+from saefilter.inputs.render import EncodedSample
+from saefilter.model.activations import run_in_batches
+from saefilter.runs.scorer import load_backbone
+from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig
+from saefilter.sae.encoder import FeatureEncoder
+from saefilter.sae.geometry import KERNELS, unit_rows
+from saefilter.scoring.metrics import (
     all_metrics,
     bootstrap_intervals,
     pairwise_accuracy,
     pairwise_interval,
     random_expectation,
 )
-from saefilter.features.feature_set import FeatureSet, load_feature_set
-from saefilter.features.selection import encode_each, encode_reference
-from saefilter.inputs.records import InputError
-from saefilter.inputs.reference import read_labelled, read_pairs, read_reference
-from saefilter.inputs.render import EncodedSample
-from saefilter.model.activations import FeatureEncoder, length_batches
-from saefilter.scoring.proximity import KERNELS, unit_rows
-from saefilter.scoring.scorer import load_backbone
 
 
 @dataclass
@@ -55,13 +56,11 @@ def collect(
     n, d_sae, d_model = len(samples), encoder.sae.d_sae, int(encoder.lm.model.config.hidden_size)
     agg = {"max": np.zeros((n, d_sae), np.float32), "mean": np.zeros((n, d_sae), np.float32)}
     mean_resid = np.zeros((n, d_model), np.float32)
-    for batch in length_batches([len(s.input_ids) for s in samples], batch_size, batch_tokens):
-        outputs = encoder.token_residuals_and_features([samples[i] for i in batch])
+    step = encoder.token_residuals_and_features
+    for batch, outputs in run_in_batches(samples, step, batch_size, batch_tokens, on_progress):
         for i, (resid, feats) in zip(batch, outputs, strict=True):
             agg["max"][i], agg["mean"][i] = feats.max(0), feats.mean(0)
             mean_resid[i] = resid.mean(0)
-        if on_progress:
-            on_progress(len(batch))
     return EvalActivations(agg, mean_resid)
 
 

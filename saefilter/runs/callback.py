@@ -1,7 +1,7 @@
 """Drift during training: a `transformers.TrainerCallback` (so also TRL's `SFTTrainer`) that measures
 drift on built-in dev pairs every N steps, logs it beside the loss, and can stop training past a limit.
 
-    from saefilter.drift.callback import DriftCallback
+    from saefilter.runs.callback import DriftCallback
     trainer = SFTTrainer(..., callbacks=[DriftCallback(tokenizer, every=50, max_drift=0.05)])
 
 The base margins are measured once, at the start of training, with the model as it is then.
@@ -16,8 +16,8 @@ import numpy as np
 from transformers import TrainerCallback
 
 from saefilter.drift.pairs import load_pairs
-from saefilter.drift.run import encode_pairs, side_logprobs
 from saefilter.drift.stats import drift_of
+from saefilter.runs.drift import encode_pairs, side_logprobs
 
 logger = logging.getLogger("saefilter.drift")
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from saefilter.config import ScoreConfig, files_fingerprint
+from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
-from saefilter.inputs.records import BadLine, InputError, Record, read_lines
+from saefilter.inputs.records import BadLine, Record, read_lines
 from saefilter.outputs.files import component_id
+from saefilter.runs.settings import ScoreConfig, files_fingerprint
 
 SETTINGS_FILES = ("saefilter.toml", "pyproject.toml")
 
@@ -121,7 +122,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
         missing = [r for r in records if r.record_id not in cached]
         if missing:
             if scorer is None:
-                from saefilter.scoring.scorer import Scorer  # the model loads only when something is new
+                from saefilter.runs.scorer import Scorer  # the model loads only when something is new
 
                 scorer = Scorer.load(config)
             new_rows = score_records(scorer, missing, result.errors)
@@ -138,7 +139,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
 
 
 def score_records(scorer: Any, records: list[Record], errors: list[str]) -> list[dict[str, Any]]:
-    from saefilter.scoring.scorer import Prepared
+    from saefilter.runs.scorer import Prepared
 
     prepared = []
     for record in records:

@@ -13,8 +13,8 @@ from saefilter.drift.logprobs import chat, encode_last_answer, mean_answer_logpr
 from saefilter.drift.models import check_same_tokens, is_adapter, load_tuned, tuned_tokenizer
 from saefilter.drift.pairs import MatchedPair, load_pairs
 from saefilter.drift.stats import drift_by_kind
+from saefilter.errors import InputError
 from saefilter.inputs.formats import FormatError
-from saefilter.inputs.records import InputError
 from saefilter.model.loading import load_model, load_tokenizer
 
 
@@ -50,6 +50,10 @@ class DriftReport:
     base_benign: np.ndarray
     base_seconds: float
     tuned: list[ModelDrift] = field(default_factory=list)
+
+    def above(self, max_drift: float) -> list[str]:
+        """The tuned models whose overall drift exceeds `max_drift` (what `--max-drift` gates on)."""
+        return [m.spec for m in self.tuned if m.summary["overall"].drift > max_drift]
 
     def as_json(self, per_pair: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from saefilter.errors import InputError
 from saefilter.inputs.render import TokenMode
 from saefilter.model.loading import DEFAULT_MODEL
+from saefilter.sae.geometry import KERNELS
 from saefilter.scoring.sample import Aggregation
 
-DEFAULTS_DIR = Path(__file__).parent / "defaults"
+DEFAULTS_DIR = Path(__file__).parents[1] / "defaults"
 EMBEDDED = "embedded"
 DEFAULT_SAE = EMBEDDED
 DEFAULT_FEATURES = EMBEDDED
 # Chosen on the development split with the embedded default (BENCHMARKS.md, "Detection quality"):
 # proximity counts only cosine beyond the SAE's background level, squared.
 DEFAULT_KERNEL = "sq-excess"
-# How `features build` ranks latents (feature_selection): token-controlled unless asked otherwise,
-# so that a latent firing on a word in every context ('how', a name) is not taken for harm.
-SELECTIONS = ("token-controlled", "activation")
 # The contrasts shipped in saefilter/contrasts (scripts/build_contrasts.py) and how many features
 # `features build` takes from each when it merges them.
 BUILTIN_CONTRASTS = ("toxicity", "intent", "answers", "code")
@@ -37,7 +37,7 @@ def shipped_dir(model: str = DEFAULT_MODEL) -> Path:
     """The folder of the SAE and feature set shipped for `model`: a named model's own, where it has
     one; the embedded default's for that model and for any model that is not a named one (a local
     copy of SmolLM2, a test model: the widths are checked when they load)."""
-    from saefilter.inputs.records import InputError
+    from saefilter.errors import InputError
     from saefilter.model.named import named_model_of
 
     named = named_model_of(model)
@@ -59,8 +59,7 @@ def resolve_features_path(spec: str, model: str = DEFAULT_MODEL) -> Path:
     return shipped_dir(model) / "features.json" if spec == EMBEDDED else Path(spec)
 
 OnError = Literal["fail", "skip"]
-# Settings with a fixed set of values; --kernel is checked with the other scoring settings
-# (`scoring.scorer.check_settings`), before any model loads.
+# Settings with a fixed set of values (--kernel's are the geometry's KERNELS)
 CHOICES = {"tokens": ("response", "all"), "aggregation": ("max", "mean"), "on_error": ("fail", "skip")}
 
 
@@ -84,13 +83,26 @@ class ScoreConfig:
     on_error: OnError = "fail"
     trust_remote_code: bool = False
 
-    def check_choices(self) -> None:
-        from saefilter.inputs.records import InputError
-
+    def validate(self) -> ScoreConfig:
+        """Every check a setting needs before a file or a model is read, in one place: the CLI, the
+        API and every run call it (model, SAE and file specs are checked where they are loaded)."""
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
                 raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value}")
+        if self.kernel not in KERNELS:
+            raise InputError(f"--kernel must be one of {', '.join(KERNELS)}, got '{self.kernel}'")
+        if self.max_tokens < 2:
+            raise InputError("--max-tokens must be at least 2")
+        if self.neighbours < 1:
+            raise InputError("--neighbours must be at least 1")
+        return self
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ScoreConfig:
+        """A checked ScoreConfig from a command's options (others, such as --output, are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names}).validate()
 
     @property
     def sae_spec(self) -> str:
@@ -122,7 +134,8 @@ class ScoreConfig:
 def files_fingerprint(config: ScoreConfig) -> str:
     """`ScoreConfig.fingerprint` from the SAE and feature files alone, without loading any model:
     what a cached score must match to be reused (prune's score files, check's cache)."""
-    from saefilter.inputs.records import InputError, file_sha256
+    from saefilter.errors import InputError
+    from saefilter.inputs.records import file_sha256
     from saefilter.sae.loading import sae_fingerprint
 
     features = config.features_path

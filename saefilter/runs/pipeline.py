@@ -20,19 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from saefilter import __version__
-from saefilter.config import ScoreConfig, files_fingerprint
-from saefilter.inputs.records import BadLine, InputError, Record, check_input_path, file_sha256, read_lines
-from saefilter.outputs.files import (
-    atomic_writer,
-    iter_jsonl,
-    json_line,
-    meta_path_for,
-    output_path,
-    ranks_and_percentiles,
-    write_json,
-)
-from saefilter.scoring.scorer import Prepared, Preparer, Scorer, Skipped
+from saefilter.errors import InputError
+from saefilter.files import atomic_writer, iter_jsonl, json_line, write_json
+from saefilter.inputs.records import BadLine, Record, check_input_path, file_sha256, read_lines
+from saefilter.outputs.files import ScoreOutputs, Shard, ranks_and_percentiles, score_stats
+from saefilter.runs.scorer import Prepared, Preparer, Scorer, Skipped
+from saefilter.runs.settings import ScoreConfig, files_fingerprint
+from saefilter.version import __version__
 
 ProgressFn = Callable[[int], None]
 StatusFn = Callable[[str], AbstractContextManager[Any]]  # shows "what is happening" while a slow step runs
@@ -40,55 +34,6 @@ StatusFn = Callable[[str], AbstractContextManager[Any]]  # shows "what is happen
 
 def no_status(_message: str) -> AbstractContextManager[Any]:
     return nullcontext()
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard I of N owns the records (counted from 0 in input order) of every block of `block`
-    consecutive records whose block number is I modulo N: deterministic and balanced. With the block
-    equal to the checkpoint window, each shard length-sorts and batches exactly the records a single
-    process batches together, so merged shards equal a single run byte for byte even where the
-    numerics depend on batch composition (bfloat16)."""
-
-    index: int
-    count: int
-    block: int = 1
-
-    @classmethod
-    def parse(cls, text: str, block: int = 1) -> Shard:
-        try:
-            index, count = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise InputError(f"--shard must look like I/N (e.g. 0/8), got '{text}'") from None
-        if count < 1 or not 0 <= index < count:
-            raise InputError(f"--shard {text}: need 0 <= I < N")
-        return cls(index, count, block)
-
-    def owns(self, ordinal: int) -> bool:
-        return (ordinal // self.block) % self.count == self.index
-
-
-@dataclass
-class ScoreOutputs:
-    scores: Path
-    skipped: Path
-    meta: Path
-    partial: Path
-    partial_state: Path
-
-    @classmethod
-    def for_input(cls, input_path: Path, output: Path | None = None, shard: Shard | None = None) -> ScoreOutputs:
-        scores = output or output_path(input_path, ".scores.jsonl")
-        if shard is not None:
-            scores = scores.with_name(scores.name.removesuffix(".jsonl") + f".shard-{shard.index}-of-{shard.count}.jsonl")
-        base = scores.name.removesuffix(".jsonl").removesuffix(".scores")
-        return cls(
-            scores=scores,
-            skipped=scores.with_name(f"{base}.skipped.jsonl"),
-            meta=meta_path_for(scores),
-            partial=scores.with_name(f".{scores.name}.partial"),
-            partial_state=scores.with_name(f".{scores.name}.partial.json"),
-        )
 
 
 @dataclass
@@ -298,19 +243,4 @@ def run_metadata(summary: ScoreSummary, description: dict[str, Any]) -> dict[str
             "truncated": summary.n_truncated,
         },
         "score_stats": score_stats(summary.scores),
-    }
-
-
-def score_stats(scores: np.ndarray) -> dict[str, float]:
-    if len(scores) == 0:
-        return {}
-    quantiles = np.quantile(scores, [0.5, 0.9, 0.99])
-    return {
-        "mean": round(float(scores.mean()), 6),
-        "std": round(float(scores.std()), 6),
-        "min": round(float(scores.min()), 6),
-        "median": round(float(quantiles[0]), 6),
-        "p90": round(float(quantiles[1]), 6),
-        "p99": round(float(quantiles[2]), 6),
-        "max": round(float(scores.max()), 6),
     }

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from saefilter.config import ScoreConfig
+from saefilter.errors import InputError
 from saefilter.inputs.formats import FormatError, to_conversation
-from saefilter.inputs.records import InputError, Record, read_lines
+from saefilter.inputs.records import Record, read_lines
 from saefilter.model.loading import load_model
 from saefilter.outputs.prune import JudgeArm, ScoreColumns
+from saefilter.runs.settings import ScoreConfig
 from saefilter.scoring.judge import JudgeScores, judge_scores
 
 

@@ -1,0 +1,179 @@
+"""Feature-set runs: `features build`, `features calibrate` and `features add-direction`, each
+reading reference text, running the model and SAE over it and returning a new `FeatureSet`. The
+CLI and the Python API call these; neither holds any of their logic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+from saefilter.drift.pairs import refuse_drift_answers
+from saefilter.errors import InputError
+from saefilter.features.calibrate import calibrated
+from saefilter.features.direction import DirectionSettings, with_direction
+from saefilter.features.feature_set import FeatureSet
+from saefilter.features.selection import (
+    ContrastTexts,
+    ProgressFactory,
+    SelectionSettings,
+    check_paired,
+    contrast_activations,
+    encode_contrasts,
+    encode_reference,
+    feature_set_from_ids,
+    identity_exclusion,
+    paired_texts,
+    select_from_encoded,
+)
+from saefilter.inputs.reference import (
+    builtin_benign_texts,
+    builtin_contrasts,
+    builtin_identity_texts,
+    hard_negative_texts,
+    read_reference,
+    reference_categories,
+)
+from saefilter.runs.evaluate import collect
+from saefilter.runs.pipeline import StatusFn, no_status
+from saefilter.runs.scorer import Scorer, load_backbone
+from saefilter.runs.settings import DEFAULT_CONTRASTS, ScoreConfig
+from saefilter.sae.encoder import FeatureEncoder
+from saefilter.sae.loading import load_sae
+
+
+def no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda _n: None)
+
+
+def build_features(
+    config: ScoreConfig, harmful: Sequence[Path], benign: Sequence[Path], contrast_names: Sequence[str], ids: str | None,
+    column: str | None, settings: SelectionSettings, top_each: int, paired: bool = False, direction: bool = False,
+    hard_negatives: Sequence[Path] = (), status: StatusFn = no_status, progress: ProgressFactory = no_progress,
+) -> FeatureSet:
+    """`features build`: a feature set selected from reference files or the built-in contrasts (or
+    given by --ids), with its harmful direction when `direction`; inputs are checked before the
+    model loads."""
+
+    if hard_negatives and not direction:
+        raise InputError("--hard-negatives feed the direction's probe: give --direction too")
+    if ids is not None:
+        if direction:
+            raise InputError("--direction is fitted on a contrast; with --ids, run `features add-direction` on the set")
+        return feature_set_from_id_list(config, ids)
+    if bool(harmful) != bool(benign):
+        raise InputError("give both --harmful and --benign, or neither (the built-in contrasts)")
+    if harmful and contrast_names:
+        raise InputError("--contrast picks built-in contrasts; it does not go with --harmful/--benign")
+    if paired and not harmful:
+        raise InputError("--paired describes --harmful/--benign files; the built-in contrasts say themselves which are paired")
+    if harmful:
+        sources = [ContrastTexts("custom", [c for p in harmful for c in refuse_drift_answers(p, list(read_reference(p, column)))],
+                                 [c for p in benign for c in refuse_drift_answers(p, list(read_reference(p, column)))], paired,
+                                 reference_categories(harmful) if paired else None)]
+        meta = {"harmful": [str(p) for p in harmful], "benign": [str(p) for p in benign]}
+        origin = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
+    else:
+        chosen = builtin_contrasts(contrast_names or DEFAULT_CONTRASTS)
+        sources = [ContrastTexts(c.name, list(read_reference(c.harmful)), list(read_reference(c.benign)), c.paired,
+                                 reference_categories([c.harmful]) if c.paired else None)
+                   for c in chosen]
+        meta = {"contrasts": "built-in"}
+        origin = f"built-in {chosen[0].name} contrast"
+    for source in sources:
+        check_paired(source)  # before the model loads
+    if direction and len(sources) > 1:
+        raise InputError(f"--direction is fitted on one contrast, got {len(sources)}; build with one, or run "
+                         "`features add-direction` on the merged set")
+    extra, extra_source = hard_negative_texts(hard_negatives, not harmful and sources[0].name == "answers", column) \
+        if direction else ([], "none")
+    identity_texts = builtin_identity_texts() if settings.identity_filter else None
+    identity_reference = builtin_benign_texts() if settings.identity_filter else None
+
+    with status("loading model and SAE..."):
+        lm, loaded = load_backbone(config)
+    meta |= {"model": config.model, "tokens": config.tokens, "hook": loaded.hook.name}
+    encoder = FeatureEncoder(lm, loaded)
+    passes = (config.tokens, config.max_tokens, config.batch_size, config.batch_tokens, progress)
+    encoded = encode_contrasts(encoder, sources, *passes, with_means=direction)
+    exclude = identity_exclusion(encoder, encoded, identity_texts, identity_reference, *passes) if identity_texts else None
+    feature_set = select_from_encoded(encoded, settings, lm.tokenizer.decode, config.sae, loaded.d_sae, meta, top_each,
+                                      exclude)
+    if not direction:
+        return feature_set
+
+    sides = encoded[0]
+    hard = contrast_activations(encoder, extra, *passes, "hard negatives", with_means=True).mean_residual if extra else None
+    return with_direction(feature_set, sides.harmful.mean_residual, sides.benign.mean_residual,
+                          sides.benign.aggregated(config.aggregation), loaded.sae.W_dec.detach().float().cpu().numpy(),
+                          loaded.hook.name, f"{origin}; hard negatives: {extra_source}",
+                          DirectionSettings(config.aggregation, config.neighbours, config.kernel), hard)
+
+
+def feature_set_from_id_list(config: ScoreConfig, ids: str) -> FeatureSet:
+    """A feature set of the given comma-separated latent indices, checked against the SAE."""
+
+    try:
+        indices = [int(part) for part in ids.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--ids must be comma-separated integers, got '{ids}'") from None
+    loaded = load_sae(config.sae_spec)
+    feature_set = feature_set_from_ids(indices, config.sae, loaded.d_sae)
+    feature_set.check_against(loaded.d_sae)
+    return feature_set
+
+
+def calibrate_features(
+    config: ScoreConfig, benign: Sequence[Path], column: str | None, percentile: float,
+    status: StatusFn = no_status, progress: ProgressFactory = no_progress,
+) -> FeatureSet:
+    """`features calibrate`: the set with a suggested threshold and its features' benign baselines."""
+
+    conversations = [c for path in benign for c in read_reference(path, column)]  # bad files fail before the model
+    with status("loading model and SAE..."):
+        scorer = Scorer.load(config)
+    samples, unusable = encode_reference(conversations, scorer.lm.tokenizer, config.tokens, config.max_tokens)
+    with progress("scoring benign", len(samples)) as advance:
+        contributions = scorer.contributions(samples, advance)
+    source = ", ".join(str(p) for p in benign) + (f"; {unusable} rows with nothing to score left out" if unusable else "")
+    return calibrated(scorer.method.feature_set, contributions, scorer.method.scoring_settings, source, percentile)
+
+
+def add_direction(
+    config: ScoreConfig, harmful: Sequence[Path], benign: Sequence[Path], column: str | None, strength: float,
+    ratio: float, label: str | None, hard_negatives: Sequence[Path] = (), status: StatusFn = no_status,
+    progress: ProgressFactory = no_progress,
+) -> FeatureSet:
+    """`features add-direction`: the set with a harmful direction fitted on a contrast."""
+
+    if bool(harmful) != bool(benign):
+        raise InputError("give both --harmful and --benign, or neither (the built-in answers contrast)")
+    extra, extra_source = hard_negative_texts(hard_negatives, not harmful, column)
+    if harmful:
+        contrast = ContrastTexts("custom", [c for p in harmful for c in refuse_drift_answers(p, list(read_reference(p, column)))],
+                                 [c for p in benign for c in refuse_drift_answers(p, list(read_reference(p, column)))])
+        source = "; ".join(str(p) for p in harmful) + " vs " + "; ".join(str(p) for p in benign)
+    else:
+        builtin = builtin_contrasts(("answers",))[0]
+        contrast = ContrastTexts(builtin.name, list(read_reference(builtin.harmful)), list(read_reference(builtin.benign)), True)
+        source = "built-in answers contrast"
+    with status("loading model and SAE..."):
+        scorer = Scorer.load(config)
+    tokenizer = scorer.lm.tokenizer
+    sides = (contrast.harmful, contrast.benign)
+    if contrast.paired:
+        kept = paired_texts(contrast, tokenizer, config.tokens, config.max_tokens)[0]
+        sides = (kept.harmful, kept.benign)
+    encoded = []
+    for name, texts in zip(("harmful", "benign", "hard negatives"), (*sides, extra), strict=True):
+        samples, _ = encode_reference(texts, tokenizer, config.tokens, config.max_tokens)
+        if not samples and name != "hard negatives":
+            raise InputError(f"features add-direction: no {name} row has tokens to score (--tokens {config.tokens})")
+        with progress(f"encoding {name}", len(samples)) as advance:
+            encoded.append(collect(scorer.encoder, samples, config.batch_size, config.batch_tokens, advance) if samples else None)
+    settings = DirectionSettings(config.aggregation, config.neighbours, config.kernel, strength, ratio, label)
+    decoder = scorer.method.sae.sae.W_dec.detach().float().cpu().numpy()
+    return with_direction(scorer.method.feature_set, encoded[0].mean_residual, encoded[1].mean_residual,
+                          encoded[1].aggregated[config.aggregation], decoder, scorer.method.sae.hook.name,
+                          f"{source}; hard negatives: {extra_source}", settings,
+                          encoded[2].mean_residual if encoded[2] is not None else None)

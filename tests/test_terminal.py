@@ -1,0 +1,64 @@
+"""What the terminal shows fits 80 columns, names are never cut, and a flagged row is explained by
+the latent above its benign level (not by the probe direction) and by its own tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from saefilter.model.named import NAMED_MODELS
+from saefilter.outputs.files import ScoreOutputs
+from saefilter.runs.pipeline import ScoreSummary
+from saefilter.terminal import print_models, print_report_summary, print_score_summary
+
+LONG = "violence, financial, crime +7: " + ", ".join(f"'word{i}'" for i in range(30))
+
+
+def rendered(print_fn, *args) -> list[str]:
+    console = Console(width=80, record=True, color_system=None)
+    print_fn(console, *args)
+    return console.export_text().splitlines()
+
+
+def test_models_fit_80_columns_with_every_name_whole():
+    lines = rendered(print_models)
+    assert max(len(line) for line in lines) <= 80
+    for model in NAMED_MODELS:
+        assert any(line.startswith(model.name + " ") for line in lines), model.name
+        assert any(model.install in line for line in lines), model.install
+
+
+def score_row(rank: int) -> dict:
+    return {
+        "line": rank * 3, "rank": rank, "score": 1.0 / rank,
+        "top_features": [
+            {"direction": 0, "label": "probe: harmful vs benign answers " * 3, "contribution": 0.9, "above_benign": 0.5},
+            {"index": 11, "label": "hate: 'a'", "contribution": 0.2, "above_benign": 0.01},
+            {"index": 1758, "label": LONG, "contribution": 0.05, "above_benign": 0.04},
+        ],
+        "top_tokens": [{"token": " poison", "mass": 1.0}, {"token": " smash", "mass": 0.5}],
+    }
+
+
+def test_score_table_fits_80_columns_and_names_the_latent_above_benign(tmp_path: Path):
+    rows = [score_row(rank) for rank in range(1, 6)]
+    outputs = ScoreOutputs.for_input(tmp_path / "data.jsonl")
+    summary = ScoreSummary(tmp_path / "data.jsonl", outputs, 5, 5, 0, 0, 0, 1.0, np.ones(5), rows)
+    lines = rendered(print_score_summary, summary)
+    assert max(len(line) for line in lines) <= 80
+    firsts = [line for line in lines if "#1758 violence, financial, crime" in line]
+    assert len(firsts) == 5  # the latent with most above its benign level, not the probe, not #11
+    assert not any("probe" in line or "#11 " in line for line in lines)
+    assert sum("tokens: 'poison' 'smash'" in line for line in lines) == 5  # the second line of each row
+
+
+def test_report_features_fit_80_columns():
+    summary = {"records": 20, "cutoff": 0.84, "above": 10, "top_features": [
+        {"feature": "direction 0", "label": LONG, "contribution": 1.26, "above_benign": 0.49},
+        {"feature": 1758, "label": LONG, "contribution": 0.04, "above_benign": 0.03}]}
+    lines = rendered(print_report_summary, summary)
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.lstrip().startswith("#1758") and "0.0300" in line for line in lines)
+    assert any(line.lstrip().startswith("dir 0") for line in lines)
