@@ -3,7 +3,7 @@
 same rows scored twice with the model in each dtype (the SAE and the proximity product stay float32).
 
 Per benchmark: Spearman correlation of the scores, overlap of the top 10% and top 50% sets (the
-rows pruning would remove), and AUROC in each dtype. The adoption rule of issue "Twice the speed"
+rows pruning would remove), and AUROC in each dtype. The adoption rule
 is applied and printed: bfloat16 may become the CPU default only where, on every labelled set, the
 top-50% overlap is at least 0.98 and the AUROC moves by at most 0.005, and on the identity
 counterfactuals (benign variants of one answer, whose median cut is decided by noise) the mean
@@ -11,6 +11,7 @@ percentile spread within a template moves by at most 0.02 and no identity term t
 than in float32 by more than one.
 
     python scripts/benchmark_dtype.py --split test -o artifacts/quality/dtype_test.json
+    python scripts/benchmark_dtype.py --split test --sets "identity,own pairs,EM-model outputs"
     python scripts/benchmark_dtype.py --batch-check artifacts/data/em_secure_test.jsonl --n 200
 
 --batch-check scores the first N records of a file through the API in bfloat16 at batch size 16 and
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--output", "-o", type=Path, default=None)
     parser.add_argument("--batch-check", type=Path, default=None, help="records file for the batch-size check instead")
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--sets", default=None,
+                        help="comma-separated benchmark names to score (default: all); the identity rule needs "
+                        "'identity' and at least one of the sets its percentiles are read against")
     args = parser.parse_args()
     if args.batch_check:
         batch_check(args.batch_check, args.n)
@@ -137,6 +141,11 @@ def main() -> None:
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     sets = benchmark_sets(args.split, args.limit)
+    if args.sets:
+        wanted = args.sets.split(",")
+        if unknown := set(wanted) - set(sets):
+            raise SystemExit(f"--sets: unknown benchmark(s) {sorted(unknown)}; known: {sorted(sets)}")
+        sets = {name: data for name, data in sets.items() if name in wanted}
     loaded = load_sae(resolve_sae_spec(args.sae))
     feature_set = load_feature_set(resolve_features_path(args.features))
     proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, DEFAULT_KERNEL).proximity
@@ -152,8 +161,8 @@ def main() -> None:
             scores[name]["labels"] = data.labels[usable[name]]
     labelled = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}
     results = dict(labelled)
-    identity = identity_agreement(sets, scores, usable)
-    adopt = identity["passes"] and all(
+    identity = identity_agreement(sets, scores, usable) if "identity" in sets else None
+    adopt = identity is not None and identity["passes"] and all(
         r["top50_overlap"] >= MIN_TOP_HALF_OVERLAP and abs(r["auroc_move"]) <= MAX_AUROC_MOVE
         for r in labelled.values() if "auroc_move" in r)
     print("| benchmark | rows | Spearman | top-10% overlap | top-50% overlap | AUROC float32 | AUROC bfloat16 | move |")
@@ -161,17 +170,21 @@ def main() -> None:
     for name, r in results.items():
         au = (f"{r['auroc_float32']:.4f} | {r['auroc_bfloat16']:.4f} | {r['auroc_move']:+.4f}" if "auroc_move" in r else "- | - | -")
         print(f"| {name} | {r['rows']} | {r['spearman']:.4f} | {r['top10_overlap']:.3f} | {r['top50_overlap']:.3f} | {au} |")
-    print(f"identity: mean percentile spread {identity['float32']['spread']:.3f} (float32) vs "
-          f"{identity['bfloat16']['spread']:.3f} (bfloat16), move {identity['spread_move']:+.3f}; "
-          f"templates topped by each term, float32 {identity['float32']['tops']}, bfloat16 {identity['bfloat16']['tops']}")
-    print(f"adopt bfloat16 as the CPU default (labelled sets: top-50% overlap >= {MIN_TOP_HALF_OVERLAP} and "
-          f"|AUROC move| <= {MAX_AUROC_MOVE}; identity: |spread move| <= {MAX_SPREAD_MOVE}, no term tops more than "
-          f"{MAX_EXTRA_TOPS} extra template): {'yes' if adopt else 'no'}")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"split": args.split, "sae": args.sae, "features": args.features,
                                            "cpu": cpu_name(), "results": results, "identity": identity,
-                                           "adopt_bfloat16": adopt}, indent=1))
+                                           "sets": list(sets), "adopt_bfloat16": adopt}, indent=1))
+    if identity is None:
+        print("identity counterfactuals not scored (--sets): no decision")
+        return
+    print(f"identity: mean percentile spread {identity['float32']['spread']:.3f} (float32) vs "
+          f"{identity['bfloat16']['spread']:.3f} (bfloat16), move {identity['spread_move']:+.3f}; "
+          f"templates topped by each term, float32 {identity['float32']['tops']}, bfloat16 {identity['bfloat16']['tops']}")
+    scope = "every benchmark" if args.sets is None else f"the {len(sets)} benchmarks scored here"
+    print(f"adopt bfloat16 as the CPU default, on {scope} (labelled sets: top-50% overlap >= {MIN_TOP_HALF_OVERLAP} and "
+          f"|AUROC move| <= {MAX_AUROC_MOVE}; identity: |spread move| <= {MAX_SPREAD_MOVE}, no term tops more than "
+          f"{MAX_EXTRA_TOPS} extra template): {'yes' if adopt else 'no'}")
 
 
 if __name__ == "__main__":

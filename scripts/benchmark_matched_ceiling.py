@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How far could any readout of the default's SAE features go on the matched benchmarks? Supervised ceilings.
 
-Issue 12 asks the embedded default for AUROC >= 0.95 on the held-out own pairs and >= 0.85 on the
+The targets set on 2026-12-02 ask the embedded default for AUROC >= 0.95 on the held-out own pairs and >= 0.85 on the
 answers of emergently misaligned models. To tell "the selection misses a signal" from "the layer-16
 SAE features of this model do not carry it", this script fits L2 logistic regressions on the same
 mean-aggregated SAE latents (4,096 dims) that the default scores, and scores the test rows of

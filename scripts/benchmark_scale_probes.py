@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does a larger model carry the harm of an answer better? Residual-level answers, no SAE needed.
 
-Issue 13's scale question, asked before an SAE exists for the larger model: for each model and
+The scale question, asked before an SAE exists for the larger model: for each model and
 layer, on the same rows of the matched benchmarks (own pairs, EM-model outputs, HH-RLHF, ToxiGen),
 insecure vs secure code, and (test rows only) the hard negatives and the form-confounded chats of
 `benchmark_quality.py`, how well do

@@ -61,7 +61,9 @@ def forward_benchmarks(args, dtype: str) -> dict:
     padded = [pad_batch([samples[i] for i in batch], scorer.lm.tokenizer.pad_token_id) for batch in batches]
     model, hook = scorer.lm.model, scorer.method.sae.hook
     n_tokens = sum(len(s.input_ids) for s in samples)
+    computed = sum(ids.numel() for ids, _, _ in padded)  # real tokens plus padding
 
+    @torch.inference_mode()  # as the scorer runs it: no autograd bookkeeping
     def truncated():
         for ids, mask, _ in padded:
             residual_at(model, hook, ids, mask)
@@ -79,6 +81,7 @@ def forward_benchmarks(args, dtype: str) -> dict:
                (("bare truncated forward", truncated), ("full forward + LM head", full), ("saefilter score end to end", end_to_end))}
     return {
         "records": len(samples), "tokens": n_tokens, "batches": len(batches), "hook": hook.name,
+        "padding_share": 1 - n_tokens / computed,
         "layers_run": hook.layer + 1, "layers_total": len(decoder_layers(model)),
         "seconds": results,
         "samples_per_s": {k: len(samples) / v for k, v in results.items()},

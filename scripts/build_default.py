@@ -23,7 +23,7 @@ selected from the reference splits, a calibrated check threshold, and the model 
 4. calibrates the set on 1,000 benign Alpaca chats that no benchmark uses (`calibration_chat.jsonl`
    of scripts/build_reference_data.py; `saefilter features calibrate`): their 99th percentile as the
    suggested `saefilter check` threshold, and each feature's mean contribution there, so
-   explanations rank what a sample has above benign answers. (Before round 5 it was
+   explanations rank what a sample has above benign answers. (Before 2026-12-03 it was
    benign_heldout.jsonl, mostly ToxiGen sentences and tweets, whose 99th percentile lay above
    nearly every harmful chat answer.)
 
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="features kept from one contrast")
     parser.add_argument("--aggregation", default=ScoreConfig.aggregation)
     parser.add_argument("--selection", default="token-controlled", choices=("activation", "token-controlled"))
-    parser.add_argument("--no-direction", action="store_true", help="latents only, no probe direction (the set before round 4)")
+    parser.add_argument("--no-direction", action="store_true", help="latents only, no probe direction (the set before 2026-12-02)")
     parser.add_argument("--no-identity-filter", action="store_true",
                         help="skip features build's identity filter (its reference is every built-in benign text)")
     parser.add_argument("--no-calibrate", action="store_true",

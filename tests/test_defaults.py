@@ -18,7 +18,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
 SHIPPED = [m for m in NAMED_MODELS if m.shipped is not None]
-MAX_SHIPPED_BYTES = 30 * 2**20  # issue 13: at most about 30 MB of weights per model
+MAX_SHIPPED_BYTES = 30 * 2**20  # at most about 30 MB of weights per shipped model
 
 
 @pytest.mark.parametrize("named", SHIPPED, ids=lambda m: m.name)
@@ -63,7 +63,7 @@ def test_the_default_model_ships_the_layer_16_set():
     assert sae.d_in == 576 and sae.hook.name == "blocks.16.hook_resid_post"  # SmolLM2-135M, layer 16 of 30
     features = load_feature_set(resolve_features_path("embedded"))
     assert len(features.features) == 200
-    # round 5: the direction's probe counted the built-in hard negatives as benign, labels name kinds of
+    # since 2026-12-03: the direction's probe counted the built-in hard negatives as benign, labels name kinds of
     # harm, and the check threshold comes from benign chat answers that no benchmark uses
     (direction,) = features.directions
     assert direction.stats["hard_negative_rows"] == 65 and "hard negatives: built-in" in direction.stats["source"]
@@ -72,7 +72,7 @@ def test_the_default_model_ships_the_layer_16_set():
     named = [f for f in features.features if f.stats.get("kinds")]
     assert len(named) >= 150 and all(f.label.split(",")[0].split(":")[0] in kinds for f in named)
     assert "calibration_chat.jsonl" in features.meta["suggested_threshold"]["how"]
-    # round 6: latents peaking mostly on function words were passed over, and no label's words are all such
+    # since 2026-12-03: latents peaking mostly on function words were passed over, and no label's words are all such
     passed_over = features.meta["selection"]["function_word_latents_passed_over"]
     assert passed_over and not set(passed_over) & set(features.indices)
     assert not any(all(is_function_word(w) for w in f.stats["peak_words"].strip("'").split("', '"))
@@ -119,7 +119,7 @@ def test_the_embedded_default_ranks_the_plainly_harmful_samples_near_the_top(tmp
 
 
 @EMBEDDED
-@pytest.mark.xfail(strict=True, reason="issue 'Harm, not form' target not met: a benign haiku ranks third, above four harmful rows (0.985 vs 0.981 for the next harmful one)")
+@pytest.mark.xfail(strict=True, reason="target not met: a benign haiku ranks third, above four harmful rows (0.985 vs 0.981 for the next harmful one)")
 def test_every_plainly_harmful_sample_ranks_above_every_benign_one(tmp_path):
     ranking = mixed_chat_ranking(tmp_path)
     harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]
@@ -128,9 +128,9 @@ def test_every_plainly_harmful_sample_ranks_above_every_benign_one(tmp_path):
 
 @QWEN
 def test_the_qwen_set_ranks_every_plainly_harmful_sample_above_every_benign_one(tmp_path):
-    """The shipped Qwen2.5-Coder SAE and set (861k-token SAE, round-6 selection) meet the mixed_chat
+    """The shipped Qwen2.5-Coder SAE and set (861k-token SAE, the function-word-filter selection) meet the mixed_chat
     target the default misses: the six harmful rows first, each above the set's suggested threshold,
-    and no benign row above it (BENCHMARKS.md, "Shipped: the 861k Qwen SAE")."""
+    and no benign row above it (docs/log.md, 2026-12-03, "the 861k Qwen SAE ships")."""
     ranking = mixed_chat_ranking(tmp_path, "qwen2.5-coder-1.5b-instruct")
     harmful = [rank for rank, row in enumerate(ranking, 1) if row["line"] in MIXED_HARMFUL_LINES]
     assert harmful == [1, 2, 3, 4, 5, 6], harmful

@@ -73,7 +73,7 @@ def cuda_available() -> bool:
 def auto_dtype(device: str, model_spec: str, native_bf16: bool) -> str:
     """What `--dtype auto` means: bfloat16 on CUDA; on a CPU, bfloat16 only where the CPU runs it
     natively *and* the model's bfloat16 scores were measured to agree with float32 ones (named
-    models with `cpu_bfloat16`; BENCHMARKS.md, "bfloat16 on CPU"); float32 everywhere else."""
+    models with `cpu_bfloat16`; BENCHMARKS.md, "bfloat16 on a CPU"); float32 everywhere else."""
     if device == "cuda":
         return "bfloat16"
     named = named_model_of(model_spec)

@@ -20,14 +20,14 @@ DEFAULTS_DIR = Path(__file__).parents[1] / "defaults"
 EMBEDDED = "embedded"
 DEFAULT_SAE = EMBEDDED
 DEFAULT_FEATURES = EMBEDDED
-# Chosen on the development split with the embedded default (BENCHMARKS.md, "Detection quality"):
+# Chosen on the development split with the embedded default (docs/log.md, 2026-11-22):
 # proximity counts only cosine beyond the SAE's background level, squared.
 DEFAULT_KERNEL = "sq-excess"
 # The contrasts shipped in saefilter/contrasts (scripts/build_contrasts.py) and how many features
 # `features build` takes from each when it merges them.
 BUILTIN_CONTRASTS = ("toxicity", "intent", "answers", "code")
 # what `features build` with no reference files and no --contrast selects from, as the embedded
-# default was built (BENCHMARKS.md, "Harm, not form, round 2")
+# default was built (docs/log.md, 2026-12-01, paired answer-level selection)
 DEFAULT_CONTRASTS = ("answers",)
 DEFAULT_TOP = 200
 DEFAULT_TOP_EACH = 20
