@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -206,24 +207,41 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
 
 
 def print_eval(console: Console, report: dict) -> None:
+    """One row per method, its settings folded into the first column and each interval written
+    compactly, so the table fits 80 columns without cutting a name."""
     paired = report.get("n_pairs") is not None
     what = f"{report['n_pairs']} matched pairs" if paired else f"{report['n_positive']} positive vs {report['n_negative']} negative"
-    table = Table(title=f"saefilter eval: {what} ({report['hook']})", title_justify="left")
-    columns = ["method", "variant", "AUROC [95% CI]", *(["pairwise acc. [95% CI]"] if paired else []),
-               "AP", "removed@10%", "removed@25%", "removed@50%"]
-    for column in columns:
-        table.add_column(column)
+    table = Table(title=f"saefilter eval: {what} ({report['hook']})", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1))
+    table.add_column("method: settings", overflow="fold", min_width=16)
+    table.add_column("AUROC\n(95% CI)", no_wrap=True)
+    if paired:
+        table.add_column("pairwise acc.\n(95% CI)", no_wrap=True)
+    table.add_column("AP", no_wrap=True)
+    table.add_column("removed at\n10/25/50%", no_wrap=True)
+
+    def with_interval(value: float, interval: list[float]) -> str:
+        return f"{value:.3f} {interval[0]:.2f}-{interval[1]:.2f}"
+
+    judges: list[str] = []  # named under the table, where a model name has room to stay whole
     for result in report["results"]:
         m, ci = result["metrics"], result["intervals"]
-        pairwise = [f"{m['pairwise_accuracy']:.3f} [{ci['pairwise_accuracy'][0]:.3f}, {ci['pairwise_accuracy'][1]:.3f}]"] if paired else []
+        pairwise = [with_interval(m["pairwise_accuracy"], ci["pairwise_accuracy"])] if paired else []
+        if result["method"] == "judge":
+            judges.append(result["variant"])
+            name = f"judge {len(judges)}"
+        else:
+            name = f"{result['method']}: {result['variant']}"
         table.add_row(
-            result["method"], result["variant"],
-            f"{m['auroc']:.3f} [{ci['auroc'][0]:.3f}, {ci['auroc'][1]:.3f}]",
+            escape(name),
+            with_interval(m["auroc"], ci["auroc"]),
             *pairwise,
             f"{m['average_precision']:.3f}",
-            *(f"{m[f'removed_at_{p}']:.2f}" for p in (10, 25, 50)),
+            " ".join(f"{m[f'removed_at_{p}']:.2f}" for p in (10, 25, 50)),
         )
     console.print(table)
+    for number, variant in enumerate(judges, 1):
+        console.print(escape(f"judge {number}: {variant}"))
     costs = report.get("costs", {})
     if len(costs) > 1:
         cost_table = Table(title="cost per 1,000 rows", title_justify="left")

@@ -3,12 +3,12 @@
 same rows scored twice with the model in each dtype (the SAE and the proximity product stay float32).
 
 Per benchmark: Spearman correlation of the scores, overlap of the top 10% and top 50% sets (the
-rows pruning would remove), and AUROC in each dtype. The adoption rule
-is applied and printed: bfloat16 may become the CPU default only where, on every labelled set, the
-top-50% overlap is at least 0.98 and the AUROC moves by at most 0.005, and on the identity
-counterfactuals (benign variants of one answer, whose median cut is decided by noise) the mean
-percentile spread within a template moves by at most 0.02 and no identity term tops more templates
-than in float32 by more than one.
+rows pruning would remove), and AUROC in each dtype. The adoption rule is applied and printed:
+bfloat16 may become the CPU default only where, on every labelled set, the top-50% overlap is at
+least 0.98 and the AUROC moves by at most 0.005, and on the identity counterfactuals (benign
+variants of one answer, whose median cut is decided by noise) the mean percentile spread within a
+template moves by at most 0.02 and no identity term tops more templates than in float32 by more
+than one.
 
     python scripts/benchmark_dtype.py --split test -o artifacts/quality/dtype_test.json
     python scripts/benchmark_dtype.py --split test --sets "identity,own pairs,EM-model outputs"

@@ -11,7 +11,7 @@ from rich.console import Console
 from saefilter.model.named import NAMED_MODELS
 from saefilter.outputs.files import ScoreOutputs
 from saefilter.runs.pipeline import ScoreSummary
-from saefilter.terminal import print_models, print_report_summary, print_score_summary
+from saefilter.terminal import print_eval, print_models, print_report_summary, print_score_summary
 
 LONG = "violence, financial, crime +7: " + ", ".join(f"'word{i}'" for i in range(30))
 
@@ -62,3 +62,20 @@ def test_report_features_fit_80_columns():
     assert max(len(line) for line in lines) <= 80
     assert any(line.lstrip().startswith("#1758") and "0.0300" in line for line in lines)
     assert any(line.lstrip().startswith("dir 0") for line in lines)
+
+
+def eval_result(method: str, variant: str) -> dict:
+    metrics = {"auroc": 0.9, "pairwise_accuracy": 0.85, "average_precision": 0.88,
+               "removed_at_10": 0.2, "removed_at_25": 0.48, "removed_at_50": 0.92}
+    return {"method": method, "variant": variant, "metrics": metrics,
+            "intervals": {"auroc": [0.81, 0.97], "pairwise_accuracy": [0.7, 0.95]}}
+
+
+def test_eval_table_fits_80_columns_with_every_value_and_judge_name_whole():
+    judge = "qwen2.5-coder-1.5b-instruct: log P(yes) - log P(no)"
+    report = {"n_pairs": 25, "hook": "blocks.16.hook_resid_post", "results": [
+        eval_result("geometric", "mean, k=1, sq-excess, 200 features, excess"), eval_result("judge", judge)]}
+    lines = rendered(print_eval, report)
+    assert max(len(line) for line in lines) <= 80
+    assert sum("0.900 0.81-0.97   0.850 0.70-0.95   0.880   0.20 0.48 0.92" in line for line in lines) == 2
+    assert f"judge 1: {judge}" in lines
