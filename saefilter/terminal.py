@@ -109,38 +109,42 @@ def brief(value: object, shown: int = 5) -> str:
 
 
 def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | None = None) -> None:
-    """The set as a table. Under each label (the words where the latent peaks in harmful text) its
-    strongest context there, so a latent that peaks on 'Then' shows the sentence it fires in."""
+    """One short block per feature, so labels keep the whole width of an 80-column terminal: the
+    numbers on the first line, then the label (the words where the latent peaks in harmful text)
+    and its strongest context there, so a latent that peaks on 'Then' shows the sentence it fires in."""
+    from rich.padding import Padding
+
     selection = feature_set.meta.get("selection", {})
     title = f"{len(feature_set.features)} harmful features" + (
         f" and {len(feature_set.directions)} harmful direction(s)" if feature_set.directions else "") + (
         f" for {feature_set.sae}" if feature_set.sae else "")
-    table = Table(title=title, title_justify="left")
+    console.print(title)
     calibrated = all(c.benign_contribution is not None for c in feature_set.components)
-    table.add_column("index", no_wrap=True)
-    table.add_column("label / strongest context in harmful text", overflow="fold")
-    for column in ("weight", "effect", "freq\nharmful", "freq\nbenign") + (("benign\nshare",) if calibrated else ()):
-        table.add_column(column, no_wrap=True, justify="right")
+    console.print("freq: harmful / benign samples it fires on"
+                  + ("; benign share: its part of benign scores" if calibrated else ""), style="dim")
+
+    def block(head: str, label: Text) -> None:
+        console.print(Text(head, style="bold"))
+        console.print(Padding(label, (0, 0, 0, 4)))
+
     for feature in feature_set.features[:limit]:
         stats = feature.stats
+        numbers = [f"weight {feature.weight:g}"]
+        if "effect_size" in stats:
+            numbers.append(f"effect {stats['effect_size']:.2f}")
+        if "freq_harmful" in stats and "freq_benign" in stats:
+            numbers.append(f"freq {stats['freq_harmful']:.2f}/{stats['freq_benign']:.2f}")
+        if calibrated:
+            numbers.append(f"benign share {feature.benign_contribution:.4f}")
         label = Text(feature.label)  # plain text: a label like '[/b]' must not be read as markup
         if stats.get("snippets"):
             label.append("\n" + stats["snippets"][0].strip(), style="dim")
-        cells = [
-            str(feature.index),
-            label,
-            f"{feature.weight:g}",
-            f"{stats['effect_size']:.2f}" if "effect_size" in stats else "",
-            f"{stats['freq_harmful']:.2f}" if "freq_harmful" in stats else "",
-            f"{stats['freq_benign']:.2f}" if "freq_benign" in stats else "",
-        ]
-        table.add_row(*cells, *([f"{feature.benign_contribution:.4f}"] if calibrated else []))
+        block(f"#{feature.index:<5d} " + "  ".join(numbers), label)
     for j, direction in enumerate(feature_set.directions):
         label = Text(direction.label)
         label.append(f"\na direction in the residual stream ({len(direction.vector)} dims), not a latent", style="dim")
-        table.add_row(f"direction {j}", label, f"{direction.weight:.4g}", "", "", "",
-                      *([f"{direction.benign_contribution:.4f}"] if calibrated else []))
-    console.print(table)
+        share = f"  benign share {direction.benign_contribution:.4f}" if calibrated else ""
+        block(f"direction {j}  weight {direction.weight:.4g}{share}", label)
     if limit is not None and len(feature_set.features) > limit:
         console.print(f"... {len(feature_set.features) - limit} more (use --limit 0 to see all)")
     if selection:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from saefilter.features.feature_set import load_feature_set
 from saefilter.model.named import NAMED_MODELS
 from saefilter.outputs.files import ScoreOutputs
 from saefilter.runs.pipeline import ScoreSummary
-from saefilter.terminal import print_eval, print_models, print_report_summary, print_score_summary
+from saefilter.terminal import print_eval, print_feature_set, print_models, print_report_summary, print_score_summary
 
 LONG = "violence, financial, crime +7: " + ", ".join(f"'word{i}'" for i in range(30))
 
@@ -79,3 +80,17 @@ def test_eval_table_fits_80_columns_with_every_value_and_judge_name_whole():
     assert max(len(line) for line in lines) <= 80
     assert sum("0.900 0.81-0.97   0.850 0.70-0.95   0.880   0.20 0.48 0.92" in line for line in lines) == 2
     assert f"judge 1: {judge}" in lines
+
+
+def test_features_show_fits_80_columns_with_numbers_on_one_line_and_labels_whole():
+    from saefilter.runs.settings import resolve_features_path
+
+    feature_set = load_feature_set(resolve_features_path("embedded"))
+    lines = rendered(print_feature_set, feature_set, 5)
+    assert max(len(line) for line in lines) <= 80
+    for feature in feature_set.features[:5]:
+        head = next(line for line in lines if line.startswith(f"#{feature.index} "))
+        assert f"weight {feature.weight:g}" in head and "benign share" in head  # the numbers on one line
+        first_label_words = " ".join(feature.label.split()[:3])
+        assert any(line.strip().startswith(first_label_words) for line in lines)  # the label has its own lines
+    assert any(line.startswith("direction 0  weight") for line in lines)
