@@ -120,8 +120,9 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
         f" for {feature_set.sae}" if feature_set.sae else "")
     console.print(title)
     calibrated = all(c.benign_contribution is not None for c in feature_set.components)
-    console.print("freq: harmful / benign samples it fires on"
-                  + ("; benign share: its part of benign scores" if calibrated else ""), style="dim")
+    console.print("freq: the share of harmful / benign samples it fires on", style="dim")
+    if calibrated:
+        console.print("benign share: its mean part of the score on benign text", style="dim")
 
     def block(head: str, label: Text) -> None:
         console.print(Text(head, style="bold"))

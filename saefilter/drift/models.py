@@ -11,6 +11,7 @@ from typing import Any
 
 from saefilter.errors import InputError
 from saefilter.model.loading import load_model, load_tokenizer
+from saefilter.quiet import quiet_third_party
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -61,7 +62,8 @@ def load_tuned(spec: str, base_spec: str, device: str, dtype: str, tokenizer: An
         raise InputError(f"{spec} is a PEFT adapter, but peft is not installed ({err})") from None
     base = load_model(base_spec, device=device, dtype=dtype, tokenizer=tokenizer).model
     try:
-        model = PeftModel.from_pretrained(base, spec)
+        with quiet_third_party():  # transformers' deprecation warnings, raised inside peft
+            model = PeftModel.from_pretrained(base, spec)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise InputError(f"{spec}: could not apply the adapter on {base_spec}: {str(err).splitlines()[0]}") from None
     return model.eval()
