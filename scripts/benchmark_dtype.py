@@ -159,12 +159,11 @@ def main() -> None:
                                                                                    name, dtype), ScoreConfig.aggregation)
             scores.setdefault(name, {})[dtype] = geometric_scores(acts, proximity)
             scores[name]["labels"] = data.labels[usable[name]]
-    labelled = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}
-    results = dict(labelled)
+    results = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}
     identity = identity_agreement(sets, scores, usable) if "identity" in sets else None
     adopt = identity is not None and identity["passes"] and all(
         r["top50_overlap"] >= MIN_TOP_HALF_OVERLAP and abs(r["auroc_move"]) <= MAX_AUROC_MOVE
-        for r in labelled.values() if "auroc_move" in r)
+        for r in results.values() if "auroc_move" in r)
     print("| benchmark | rows | Spearman | top-10% overlap | top-50% overlap | AUROC float32 | AUROC bfloat16 | move |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
