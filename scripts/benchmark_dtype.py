@@ -12,7 +12,13 @@ than one.
 
     python scripts/benchmark_dtype.py --split test -o artifacts/quality/dtype_test.json
     python scripts/benchmark_dtype.py --split test --sets "identity,own pairs,EM-model outputs"
+    python scripts/benchmark_dtype.py --model qwen2.5-coder-1.5b-instruct --spot 100 --split test
     python scripts/benchmark_dtype.py --batch-check artifacts/data/em_secure_test.jsonl --n 200
+
+--model measures another named model with its shipped SAE and feature set; --spot N keeps at most N
+rows per class (N pairs) of each set, seeded, and the identity set and mixed_chat whole (a subset
+that fits a few hours of CPU for a 1.5B model). Scores are cached per set and dtype, so a stopped
+run resumes.
 
 --batch-check scores the first N records of a file through the API in bfloat16 at batch size 16 and
 1, and in float32, and prints how far scores and ranks move (what README's determinism table quotes).
@@ -29,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread
+from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread, spot_rows
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.loading import DEFAULT_MODEL, load_model
@@ -123,6 +129,7 @@ def batch_check(path: Path, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--sae", default="embedded")
     parser.add_argument("--features", default="embedded")
     parser.add_argument("--split", choices=("dev", "test"), default="test")
@@ -131,6 +138,7 @@ def main() -> None:
     parser.add_argument("--output", "-o", type=Path, default=None)
     parser.add_argument("--batch-check", type=Path, default=None, help="records file for the batch-size check instead")
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--spot", type=int, default=None, help="at most N rows per class (N pairs) per set")
     parser.add_argument("--sets", default=None,
                         help="comma-separated benchmark names to score (default: all); the identity rule needs "
                         "'identity' and at least one of the sets its percentiles are read against")
@@ -146,16 +154,19 @@ def main() -> None:
         if unknown := set(wanted) - set(sets):
             raise SystemExit(f"--sets: unknown benchmark(s) {sorted(unknown)}; known: {sorted(sets)}")
         sets = {name: data for name, data in sets.items() if name in wanted}
-    loaded = load_sae(resolve_sae_spec(args.sae))
-    feature_set = load_feature_set(resolve_features_path(args.features))
+    if args.spot:
+        sets = {name: data if name in ("identity", "mixed_chat") else spot_rows(data, args.spot) for name, data in sets.items()}
+    limit_key = args.limit if not args.spot else f"{args.limit}s{args.spot}"
+    loaded = load_sae(resolve_sae_spec(args.sae, args.model))
+    feature_set = load_feature_set(resolve_features_path(args.features, args.model))
     proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, DEFAULT_KERNEL).proximity
     scores: dict[str, dict[str, np.ndarray]] = {}
     usable: dict[str, np.ndarray] = {}
     for dtype in DTYPES:
-        encoder = FeatureEncoder(load_model(DEFAULT_MODEL, device="cpu", dtype=dtype), loaded)
+        encoder = FeatureEncoder(load_model(args.model, device="cpu", dtype=dtype), loaded)
         for name, data in sets.items():
             # the aggregation `saefilter score` uses
-            acts, usable[name] = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, args.limit,
+            acts, usable[name] = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, limit_key,
                                                                                    name, dtype), ScoreConfig.aggregation)
             scores.setdefault(name, {})[dtype] = geometric_scores(acts, proximity)
             scores[name]["labels"] = data.labels[usable[name]]
@@ -171,7 +182,7 @@ def main() -> None:
         print(f"| {name} | {r['rows']} | {r['spearman']:.4f} | {r['top10_overlap']:.3f} | {r['top50_overlap']:.3f} | {au} |")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"split": args.split, "sae": args.sae, "features": args.features,
+        args.output.write_text(json.dumps({"model": args.model, "split": args.split, "spot": args.spot, "sae": args.sae, "features": args.features,
                                            "cpu": cpu_name(), "results": results, "identity": identity,
                                            "sets": list(sets), "adopt_bfloat16": adopt}, indent=1))
     if identity is None:

@@ -189,7 +189,7 @@ def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path, how: str
     return (both["max"] if how == "max" else both["mean"]), usable
 
 
-def cache_key(sae_fingerprint: str, split: str, limit: int, set_name: str, dtype: str = "float32") -> str:
+def cache_key(sae_fingerprint: str, split: str, limit: int | str, set_name: str, dtype: str = "float32") -> str:
     """float32 keys keep their old names; other dtypes are kept apart by a suffix."""
     suffix = "" if dtype == "float32" else f"-{dtype}"
     return f"{sae_fingerprint[7:23]}-{split}-{limit}-{set_name.replace(' ', '_')}{suffix}.npz"
