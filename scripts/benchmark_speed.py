@@ -12,9 +12,17 @@
    the FLOPs per token of the truncated forward.
 
 Part 1 runs once per --dtypes entry (default float32 and bfloat16) on the same records, in one
-process, and prints end-to-end speed-ups against the first.
+process, and prints end-to-end speed-ups against the first. With --profile it also says where the
+time of one end-to-end run goes: reading and tokenising, the forward pass split by operator kind
+(matrix products, attention, the rest), the SAE encoder with the proximity product, and building
+and writing the rows.
+
+--whole-process N times `saefilter score` as a user runs it, on the first N records, a fresh
+process per run (imports, model load, scoring, writing), the dtypes alternating, median of
+--repeats.
 
     python scripts/benchmark_speed.py --records data.jsonl --n 200 [--model ... --sae ... --features ...]
+    python scripts/benchmark_speed.py --records data.jsonl --whole-process 400 --skip-forward --skip-rss
 """
 
 from __future__ import annotations
@@ -48,13 +56,18 @@ def time_it(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def write_subset(records: Path, n: int) -> Path:
+    """The first n well-formed records of a file, in a file of their own."""
+    subset = Path(tempfile.mkdtemp()) / "records.jsonl"
+    lines = [item.raw for item in read_lines(records) if isinstance(item, Record)][:n]
+    subset.write_bytes(b"".join(line + b"\n" for line in lines))
+    return subset
+
+
 def forward_benchmarks(args, dtype: str) -> dict:
     config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, batch_size=args.batch_size, dtype=dtype)
     scorer = Scorer.load(config)
-    folder = Path(tempfile.mkdtemp())
-    subset = folder / "records.jsonl"
-    lines = [item.raw for item in read_lines(args.records) if isinstance(item, Record)][: args.n]
-    subset.write_bytes(b"".join(line + b"\n" for line in lines))
+    subset = write_subset(args.records, args.n)
     prepared = [p for p in map(scorer.prepare, read_lines(subset)) if isinstance(p, Prepared)]
     samples = [p.encoded for p in prepared]
     batches = list(length_batches([len(s.input_ids) for s in samples], config.batch_size, config.batch_tokens))
@@ -79,8 +92,9 @@ def forward_benchmarks(args, dtype: str) -> dict:
     truncated(), end_to_end()  # warm-up
     results = {name: time_it(fn, args.repeats) for name, fn in
                (("bare truncated forward", truncated), ("full forward + LM head", full), ("saefilter score end to end", end_to_end))}
+    profile = where_time_goes(scorer, subset, padded, results["saefilter score end to end"]) if args.profile else None
     return {
-        "records": len(samples), "tokens": n_tokens, "batches": len(batches), "hook": hook.name,
+        "records": len(samples), "tokens": n_tokens, "batches": len(batches), "hook": hook.name, "profile": profile,
         "padding_share": 1 - n_tokens / computed,
         "layers_run": hook.layer + 1, "layers_total": len(decoder_layers(model)),
         "seconds": results,
@@ -90,6 +104,76 @@ def forward_benchmarks(args, dtype: str) -> dict:
         "ratio_full_over_truncated": results["full forward + LM head"] / results["bare truncated forward"],
         "flop_estimate": flop_estimate(model, hook.layer + 1, n_tokens / results["bare truncated forward"], model.dtype),
     }
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_attention_math",
+                 "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention")
+
+
+def where_time_goes(scorer: Scorer, subset: Path, padded: list, end_to_end: float) -> dict:
+    """Seconds of each stage of one end-to-end run, measured apart on the same records and batches;
+    the forward pass split by operator kind (self CPU time, torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    started = time.perf_counter()
+    prepared = [p for p in map(scorer.prepare, read_lines(subset)) if isinstance(p, Prepared)]
+    prepare = time.perf_counter() - started
+    model, hook, sae = scorer.lm.model, scorer.method.sae.hook, scorer.encoder.sae.sae
+    proximity = torch.from_numpy(scorer.method.proximity.proximity)
+    with torch.inference_mode():
+        residuals = [residual_at(model, hook, ids, mask)[scored] for ids, mask, scored in padded]
+        started = time.perf_counter()
+        for resid in residuals:
+            sae.encode(resid.to(scorer.encoder.sae_dtype)).float() @ proximity
+        sae_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for ids, mask, _ in padded:
+                residual_at(model, hook, ids, mask)
+        forward = time.perf_counter() - started
+    self_us = {event.key: event.self_cpu_time_total for event in prof.key_averages()}
+    total_us = sum(self_us.values())
+    matmul = sum(v for k, v in self_us.items() if k in MATMUL_OPS) / total_us
+    attention = sum(v for k, v in self_us.items() if k in ATTENTION_OPS) / total_us
+    started = time.perf_counter()
+    scorer.score_rows(prepared)
+    rows = time.perf_counter() - started
+    top_ops = sorted(self_us.items(), key=lambda kv: -kv[1])[:8]
+    return {"read_render_tokenise_s": prepare, "sae_encode_and_proximity_s": sae_seconds,
+            "forward_profiled_s": forward, "forward_share": {"matmul": matmul, "attention": attention,
+                                                             "other": 1 - matmul - attention},
+            "forward_top_ops": {k: v / total_us for k, v in top_ops},
+            "score_rows_s": rows, "end_to_end_s": end_to_end,
+            "rest_of_end_to_end_s": end_to_end - prepare - rows}
+
+
+def whole_process(args, dtypes: list[str]) -> dict:
+    """`saefilter score` in a fresh process per run, the dtypes alternating; real tokens from the
+    score file's n_tokens."""
+    import shutil
+
+    subset = write_subset(args.records, args.whole_process)
+    command = shutil.which("saefilter") or str(Path(sys.executable).parent / "saefilter")
+    extra = ["--model", args.model, "--sae", args.sae, "--features", args.features, "--batch-size", str(args.batch_size)]
+    times: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
+    tokens = 0
+    def score(dtype: str, out: Path) -> float:
+        started = time.perf_counter()
+        subprocess.run([command, "score", str(subset), "--dtype", dtype, "-o", str(out), *extra], check=True,
+                       capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return time.perf_counter() - started
+
+    score(dtypes[-1], subset.with_name("warm_up.jsonl"))  # fills the caches (a GGUF's conversion); not kept
+    for repeat in range(args.repeats):
+        for dtype in dtypes:
+            out = subset.with_name(f"scores_{dtype}_{repeat}.jsonl")
+            times[dtype].append(score(dtype, out))
+            tokens = sum(json.loads(line)["n_tokens"] for line in out.read_text().splitlines())
+    seconds = {dtype: statistics.median(t) for dtype, t in times.items()}
+    return {"records": args.whole_process, "tokens": tokens, "runs": times, "median_s": seconds,
+            "tokens_per_s": {dtype: tokens / s for dtype, s in seconds.items()},
+            "speedup_over_" + dtypes[0]: {dtype: seconds[dtypes[0]] / seconds[dtype] for dtype in dtypes[1:]}}
 
 
 def flop_estimate(model, layers_run: int, measured_tokens_per_s: float, dtype: torch.dtype) -> dict:
@@ -150,6 +234,9 @@ def main() -> None:
     parser.add_argument("--rss-counts", default="1000,100000")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-forward", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="also say where the time of one end-to-end run goes")
+    parser.add_argument("--whole-process", type=int, default=0, metavar="N",
+                        help="time `saefilter score` as whole processes on the first N records")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="model dtypes to time, the first is the baseline")
     args = parser.parse_args()
     report: dict = {"torch_threads": torch.get_num_threads()}
@@ -162,6 +249,10 @@ def main() -> None:
         report["speedup_over_" + dtypes[0]] = {
             dtype: {step: base[step] / seconds for step, seconds in report["forward"][dtype]["seconds"].items()}
             for dtype in dtypes[1:]}
+    if args.whole_process:
+        if args.records is None:
+            parser.error("--records is needed for --whole-process")
+        report["whole_process"] = whole_process(args, args.dtypes.split(","))
     if not args.skip_rss:
         report["peak_rss"] = rss_benchmarks([int(c) for c in args.rss_counts.split(",")])
     print(json.dumps(report, indent=1))

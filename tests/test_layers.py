@@ -69,3 +69,33 @@ def test_several_hooks_in_one_pass():
     captured = residuals_at(model, [HookPoint(0, "post"), HookPoint(2, "post")], ids, mask)
     torch.testing.assert_close(captured["blocks.0.hook_resid_post"], residual_at(model, HookPoint(0, "post"), ids, mask))
     torch.testing.assert_close(captured["blocks.2.hook_resid_post"], residual_at(model, HookPoint(2, "post"), ids, mask))
+
+
+def test_rebucketed_batches_give_one_at_a_time_residuals_in_float32(tokenizer):
+    """Any grouping of samples into length batches (right padding) leaves each sample's residuals
+    within a relative 1e-5 of running it alone: what lets the batch settings change for speed."""
+    from conftest import ANSWERS, HOOK, chat
+
+    from saefilter.inputs.formats import to_conversation
+    from saefilter.inputs.render import encode, render
+    from saefilter.model.activations import length_batches, pad_batch
+
+    model = build_llama(len(tokenizer))
+    samples = [encode(render(to_conversation(chat("tell me a story", a * (i % 4 + 1))), tokenizer), tokenizer, 256)
+               for i, a in enumerate(ANSWERS * 2)]
+
+    def by_sample(batch_size: int, batch_tokens: int) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = [torch.empty(0)] * len(samples)
+        for batch in length_batches([len(s.input_ids) for s in samples], batch_size, batch_tokens):
+            ids, mask, _ = pad_batch([samples[i] for i in batch], tokenizer.pad_token_id)
+            resid = residual_at(model, HOOK, ids, mask)
+            for row, i in enumerate(batch):
+                out[i] = resid[row, : len(samples[i].input_ids)]
+        return out
+
+    alone = by_sample(1, 8192)
+    lengths = {len(s.input_ids) for s in samples}
+    assert len(lengths) > 3  # the batches below do pad
+    for batch_size, batch_tokens in ((16, 8192), (3, 8192), (16, 2 * max(lengths))):
+        for a, b in zip(alone, by_sample(batch_size, batch_tokens), strict=True):
+            assert torch.allclose(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
