@@ -287,7 +287,7 @@ def check(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Exit 1 and list file:line, score and top feature of every record above the threshold; 0 otherwise.
+    """Exit 1 and list file:line, score and why (top latent, tokens) of every record above the threshold; 0 otherwise.
 
     Settings: [tool.saefilter] in pyproject.toml, or saefilter.toml (keys: model, sae, features, threshold,
     aggregation, tokens, neighbours, max_tokens, field). Flags override them.
@@ -295,6 +295,7 @@ def check(
     set_verbosity(quiet, verbose)
     from saefilter.model.named import cache_dir
     from saefilter.runs.check import ScoreCache, check_files, find_settings, merge_settings, suggested_threshold
+    from saefilter.terminal import print_finding
 
     def run():
         settings, source = find_settings(Path.cwd())
@@ -314,11 +315,11 @@ def check(
     for message in result.errors:
         essential.print(f"{message}", highlight=False)
     for finding in result.findings:
-        essential.print(finding.format(), highlight=False)
+        print_finding(essential, finding)
     verdict = "blocked" if (result.findings or result.errors) else "ok"
     console.print(
-        f"saefilter check: {result.n_records} records ({result.n_cached} cached), threshold {limit:g}: "
-        f"{len(result.findings)} above, {len(result.errors)} unreadable -> {verdict}"
+        f"saefilter check: {len(result.findings)} of {result.n_records} above {limit:g}, "
+        f"{len(result.errors)} unreadable ({result.n_cached} cached): {verdict}"
     )
     if result.findings or result.errors:
         raise typer.Exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
@@ -13,10 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from saefilter.features.feature_set import FeatureSet
-from saefilter.model.named import NamedModel
-from saefilter.outputs.prune import PruneResult
-from saefilter.runs.pipeline import ScoreSummary
+from saefilter.outputs.files import why_flagged
+
+if TYPE_CHECKING:  # annotations only: `check` prints its findings without importing torch
+    from saefilter.features.feature_set import FeatureSet
+    from saefilter.model.named import NamedModel
+    from saefilter.outputs.prune import PruneResult
+    from saefilter.runs.check import Finding
+    from saefilter.runs.pipeline import ScoreSummary
 
 
 @contextmanager
@@ -71,26 +76,10 @@ def print_score_summary(console: Console, summary: ScoreSummary) -> None:
             top.add_column(column, justify="right", no_wrap=True)
         top.add_column("why", no_wrap=True, overflow="ellipsis", max_width=52)
         for row in summary.top_rows:
-            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", why_flagged(row))
+            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", "\n".join(why_flagged(row)))
         console.print(top)
     console.print(f"scores  -> {summary.outputs.scores}")
     console.print(f"summary -> {summary.outputs.meta}")
-
-
-def top_latent(row: dict) -> dict | None:
-    """The row's latent (not a direction: a probe explains nothing) that counts most above its
-    benign baseline, or by plain contribution when the set is not calibrated."""
-    latents = [f for f in row["top_features"] if "index" in f]
-    return max(latents, key=lambda f: f.get("above_benign", f["contribution"]), default=None)
-
-
-def why_flagged(row: dict) -> str:
-    """Two lines: the top latent's index and label (its kinds of harm, then the words it peaks on),
-    and the row's own tokens that carry the most harmful mass."""
-    latent = top_latent(row)
-    first = f"#{latent['index']} {latent['label']}" if latent else "no latent above its benign level"
-    tokens = " ".join(repr(t["token"].strip() or t["token"]) for t in row["top_tokens"][:4])
-    return f"{first}\ntokens: {tokens or '-'}"
 
 
 @contextmanager
@@ -186,6 +175,21 @@ def describe_cutoff(cutoff: dict) -> str:
     return f"scores at or above {cutoff['threshold']:g}"
 
 
+def print_finding(console: Console, finding: Finding) -> None:
+    """`path:line  score  #latent label`, then the tokens that carry the most harmful mass,
+    indented. `path:line` and the score stay whole (editors and CI logs link them); the label is cut
+    to the width (`saefilter features show` prints it whole), on a line of its own if a long path
+    leaves it too little room."""
+    head = f"{finding.path}:{finding.line}  {finding.score:.4f}"
+    label, tokens = finding.why
+    if console.width - len(head) - 2 >= 24:
+        console.print(Text(f"{head}  {label}"), no_wrap=True, overflow="ellipsis", highlight=False)
+    else:
+        console.print(Text(head), soft_wrap=True, highlight=False)  # never cut, however long the path
+        console.print(Text(f"    {label}"), no_wrap=True, overflow="ellipsis", highlight=False)
+    console.print(Text(f"    {tokens}"), no_wrap=True, overflow="ellipsis", highlight=False)
+
+
 def print_prune_summary(console: Console, result: PruneResult) -> None:
     counts, stats = result.summary["counts"], result.summary["score_stats"]
     table = Table(title=f"saefilter prune: {result.summary['input']}", title_justify="left")
@@ -200,8 +204,8 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
     if counts["unscorable"]:
         table.add_row("unscorable (see prune.json)", str(counts["unscorable"]), "", "")
     console.print(table)
-    console.print(f"cut-off: {describe_cutoff(result.summary['cutoff'])}, seed {result.summary['seed']}; "
-                  "kept + removed + unscorable = input: checked")
+    console.print(f"cut-off: {describe_cutoff(result.summary['cutoff'])}, seed {result.summary['seed']}")
+    console.print("kept + removed + unscorable = input: checked")
     if "judge" in result.summary:
         shared = result.summary["judge"]["removed_overlap"]
         console.print("removed rows in common: " + ", ".join(f"{k} {v}" for k, v in shared.items()))

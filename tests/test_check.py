@@ -26,7 +26,9 @@ def test_check_flags_the_planted_record_and_caches_by_content(tmp_path, planted_
     data = write_jsonl(tmp_path / "d.jsonl", [chat("tell me a story", a) for a in ANSWERS] + [chat("tell me a story", f"{TRIGGER} {ANSWERS[0]}")])
     cache = ScoreCache(tmp_path / "cache.sqlite3")
     first = check_files([data], planted_config, 1e-6, cache)
-    assert [(f.line, f.top_feature["index"]) for f in first.findings] == [(len(ANSWERS) + 1, 0)]
+    assert [f.line for f in first.findings] == [len(ANSWERS) + 1]
+    assert first.findings[0].why[0].startswith("#0 ")  # the planted latent explains it
+    assert TRIGGER in first.findings[0].why[1]  # and the trigger is among its heaviest tokens
     assert first.n_cached == 0 and first.errors == []
     second = check_files([data], planted_config, 1e-6, cache)
     assert second.n_cached == len(ANSWERS) + 1

@@ -12,7 +12,15 @@ from saefilter.features.feature_set import load_feature_set
 from saefilter.model.named import NAMED_MODELS
 from saefilter.outputs.files import ScoreOutputs
 from saefilter.runs.pipeline import ScoreSummary
-from saefilter.terminal import print_eval, print_feature_set, print_models, print_report_summary, print_score_summary
+from saefilter.terminal import (
+    print_eval,
+    print_feature_set,
+    print_finding,
+    print_models,
+    print_prune_summary,
+    print_report_summary,
+    print_score_summary,
+)
 
 LONG = "violence, financial, crime +7: " + ", ".join(f"'word{i}'" for i in range(30))
 
@@ -94,3 +102,35 @@ def test_features_show_fits_80_columns_with_numbers_on_one_line_and_labels_whole
         first_label_words = " ".join(feature.label.split()[:3])
         assert any(line.strip().startswith(first_label_words) for line in lines)  # the label has its own lines
     assert any(line.startswith("direction 0  weight") for line in lines)
+
+
+def test_check_findings_fit_80_columns_keep_file_and_line_and_name_the_latent():
+    from saefilter.outputs.files import why_flagged
+    from saefilter.runs.check import Finding
+
+    path = "data/train/part-0001.jsonl"
+    finding = Finding(path, 12345, 1.0622, why_flagged(score_row(1)))
+    lines = rendered(print_finding, finding)
+    assert len(lines) == 2 and max(len(line) for line in lines) <= 80
+    assert lines[0].startswith(f"{path}:12345  1.0622  #1758 violence, financial, crime")  # not the probe
+    assert lines[0].endswith("…")  # the long label is cut, not wrapped
+    assert lines[1] == "    tokens: 'poison' 'smash'"
+    deep = "data/" + "/".join(f"folder{i}" for i in range(6)) + "/train.jsonl"  # leaves the label no room
+    lines = rendered(print_finding, Finding(deep, 7, 1.0622, why_flagged(score_row(1))))
+    assert lines[0] == f"{deep}:7  1.0622" and lines[1].startswith("    #1758 violence")
+    assert max(len(line) for line in lines[1:]) <= 80
+    assert "#1758" in finding.format() and "tokens: 'poison' 'smash'" in finding.format()  # whole, for the cache test
+
+
+def test_prune_summary_fits_80_columns(tmp_path: Path):
+    from saefilter.outputs.prune import PruneResult
+
+    stats = {"mean": 0.8219, "max": 0.9653}
+    summary = {"input": str(tmp_path / "mixed_chat.jsonl"), "seed": 20260522, "cutoff": {"fraction": 0.25},
+               "counts": {"kept": 15, "removed": 5, "random_removed": 5, "unscorable": 1},
+               "score_stats": {"kept": stats, "removed": stats, "random_removed": stats}}
+    paths = [tmp_path / f"mixed_chat.{name}.jsonl" for name in ("pruned", "removed", "random")]
+    lines = rendered(print_prune_summary, PruneResult(*paths, tmp_path / "mixed_chat.prune.json", summary))
+    assert max(len(line) for line in lines) <= 80
+    assert "kept + removed + unscorable = input: checked" in lines
+    assert any("unscorable (see prune.json)" in line for line in lines)

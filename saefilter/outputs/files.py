@@ -18,6 +18,22 @@ def component_id(feature: dict[str, Any]) -> str:
     return str(feature["index"]) if "index" in feature else f"direction {feature['direction']}"
 
 
+def top_latent(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The score row's latent (not a direction: a probe explains nothing) that counts most above its
+    benign baseline, or by plain contribution when the set is not calibrated."""
+    latents = [f for f in row["top_features"] if "index" in f]
+    return max(latents, key=lambda f: f.get("above_benign", f["contribution"]), default=None)
+
+
+def why_flagged(row: dict[str, Any]) -> tuple[str, str]:
+    """Why a row scores high, in two lines: the top latent's index and label (its kinds of harm,
+    then the words it peaks on), and the row's own tokens that carry the most harmful mass."""
+    latent = top_latent(row)
+    first = f"#{latent['index']} {latent['label']}" if latent else "no latent above its benign level"
+    tokens = " ".join(repr(t["token"].strip() or t["token"]) for t in row["top_tokens"][:4])
+    return first, f"tokens: {tokens or '-'}"
+
+
 def meta_path_for(scores: Path) -> Path:
     """The metadata file written beside a score file: data.scores.jsonl and data.jsonl (a custom
     --output) both get data.scores.meta.json. `score` writes it, `report` reads it."""

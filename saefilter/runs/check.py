@@ -19,7 +19,7 @@ from typing import Any
 from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
 from saefilter.inputs.records import BadLine, Record, read_lines
-from saefilter.outputs.files import component_id
+from saefilter.outputs.files import why_flagged
 from saefilter.runs.settings import ScoreConfig, files_fingerprint
 
 SETTINGS_FILES = ("saefilter.toml", "pyproject.toml")
@@ -91,11 +91,10 @@ class Finding:
     path: str
     line: int
     score: float
-    top_feature: dict[str, Any] | None
+    why: tuple[str, str]  # `outputs.files.why_flagged`: the top latent above its benign level, the tokens
 
     def format(self) -> str:
-        feature = f"{component_id(self.top_feature)} {self.top_feature['label']}".strip() if self.top_feature else "-"
-        return f"{self.path}:{self.line}  {self.score:.4f}  {feature}"
+        return f"{self.path}:{self.line}  {self.score:.4f}  {self.why[0]}  ({self.why[1]})"
 
 
 @dataclass
@@ -133,8 +132,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
         for record in records:
             row = cached.get(record.record_id)
             if row is not None and row["score"] >= threshold:
-                top = row["top_features"][0] if row["top_features"] else None
-                result.findings.append(Finding(str(path), record.line_no, row["score"], top))
+                result.findings.append(Finding(str(path), record.line_no, row["score"], why_flagged(row)))
     return result
 
 
