@@ -55,7 +55,8 @@ SMOLLM2 = NamedModel(
     shipped="",
     # measured on an AMD EPYC with avx512_bf16 (BENCHMARKS.md, "bfloat16 on a CPU"): every labelled
     # set within the rule (|AUROC move| <= 0.0033, top half >= 98.8% shared), the identity
-    # counterfactuals' spread moved by -0.007 and no term tops more than one extra template (all test sets in one run, 2026-12-06)
+    # counterfactuals' spread moved by -0.007 and no term tops more than one extra template (every
+    # test set in one run, 2026-12-06)
     cpu_bfloat16=True,
 )
 QWEN_CODER = NamedModel(
