@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check, in one short run (about 5 minutes on one H100): the CUDA tests, then scoring speed
-# in float32 and bfloat16 at several batch sizes for both shipped models (random weights in their
-# real configurations: speed does not depend on the weight values). Needs python3 with torch,
-# transformers, numpy and pytest; nothing is installed and no registry is reached. The project
-# runs from this checkout (PYTHONPATH), not from an install.
+# The GPU check, in one short run (its timeouts cap it at 9 minutes: 3 for the tests, 6 for speed):
+# the CUDA tests, then scoring speed in float32 and bfloat16 at several batch sizes for both
+# shipped models (random weights in their real configurations: speed does not depend on the weight
+# values). Needs python3 with torch, transformers, numpy and pytest; nothing is installed and no
+# registry is reached. The project runs from this checkout (PYTHONPATH), not from an install.
 #
 #   OUT=results/ bash scripts/device_check.sh
 #
