@@ -157,7 +157,7 @@ def whole_process(args, dtypes: list[str]) -> dict:
     command = shutil.which("saefilter") or str(Path(sys.executable).parent / "saefilter")
     extra = ["--model", args.model, "--sae", args.sae, "--features", args.features, "--batch-size", str(args.batch_size)]
     times: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
-    tokens = 0
+
     def score(dtype: str, out: Path) -> float:
         started = time.perf_counter()
         subprocess.run([command, "score", str(subset), "--dtype", dtype, "-o", str(out), *extra], check=True,
@@ -167,9 +167,9 @@ def whole_process(args, dtypes: list[str]) -> dict:
     score(dtypes[-1], subset.with_name("warm_up.jsonl"))  # fills the caches (a GGUF's conversion); not kept
     for repeat in range(args.repeats):
         for dtype in dtypes:
-            out = subset.with_name(f"scores_{dtype}_{repeat}.jsonl")
-            times[dtype].append(score(dtype, out))
-            tokens = sum(json.loads(line)["n_tokens"] for line in out.read_text().splitlines())
+            times[dtype].append(score(dtype, subset.with_name(f"scores_{dtype}_{repeat}.jsonl")))
+    warm_up = subset.with_name("warm_up.jsonl").read_text().splitlines()
+    tokens = sum(json.loads(line)["n_tokens"] for line in warm_up)  # the same records in every run
     seconds = {dtype: statistics.median(t) for dtype, t in times.items()}
     return {"records": args.whole_process, "tokens": tokens, "runs": times, "median_s": seconds,
             "tokens_per_s": {dtype: tokens / s for dtype, s in seconds.items()},
