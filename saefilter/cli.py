@@ -110,7 +110,6 @@ OnErrorOpt = Annotated[
         "<stem>.skipped.jsonl with the reason.",
     ),
 ]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the layers the score reads (needs a C++ compiler on a CPU): about 10-15% faster in bfloat16 after tens of seconds of compiling on the first run; pays on thousands of records. Part of the score file's configuration.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model repository's own Python code to run.")]
 
 
@@ -156,7 +155,6 @@ def score(
     batch_size: BatchOpt = 16,
     batch_tokens: BatchTokensOpt = 8192,
     on_error: OnErrorOpt = "fail",
-    compile: CompileOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
     shard: Annotated[str | None, typer.Option("--shard", help="Score only shard I of N (I/N): blocks of --checkpoint-every records dealt round-robin; join with `saefilter merge`.")] = None,
@@ -249,7 +247,6 @@ def prune(
     batch_size: BatchOpt = 16,
     batch_tokens: BatchTokensOpt = 8192,
     on_error: OnErrorOpt = "fail",
-    compile: CompileOpt = False,
     trust_remote_code: TrustOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

@@ -11,21 +11,22 @@
 3. An estimate of the FLOP limit: measured matmul throughput of this CPU in the run's dtype against
    the FLOPs per token of the truncated forward.
 
-Part 1 runs once per --dtypes entry (default float32 and bfloat16; "bfloat16+compile" adds
-`--compile`) on the same records, in one process, and prints end-to-end speed-ups against the
-first; a compiled entry also reports its first pass (compiling included) apart. With --profile it also says where the
+Part 1 runs once per --dtypes entry (default float32 and bfloat16) on the same records, in one
+process, and prints end-to-end speed-ups against the first. An entry may add "+sdpa" (the model on
+torch's SDPA attention even where saefilter runs its chunked kernel, `model.attention`) and
+"+compile" (torch.compile of the blocks the score reads, not something saefilter does; its first
+pass, compiling included, is reported apart). With --profile it also says where the
 time of one end-to-end run goes: reading and tokenising, the forward pass split by operator kind
 (matrix products, attention, the rest), the SAE encoder with the proximity product, and building
 and writing the rows.
 
 --whole-process N times `saefilter score` as a user runs it, on the first N records, a fresh
 process per run (imports, model load, scoring, writing), the dtypes alternating, median of
---repeats. Compiled entries run with the inductor cache that the warm-up filled (a user's second
-run), and once more with an empty cache (a first run), reported apart.
+--repeats (plain dtypes only).
 
     python scripts/benchmark_speed.py --records data.jsonl --n 200 [--model ... --sae ... --features ...]
     python scripts/benchmark_speed.py --records data.jsonl --whole-process 400 --skip-forward --skip-rss
-    python scripts/benchmark_speed.py --records data.jsonl --dtypes float32,bfloat16,bfloat16+compile
+    python scripts/benchmark_speed.py --records data.jsonl --dtypes float32,bfloat16,bfloat16+sdpa,bfloat16+compile
 """
 
 from __future__ import annotations
@@ -67,19 +68,34 @@ def write_subset(records: Path, n: int) -> Path:
     return subset
 
 
-def variant(entry: str) -> tuple[str, bool]:
-    """'bfloat16+compile' -> ('bfloat16', True)."""
-    dtype, _, extra = entry.partition("+")
-    if extra not in ("", "compile"):
-        raise SystemExit(f"--dtypes: unknown variant '{entry}' (a dtype, optionally +compile)")
-    return dtype, extra == "compile"
+def variant(entry: str) -> tuple[str, set[str]]:
+    """'bfloat16+sdpa+compile' -> ('bfloat16', {'sdpa', 'compile'})."""
+    dtype, *extras = entry.split("+")
+    if unknown := set(extras) - {"sdpa", "compile"}:
+        raise SystemExit(f"--dtypes: unknown variant '{entry}' ({', '.join(sorted(unknown))}; known: +sdpa, +compile)")
+    return dtype, set(extras)
+
+
+def compile_blocks(model, through_layer: int) -> None:
+    """torch.compile (inductor, dynamic shapes) of decoder blocks 0..through_layer, in place; each
+    block compiles apart (its layer index is a constant), so dynamo's recompile limit is raised."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4 * (through_layer + 1))
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 16 * (through_layer + 1))
+    for block in decoder_layers(model)[: through_layer + 1]:
+        block.compile(dynamic=True)
 
 
 def forward_benchmarks(args, entry: str) -> dict:
-    dtype, compiled = variant(entry)
-    config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, batch_size=args.batch_size, dtype=dtype,
-                         compile=compiled)
+    dtype, extras = variant(entry)
+    config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, batch_size=args.batch_size, dtype=dtype)
     scorer = Scorer.load(config)
+    if "sdpa" in extras:
+        scorer.lm.model.set_attn_implementation("sdpa")
+    if "compile" in extras:
+        compile_blocks(scorer.lm.model, scorer.method.sae.hook.layer)
+    attention = scorer.lm.model.config._attn_implementation
     subset = write_subset(args.records, args.n)
     prepared = [p for p in map(scorer.prepare, read_lines(subset)) if isinstance(p, Prepared)]
     samples = [p.encoded for p in prepared]
@@ -111,7 +127,7 @@ def forward_benchmarks(args, entry: str) -> dict:
     profile = where_time_goes(scorer, subset, padded, results["saefilter score end to end"]) if args.profile else None
     return {
         "records": len(samples), "tokens": n_tokens, "batches": len(batches), "hook": hook.name, "profile": profile,
-        "compile": compiled, "first_truncated_pass_s": first_pass,
+        "attention": attention, "compile": "compile" in extras, "first_truncated_pass_s": first_pass,
         "padding_share": 1 - n_tokens / computed,
         "layers_run": hook.layer + 1, "layers_total": len(decoder_layers(model)),
         "seconds": results,
@@ -175,28 +191,20 @@ def whole_process(args, dtypes: list[str]) -> dict:
     extra = ["--model", args.model, "--sae", args.sae, "--features", args.features, "--batch-size", str(args.batch_size)]
     times: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
 
-    def score(entry: str, out: Path, env: dict | None = None) -> float:
-        dtype, compiled = variant(entry)
+    def score(dtype: str, out: Path) -> float:
         started = time.perf_counter()
-        subprocess.run([command, "score", str(subset), "--dtype", dtype, "-o", str(out), *extra,
-                        *(["--compile"] if compiled else [])], check=True,
-                       capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+        subprocess.run([command, "score", str(subset), "--dtype", dtype, "-o", str(out), *extra], check=True,
+                       capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         return time.perf_counter() - started
 
-    # fill the caches (a GGUF's conversion, compiled kernels); not kept
-    for entry in dict.fromkeys([dtypes[-1], *(e for e in dtypes if variant(e)[1])]):
-        score(entry, subset.with_name("warm_up.jsonl"))
+    score(dtypes[-1], subset.with_name("warm_up.jsonl"))  # fills the caches (a GGUF's conversion); not kept
     for repeat in range(args.repeats):
         for dtype in dtypes:
             times[dtype].append(score(dtype, subset.with_name(f"scores_{dtype}_{repeat}.jsonl")))
-    cold = {entry: score(entry, subset.with_name(f"scores_{entry}_cold.jsonl"),
-                         {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor_")})
-            for entry in dtypes if variant(entry)[1]}
     warm_up = subset.with_name("warm_up.jsonl").read_text().splitlines()
     tokens = sum(json.loads(line)["n_tokens"] for line in warm_up)  # the same records in every run
     seconds = {dtype: statistics.median(t) for dtype, t in times.items()}
     return {"records": args.whole_process, "tokens": tokens, "runs": times, "median_s": seconds,
-            "empty_compile_cache_s": cold,
             "tokens_per_s": {dtype: tokens / s for dtype, s in seconds.items()},
             "speedup_over_" + dtypes[0]: {dtype: seconds[dtypes[0]] / seconds[dtype] for dtype in dtypes[1:]}}
 
@@ -277,7 +285,8 @@ def main() -> None:
     if args.whole_process:
         if args.records is None:
             parser.error("--records is needed for --whole-process")
-        report["whole_process"] = whole_process(args, args.dtypes.split(","))
+        # `saefilter score` as shipped: the plain dtypes of --dtypes
+        report["whole_process"] = whole_process(args, [d for d in args.dtypes.split(",") if not variant(d)[1]])
     if not args.skip_rss:
         report["peak_rss"] = rss_benchmarks([int(c) for c in args.rss_counts.split(",")])
     print(json.dumps(report, indent=1))

@@ -46,17 +46,6 @@ def build_tokenizer():
     return tokenizer
 
 
-def c_compiler_missing() -> bool:
-    """torch.compile builds C++ on a CPU; tests of --compile skip where no compiler is found."""
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        get_cpp_compiler()
-    except RuntimeError:  # torch's InvalidCxxCompiler
-        return True
-    return False
-
-
 def build_llama(vocab_size: int, seed: int = 0, layers: int = 4):
     from transformers import LlamaConfig, LlamaForCausalLM
 

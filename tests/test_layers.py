@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from conftest import build_llama, c_compiler_missing
+from conftest import build_llama
 
 from saefilter.errors import InputError
 from saefilter.model.hooks import HookPoint, parse_hook_name
-from saefilter.model.layers import compile_layers, decoder_layers, residual_at, residuals_at
+from saefilter.model.layers import decoder_layers, residual_at, residuals_at
 
 
 def build_gpt2(vocab_size: int = 50):
@@ -99,24 +99,3 @@ def test_rebucketed_batches_give_one_at_a_time_residuals_in_float32(tokenizer):
     for batch_size, batch_tokens in ((16, 8192), (3, 8192), (16, 2 * max(lengths))):
         for a, b in zip(alone, by_sample(batch_size, batch_tokens), strict=True):
             assert torch.allclose(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
-
-
-def test_compile_layers_compiles_only_the_blocks_the_score_reads_and_keeps_their_output():
-    if c_compiler_missing():
-        pytest.skip("torch.compile on a CPU needs a C++ compiler")
-    model = build_llama(60)
-    ids, mask = inputs()
-    eager = residual_at(model, HookPoint(1, "post"), ids, mask)
-    compile_layers(model, 1)
-    layers = decoder_layers(model)
-    assert [layer._compiled_call_impl is not None for layer in layers] == [True, True, False, False]
-    compiled = residual_at(model, HookPoint(1, "post"), ids, mask)
-    torch.testing.assert_close(compiled[mask.bool()], eager[mask.bool()], rtol=1e-5, atol=1e-6)
-
-
-def test_compile_without_a_c_compiler_fails_before_any_record_is_read(monkeypatch):
-    import torch._inductor.config as inductor_config
-
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
-    with pytest.raises(InputError, match="--compile needs a C\\+\\+ compiler"):
-        compile_layers(build_llama(60), 1)

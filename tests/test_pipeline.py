@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ANSWERS, TRIGGER, c_compiler_missing, chat, write_features, write_jsonl
+from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 from saefilter.runs.pipeline import score_file
 from saefilter.runs.settings import ScoreConfig
@@ -92,24 +92,6 @@ def test_bfloat16_scores_repeat_exactly_and_move_little_with_batching(tmp_path, 
           "score range", np.ptp(f32))
     assert np.abs(scores - batched_scores).max() <= 0.02 * np.ptp(f32)
     assert np.abs(scores - f32).max() <= 0.05 * np.ptp(f32)
-
-
-@pytest.mark.skipif(c_compiler_missing(), reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_layers_score_as_eager_ones_in_float32_under_their_own_fingerprint(tmp_path, model_dir, sae_dir):
-    """--compile fuses kernels, so sums round in another order: float32 scores equal the eager ones
-    within a relative 1e-5 of the range, ranks unchanged; the score file records it in its
-    fingerprint, so a cached eager score is never taken for a compiled one."""
-    features = write_features(tmp_path / "f.json", [1, 5, 9])
-    records = [chat("tell me a story", a * (i % 3 + 1)) for i, a in enumerate(ANSWERS * 2)]
-    eager, eager_rows = run(tmp_path, model_dir, sae_dir, features, records, name="a.jsonl", dtype="float32")
-    compiled, compiled_rows = run(tmp_path, model_dir, sae_dir, features, records, name="b.jsonl", dtype="float32",
-                                  compile=True)
-    eager_scores, compiled_scores = (np.array([r["score"] for r in rows]) for rows in (eager_rows, compiled_rows))
-    assert np.ptp(eager_scores) > 0
-    assert np.abs(compiled_scores - eager_scores).max() <= 1e-5 * np.ptp(eager_scores)
-    assert [r["rank"] for r in compiled_rows] == [r["rank"] for r in eager_rows]
-    fingerprints = [json.loads(s.outputs.meta.read_text())["config_fingerprint"] for s in (eager, compiled)]
-    assert fingerprints[0] != fingerprints[1]
 
 
 def test_score_file_schema_and_order(tmp_path, model_dir, sae_dir):

@@ -39,34 +39,6 @@ def check_hook_depth(n_layers: int, hook: HookPoint) -> None:
         )
 
 
-def compile_layers(model: nn.Module, through_layer: int) -> None:
-    """Compile decoder blocks 0..through_layer with torch.compile (inductor, shapes dynamic), in place.
-
-    Why only these blocks: the forward stops after them. Why opt-in: it fuses the norms and
-    element-wise steps, which in bfloat16 on a CPU are a large share of the time (+10-15% there,
-    nothing measurable in float32), but the first run compiles for tens of seconds and bfloat16
-    rounding changes slightly (BENCHMARKS.md, "Speed"). Inductor builds C++ on a CPU, so a missing
-    compiler fails here, before any record is read.
-    """
-    import torch._dynamo.config as dynamo_config
-
-    if next(model.parameters()).device.type == "cpu":
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        try:
-            get_cpp_compiler()
-        except RuntimeError as error:  # torch's InvalidCxxCompiler
-            raise InputError(f"--compile needs a C++ compiler (g++ or clang++ on PATH, or $CXX): {error}") from error
-    layers = decoder_layers(model)
-    # each block is compiled apart (its layer index is a constant), plus one recompile for
-    # single-row batches: room for all of them, or dynamo falls back to eager after 8
-    needed = 4 * (through_layer + 1)
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, needed)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4 * needed)
-    for layer in layers[: through_layer + 1]:
-        layer.compile(dynamic=True)
-
-
 class _StopForward(Exception):
     pass
 

@@ -20,7 +20,7 @@ from saefilter.inputs.formats import FormatError, to_conversation
 from saefilter.inputs.records import BadLine, Record
 from saefilter.inputs.render import EncodedSample, encode, render
 from saefilter.model.activations import run_in_batches
-from saefilter.model.layers import check_hook_point, compile_layers
+from saefilter.model.layers import check_hook_point
 from saefilter.model.loading import LoadedModel, load_model, load_tokenizer
 from saefilter.outputs.files import round_score
 from saefilter.runs.settings import ScoreConfig
@@ -68,8 +68,6 @@ def load_backbone(
     lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code, tokenizer)
     check_widths(lm, sae)
     sae.sae.to(lm.device)
-    if config.compile:
-        compile_layers(lm.model, sae.hook.layer)
     return lm, sae
 
 
