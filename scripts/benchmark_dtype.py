@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread, model_variant, spot_rows
+from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread, spot_rows
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.loading import DEFAULT_MODEL, load_model
@@ -166,8 +166,8 @@ def main() -> None:
         encoder = FeatureEncoder(load_model(args.model, device="cpu", dtype=dtype), loaded)
         for name, data in sets.items():
             # the aggregation `saefilter score` uses
-            key = cache_key(loaded.fingerprint, args.split, limit_key, name, model_variant(args.model, dtype, "cpu"))
-            acts, usable[name] = aggregated(encoder, data, args.cache / key, ScoreConfig.aggregation)
+            acts, usable[name] = aggregated(encoder, data, args.cache / cache_key(loaded.fingerprint, args.split, limit_key,
+                                                                                   name, dtype), ScoreConfig.aggregation)
             scores.setdefault(name, {})[dtype] = geometric_scores(acts, proximity)
             scores[name]["labels"] = data.labels[usable[name]]
     results = {name: agreement(s["float32"], s["bfloat16"], s["labels"]) for name, s in scores.items()}
@@ -183,7 +183,6 @@ def main() -> None:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"model": args.model, "split": args.split, "spot": args.spot, "sae": args.sae, "features": args.features,
-                                           "bfloat16_attention": model_variant(args.model, "bfloat16", "cpu"),
                                            "cpu": cpu_name(), "results": results, "identity": identity,
                                            "sets": list(sets), "adopt_bfloat16": adopt}, indent=1))
     if identity is None:

@@ -189,17 +189,8 @@ def aggregated(encoder: FeatureEncoder, data: LabelledSet, cache: Path, how: str
     return (both["max"] if how == "max" else both["mean"]), usable
 
 
-def model_variant(model: str, dtype: str, device: str = "auto") -> str:
-    """The dtype, with the attention kernel where it is not SDPA (`model.attention`): what a cache key
-    must tell apart, since both change the activations."""
-    from saefilter.model.loading import resolve_attention_name
-
-    attention = resolve_attention_name(dtype, device, model)
-    return dtype if attention == "sdpa" else f"{dtype}-{attention}"
-
-
 def cache_key(sae_fingerprint: str, split: str, limit: int | str, set_name: str, dtype: str = "float32") -> str:
-    """float32 keys keep their old names; other dtypes (`model_variant`) are kept apart by a suffix."""
+    """float32 keys keep their old names; other dtypes are kept apart by a suffix."""
     suffix = "" if dtype == "float32" else f"-{dtype}"
     return f"{sae_fingerprint[7:23]}-{split}-{limit}-{set_name.replace(' ', '_')}{suffix}.npz"
 
@@ -351,7 +342,7 @@ def main() -> None:
         encoder = FeatureEncoder(lm, loaded)
         scores = {}
         for set_name, data in sets.items():
-            key = cache_key(loaded.fingerprint, args.split, limit_key, set_name, model_variant(args.model, args.dtype))
+            key = cache_key(loaded.fingerprint, args.split, limit_key, set_name, args.dtype)
             acts, usable[set_name] = aggregated(encoder, data, args.cache / key, how)
             scores[set_name] = geometric_scores(acts, proximity)
         suggested = feature_set.meta.get("suggested_threshold")

@@ -12,13 +12,12 @@
    the FLOPs per token of the truncated forward.
 
 Part 1 runs once per --dtypes entry (default float32 and bfloat16) on the same records, in one
-process, and prints end-to-end speed-ups against the first. An entry may add "+sdpa" (the model on
-torch's SDPA attention even where saefilter runs its chunked kernel, `model.attention`) and
-"+compile" (torch.compile of the blocks the score reads, not something saefilter does; its first
-pass, compiling included, is reported apart). With --profile it also says where the
-time of one end-to-end run goes: reading and tokenising, the forward pass split by operator kind
-(matrix products, attention, the rest), the SAE encoder with the proximity product, and building
-and writing the rows.
+process, and prints end-to-end speed-ups against the first. An entry may add "+compile"
+(torch.compile of the blocks the score reads, which saefilter does not do: measured 2026-12-07 and
+not adopted, BENCHMARKS.md "Speed"; its first pass, compiling included, is reported apart). With
+--profile it also says where the time of one end-to-end run goes: reading and tokenising, the
+forward pass split by operator kind (matrix products, attention, the rest), the SAE encoder with
+the proximity product, and building and writing the rows.
 
 --whole-process N times `saefilter score` as a user runs it, on the first N records, a fresh
 process per run (imports, model load, scoring, writing), the dtypes alternating, median of
@@ -26,7 +25,7 @@ process per run (imports, model load, scoring, writing), the dtypes alternating,
 
     python scripts/benchmark_speed.py --records data.jsonl --n 200 [--model ... --sae ... --features ...]
     python scripts/benchmark_speed.py --records data.jsonl --whole-process 400 --skip-forward --skip-rss
-    python scripts/benchmark_speed.py --records data.jsonl --dtypes float32,bfloat16,bfloat16+sdpa,bfloat16+compile
+    python scripts/benchmark_speed.py --records data.jsonl --dtypes float32,bfloat16,bfloat16+compile
 """
 
 from __future__ import annotations
@@ -68,12 +67,12 @@ def write_subset(records: Path, n: int) -> Path:
     return subset
 
 
-def variant(entry: str) -> tuple[str, set[str]]:
-    """'bfloat16+sdpa+compile' -> ('bfloat16', {'sdpa', 'compile'})."""
-    dtype, *extras = entry.split("+")
-    if unknown := set(extras) - {"sdpa", "compile"}:
-        raise SystemExit(f"--dtypes: unknown variant '{entry}' ({', '.join(sorted(unknown))}; known: +sdpa, +compile)")
-    return dtype, set(extras)
+def variant(entry: str) -> tuple[str, bool]:
+    """'bfloat16+compile' -> ('bfloat16', True)."""
+    dtype, _, extra = entry.partition("+")
+    if extra not in ("", "compile"):
+        raise SystemExit(f"--dtypes: unknown variant '{entry}' (a dtype, optionally +compile)")
+    return dtype, extra == "compile"
 
 
 def compile_blocks(model, through_layer: int) -> None:
@@ -88,14 +87,11 @@ def compile_blocks(model, through_layer: int) -> None:
 
 
 def forward_benchmarks(args, entry: str) -> dict:
-    dtype, extras = variant(entry)
+    dtype, compiled = variant(entry)
     config = ScoreConfig(model=args.model, sae=args.sae, features=args.features, batch_size=args.batch_size, dtype=dtype)
     scorer = Scorer.load(config)
-    if "sdpa" in extras:
-        scorer.lm.model.set_attn_implementation("sdpa")
-    if "compile" in extras:
+    if compiled:
         compile_blocks(scorer.lm.model, scorer.method.sae.hook.layer)
-    attention = scorer.lm.model.config._attn_implementation
     subset = write_subset(args.records, args.n)
     prepared = [p for p in map(scorer.prepare, read_lines(subset)) if isinstance(p, Prepared)]
     samples = [p.encoded for p in prepared]
@@ -127,7 +123,7 @@ def forward_benchmarks(args, entry: str) -> dict:
     profile = where_time_goes(scorer, subset, padded, results["saefilter score end to end"]) if args.profile else None
     return {
         "records": len(samples), "tokens": n_tokens, "batches": len(batches), "hook": hook.name, "profile": profile,
-        "attention": attention, "compile": "compile" in extras, "first_truncated_pass_s": first_pass,
+        "compile": compiled, "first_truncated_pass_s": first_pass,
         "padding_share": 1 - n_tokens / computed,
         "layers_run": hook.layer + 1, "layers_total": len(decoder_layers(model)),
         "seconds": results,

@@ -90,15 +90,6 @@ def resolve_dtype_name(dtype: str, device: str, model_spec: str) -> str:
     return auto_dtype("cuda" if on_cuda else "cpu", model_spec, native_bfloat16_cpu())
 
 
-def resolve_attention_name(dtype_name: str, device: str, model_spec: str) -> str:
-    """'chunked' where `model.attention`'s kernel runs (bfloat16 or float16 on a CPU, for a named
-    model measured with it), else 'sdpa'. Resolved without loading a model: scores are keyed by it."""
-    on_cuda = device == "cuda" or (device == "auto" and cuda_available())
-    named = named_model_of(model_spec)
-    chunked = not on_cuda and dtype_name in ("bfloat16", "float16") and named is not None and named.cpu_chunked_attention
-    return "chunked" if chunked else "sdpa"
-
-
 def resolve_dtype(dtype: str, device: str, model_spec: str = "") -> Any:
     import torch
 
@@ -156,8 +147,4 @@ def load_model(
     except (OSError, ValueError, SafetensorError) as err:
         raise load_error(spec, path, err) from None
     model.eval().to(resolved_device)
-    if resolve_attention_name(str(torch_dtype).removeprefix("torch."), resolved_device, spec) == "chunked":
-        from saefilter.model.attention import use_chunked_attention
-
-        use_chunked_attention(model)
     return LoadedModel(model, tokenizer, spec, resolved_device)

@@ -35,9 +35,6 @@ class NamedModel:
     # `--dtype auto` may pick bfloat16 on a CPU with native bfloat16: set only where its bfloat16
     # scores were measured to agree with float32 (scripts/benchmark_dtype.py, BENCHMARKS.md)
     cpu_bfloat16: bool = False
-    # in bfloat16 on a CPU, attention runs `model.attention`'s chunked kernel instead of SDPA: set only
-    # where the agreement with float32 was measured with that kernel
-    cpu_chunked_attention: bool = False
 
 
 def _parts(package: str, template: str, count: int, first: int = 1) -> tuple[tuple[str, str], ...]:
@@ -61,8 +58,6 @@ SMOLLM2 = NamedModel(
     # counterfactuals' spread moved by -0.007 and no term tops more than one extra template (every
     # test set in one run, 2026-12-06)
     cpu_bfloat16=True,
-    # the same rule, every test set, with the chunked attention (2026-12-07, BENCHMARKS.md)
-    cpu_chunked_attention=True,
 )
 QWEN_CODER = NamedModel(
     name="qwen2.5-coder-1.5b-instruct",

@@ -121,23 +121,13 @@ class ScoreConfig:
 
         return resolve_dtype_name(self.dtype, self.device, self.model)
 
-    @property
-    def resolved_attention(self) -> str:
-        """The attention kernel the model will run ('sdpa' or 'chunked', `model.attention`)."""
-        from saefilter.model.loading import resolve_attention_name
-
-        return resolve_attention_name(self.resolved_dtype, self.device, self.model)
-
     def fingerprint(self, sae_fingerprint: str, features_fingerprint: str) -> str:
         """Hash of everything that changes a score (not batch sizes, device or error policy). The dtype
-        is the resolved one, so a float32 score is never reused for a bfloat16 run or the other way;
-        so is the attention kernel."""
+        is the resolved one, so a float32 score is never reused for a bfloat16 run or the other way."""
         keys = ("model", "tokens", "aggregation", "neighbours", "kernel", "max_tokens", "field")
         payload = {key: asdict(self)[key] for key in keys}
         payload |= {"dtype": self.resolved_dtype, "sae": sae_fingerprint, "features": features_fingerprint,
                     "scorer": SCORER_VERSION}
-        if self.resolved_attention != "sdpa":  # another kernel rounds differently; keyed only then, so older keys stand
-            payload["attention"] = self.resolved_attention
         return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
