@@ -6,7 +6,7 @@ default's forward and no faster than in float32 (BENCHMARKS.md, "Speed"). This t
 query-chunked attention written with bfloat16 matrix products (each chunk of queries against the
 keys up to its end, softmax in between), at the default's attention shape (9 query heads sharing 3
 key/value heads, head size 64, batch 16, causal), and measures each one's largest error against
-the same attention in float32 on the same inputs (random, unit variance).
+float32 attention on the inputs before their rounding to bfloat16 (random, unit variance).
 
     python scripts/benchmark_attention.py [--lengths 128,300,600] [-o results.json]
 """
