@@ -111,6 +111,7 @@ OnErrorOpt = Annotated[
     ),
 ]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model repository's own Python code to run.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse evaluation rows that copy or share a 13-word passage with rows the feature set was built or chosen on (default: a warning naming them).")]
 
 
 def fail(message: str) -> None:
@@ -366,6 +367,7 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subsample, the random baseline and the bootstrap.")] = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all results as JSON here.")] = None,
     judge: Annotated[list[str], typer.Option("--judge", help="Also score with this chat model as an LLM judge (anything --model takes; repeatable): log P(yes) - log P(no) to a fixed question, with the cost of each method.")] = [],
+    strict: StrictOpt = False,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
@@ -391,7 +393,7 @@ def evaluate(
         positive=positive, negative=negative, data=data, pairs=pairs, labels=labels, anchors=anchors, limit=limit,
         neighbours=[int(k) for k in neighbours_list.split(",")],
         feature_counts=[int(c) for c in feature_counts.split(",")] if feature_counts else None,
-        kernels=kernels.split(","), bootstrap=bootstrap, seed=seed, judges=tuple(judge),
+        kernels=kernels.split(","), bootstrap=bootstrap, seed=seed, judges=tuple(judge), strict=strict,
     )
     console.print("[dim]loading model and SAE...[/]")
     report = run_with_errors(lambda: evaluate_config(config, request, partial(count_progress, console)))
@@ -406,7 +408,7 @@ def evaluate(
 def drift(
     base: Annotated[str, typer.Argument(help="The model before fine-tuning: anything --model takes.")],
     tuned: Annotated[list[str], typer.Argument(help="Fine-tuned model(s): anything --model takes, or a PEFT/LoRA adapter folder (applied on BASE).")],
-    pairs: Annotated[str, typer.Option("--pairs", help="'builtin' (276 matched pairs over 12 kinds of harm, never used to build features) or a JSONL file of {id, category, prompt, harmful, benign[, split]}.")] = "builtin",
+    pairs: Annotated[str, typer.Option("--pairs", help="'builtin' (273 matched pairs over 12 kinds of harm, never used to build features) or a JSONL file of {id, category, prompt, harmful, benign[, split]}.")] = "builtin",
     split: Annotated[str, typer.Option("--split", help="dev, test or all (a file without a split column counts as all).")] = "test",
     kinds: Annotated[list[str], typer.Option("--kind", help="Only pairs of this kind of harm (repeatable).")] = [],
     max_drift: Annotated[float | None, typer.Option("--max-drift", help="Exit with status 3 when any tuned model's overall drift exceeds this (a gate for a fine-tuning pipeline).")] = None,
@@ -418,6 +420,8 @@ def drift(
     device: DeviceOpt = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="Model dtype for both models: float32 (default), bfloat16, float16.")] = "float32",
     batch_size: BatchOpt = 16,
+    features: Annotated[str, typer.Option("--features", help="With --pairs FILE: the feature set (file, or 'embedded' for the default's) whose provenance the pairs are checked against.")] = DEFAULT_FEATURES,
+    strict: StrictOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -428,7 +432,8 @@ def drift(
     from saefilter.terminal import print_drift
 
     settings = DriftSettings(pairs=pairs, split=split, kinds=tuple(kinds), device=device, dtype=dtype,
-                             batch_size=batch_size, max_tokens=max_tokens, bootstrap=bootstrap, seed=seed)
+                             batch_size=batch_size, max_tokens=max_tokens, bootstrap=bootstrap, seed=seed,
+                             features=features, strict=strict)
     report = run_with_errors(lambda: run_drift(base, tuned, settings, lambda spec: console.print(f"[dim]running {escape(spec)}...[/]")))
     print_drift(essential if max_drift is not None else out, report)
     if json_out:
@@ -472,6 +477,7 @@ def features_build(
     selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = "token-controlled",
     paired: Annotated[bool, typer.Option("--paired", help="--harmful and --benign are aligned pairs: row i of each answers the same user turn; rank by the paired t of their difference (the built-in answers and code contrasts are paired).")] = False,
     identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = True,
+    identity_reference: Annotated[list[Path], typer.Option("--identity-reference", help="Benign text the identity filter compares with (default: every built-in benign text).")] = [],
     function_word_filter: Annotated[bool, typer.Option("--function-word-filter/--no-function-word-filter", help="Pass over latents whose strongest activations in harmful text sit mostly on function words or punctuation ('of', 'be', 'Just', '.'): their labels name no harm and they fire on any text.")] = True,
     direction: Annotated[bool, typer.Option("--direction/--no-direction", help="Also add the harmful direction of the (one) contrast, from the same forward pass: what `features add-direction` adds, with its defaults.")] = False,
     hard_negatives: HardNegativesOpt = [],
@@ -509,7 +515,7 @@ def features_build(
 
     feature_set = run_with_errors(lambda: build_features(
         config, harmful, benign, contrast, ids, column, settings, top_each, paired, direction, hard_negatives,
-        console.status, cli_progress))
+        console.status, cli_progress, identity_reference))
     from saefilter.features.feature_set import save_feature_set
     from saefilter.terminal import print_feature_set
 
@@ -663,6 +669,28 @@ def features_merge(
 
     merged = run_with_errors(merge)
     out.print(f"{len(merged.features)} features from {len(sets)} sets -> {output}")
+
+
+@features_app.command("record")
+def features_record(
+    path: Annotated[Path, typer.Argument(help="Feature set file to record into (rewritten in place, or to --output).")],
+    files: Annotated[list[Path], typer.Argument(help="Files whose rows played the role: any reference format.")],
+    role: Annotated[str, typer.Option("--role", help="What the rows were for: 'settings chosen on' (the default), or another provenance role.")] = "settings chosen on",
+    column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the set here instead of over PATH.")] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Record rows a set was chosen on outside saefilter (settings tuned on them), so `eval` and `drift`
+    warn when they meet them again. Features, weights and labels stay as they are."""
+    set_verbosity(quiet, verbose)
+    from saefilter.features.feature_set import load_feature_set, save_feature_set
+    from saefilter.runs.features import record_sources
+
+    feature_set = run_with_errors(lambda: record_sources(load_feature_set(path), role, files, column))
+    save_feature_set(feature_set, output or path)
+    rows = sum(count for r, _, count in feature_set.provenance.rows() if r == role)
+    out.print(f"{role}: {rows:,} rows from {len(feature_set.provenance.roles[role])} source(s) -> {output or path}")
 
 
 @features_app.command("show")

@@ -143,6 +143,36 @@ def print_feature_set(console: Console, feature_set: FeatureSet, limit: int | No
     if calibrated and isinstance(calibration, dict):
         console.print("calibrated (benign share = mean contribution to the score on benign text): "
                       + ", ".join(f"{k}={v}" for k, v in calibration.items()))
+    print_provenance(console, feature_set)
+
+
+def print_provenance(console: Console, feature_set: FeatureSet) -> None:
+    """What the set was built and chosen on: each role, its sources and their row counts."""
+    rows = feature_set.provenance.rows()
+    if not rows:
+        console.print("provenance: none recorded (overlap checks cannot run against this set)", style="dim")
+        return
+    console.print(Text("provenance: what it was built and chosen on", style="bold"))
+    role_before = None
+    for role, source, count in rows:
+        head = f"  {role}:" if role != role_before else ""
+        console.print(Text(f"{head:<22}{count:>6,} rows  ") + Text(source), highlight=False)
+        role_before = role
+
+
+def print_overlap(console: Console, overlap: dict | None) -> None:
+    """The decontamination warning of `eval` and `drift --pairs`: how many rows, where, with what."""
+    if not overlap or overlap.get("rows") == 0:
+        return
+    if overlap.get("rows") is None:
+        console.print(escape(overlap["message"]), style="dim")
+        return
+    console.print(Text("warning: ", style="bold yellow") + Text(overlap["message"] + ":"))
+    for line in overlap["first"]:
+        console.print(Text("  " + line), highlight=False)
+    if overlap["rows"] > len(overlap["first"]):
+        console.print(f"  ... {overlap['rows'] - len(overlap['first'])} more (all in --json / --output)")
+    console.print("  numbers on these rows overstate the score; --strict refuses them", style="dim")
 
 
 def print_report_summary(console: Console, summary: dict) -> None:
@@ -251,6 +281,7 @@ def print_eval(console: Console, report: dict) -> None:
     console.print(table)
     for number, variant in enumerate(judges, 1):
         console.print(escape(f"judge {number}: {variant}"))
+    print_overlap(console, report.get("overlap"))
     costs = report.get("costs", {})
     if len(costs) > 1:
         cost_table = Table(title="cost per 1,000 rows", title_justify="left")
@@ -330,6 +361,7 @@ def print_drift(console: Console, report) -> None:
         f"nats per answer token; base run in {report.base_seconds:.0f} s",
         highlight=False,
     )
+    print_overlap(console, report.overlap)
     for model in report.tuned:
         table = Table(title=f"{model.spec}{' (LoRA adapter)' if model.adapter else ''}", title_justify="left")
         table.add_column("kind", no_wrap=True)

@@ -7,10 +7,12 @@ refuses any contrast that shares an answer with it, so the yardstick never becom
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from saefilter.errors import InputError
+from saefilter.inputs.fingerprint import Fingerprint, answer_text, find_matches, fingerprint
 
 BUILTIN_PAIRS = Path(__file__).parent / "data" / "drift_pairs.jsonl"
 SPLITS = ("dev", "test", "all")
@@ -25,6 +27,7 @@ class MatchedPair:
     prompt: str
     harmful: str
     benign: str
+    line: int = field(default=0, compare=False)  # where it was read, for messages
 
 
 def _parse(path: Path, line_no: int, text: str) -> MatchedPair:
@@ -40,7 +43,8 @@ def _parse(path: Path, line_no: int, text: str) -> MatchedPair:
         raise InputError(f"{where}: missing or empty {', '.join(missing)} (a pair needs {', '.join(REQUIRED)})")
     if row["harmful"].strip() == row["benign"].strip():
         raise InputError(f"{where}: the harmful and benign answers are the same text")
-    return MatchedPair(row["id"], row["category"], str(row.get("split", "")), row["prompt"], row["harmful"], row["benign"])
+    return MatchedPair(row["id"], row["category"], str(row.get("split", "")), row["prompt"], row["harmful"], row["benign"],
+                       line_no)
 
 
 def read_pairs(path: Path | str) -> list[MatchedPair]:
@@ -83,21 +87,21 @@ def load_pairs(source: str = "builtin", split: str = "test", kinds: tuple[str, .
     return pairs
 
 
-def builtin_answer_texts() -> frozenset[str]:
-    """Every answer of the built-in drift pairs, normalised, to keep them out of feature contrasts."""
-    return frozenset(" ".join(text.split()) for p in read_pairs(BUILTIN_PAIRS) for text in (p.harmful, p.benign))
+@lru_cache(maxsize=1)
+def builtin_answers_fingerprint() -> Fingerprint:
+    """Every answer of the built-in drift pairs, fingerprinted whole (every 13-gram)."""
+    return fingerprint(text for p in read_pairs(BUILTIN_PAIRS) for text in (p.harmful, p.benign))
 
 
 def refuse_drift_answers(path: object, conversations: list) -> list:
-    """`conversations` unchanged, or an InputError naming the first row (1-based) that holds an answer
-    of the built-in drift pairs: features learnt from the yardstick would grade themselves."""
-    answers = builtin_answer_texts()
-    for row, conversation in enumerate(conversations, start=1):
-        texts = [t.content for t in conversation.turns if t.role == "assistant"] if conversation.is_chat else [
-            conversation.text or ""]
-        if any(" ".join(text.split()) in answers for text in texts):
-            raise InputError(
-                f"{path}: row {row} is an answer of saefilter's built-in drift pairs, which are evaluation "
-                "data only (`saefilter drift`); remove them from the contrast"
-            )
+    """`conversations` unchanged, or an InputError naming the first row that copies or paraphrases (a
+    shared 13-gram) an answer of the built-in drift pairs: features learnt from the yardstick would
+    grade themselves. The same check `eval` and `drift --pairs` run against a feature set."""
+    matches = find_matches([answer_text(c) for c in conversations], {"drift pairs": builtin_answers_fingerprint()})
+    if matches:
+        first = matches[0]
+        where = conversations[first.row].origin or f"{path}: row {first.row + 1}"
+        how = "is" if first.exact else f"shares {first.shared} 13-word passage(s) with"
+        raise InputError(f"{where}: {how} an answer of saefilter's built-in drift pairs, which are evaluation "
+                         f"data only (`saefilter drift`); remove it from the contrast ({len(matches)} such rows)")
     return conversations

@@ -6,6 +6,8 @@ File format (JSON). The full form, as `saefilter features build` writes it:
      "directions": [{"label": "...", "weight": 25.4, "vector": [...d_in floats...], "stats": {...}}]}
 Hand-made files may be just a list: [12, 345] or [{"index": 12, "label": "..."}].
 
+"provenance" (features/provenance.py) records, row by row, what the set was built and chosen on.
+
 "directions" (optional, `saefilter features add-direction`) are harmful directions in the residual
 stream that are not SAE latents, e.g. a probe's weight vector: a latent's proximity to one is the
 cosine of its decoder row with it (clipped at 0) times its weight, added to its proximity to the
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from saefilter.errors import InputError
+from saefilter.features.provenance import Provenance
 from saefilter.inputs.records import file_sha256
 from saefilter.sae.geometry import FeatureProximity, feature_proximity
 
@@ -59,6 +62,7 @@ class FeatureSet:
     meta: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     directions: tuple[HarmfulDirection, ...] = ()
+    provenance: Provenance = field(default_factory=Provenance)
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -177,8 +181,11 @@ def load_feature_set(path: Path) -> FeatureSet:
     directions = tuple(_parse_direction(item, f"{path}: directions[{i}]") for i, item in enumerate(raw_directions))
     if len({len(d.vector) for d in directions}) > 1:
         raise InputError(f"--features {path}: the harmful directions have different lengths")
-    meta = {k: v for k, v in header.items() if k not in {"features", "d_sae", "sae", "directions"}}
-    return FeatureSet(features, header.get("d_sae"), header.get("sae"), meta, file_sha256(path), directions)
+    provenance = Provenance.from_json(header["provenance"], f"{path}: provenance") if "provenance" in header \
+        else Provenance()
+    meta = {k: v for k, v in header.items() if k not in {"features", "d_sae", "sae", "directions", "provenance"}}
+    return FeatureSet(features, header.get("d_sae"), header.get("sae"), meta, file_sha256(path), directions,
+                      provenance)
 
 
 def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
@@ -203,6 +210,8 @@ def save_feature_set(feature_set: FeatureSet, path: Path) -> None:
              **({"stats": d.stats} if d.stats else {}), "vector": [round(v, 7) for v in d.vector]}
             for d in feature_set.directions
         ]
+    if feature_set.provenance:
+        payload["provenance"] = feature_set.provenance.as_json()
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
 
@@ -227,7 +236,9 @@ def merge_feature_sets(named_sets: list[tuple[str, FeatureSet]], top_each: int |
                          "then run `saefilter features add-direction` on the result")
     merged: dict[int, HarmfulFeature] = {}
     sources = []
+    provenance = Provenance()
     for name, feature_set in named_sets:
+        provenance = provenance.merged(feature_set.provenance)
         taken = feature_set.features[:top_each]
         for feature in taken:
             if feature.index not in merged:
@@ -235,4 +246,5 @@ def merge_feature_sets(named_sets: list[tuple[str, FeatureSet]], top_each: int |
                 merged[feature.index] = HarmfulFeature(feature.index, label, feature.weight, {**feature.stats, "source": name})
         sources.append({"set": name, "fingerprint": feature_set.fingerprint, "taken": len(taken), **feature_set.meta})
     return FeatureSet(tuple(merged.values()), widths.pop() if widths else None,
-                      sae_specs.pop() if sae_specs else None, {"merged_from": sources, "top_each": top_each})
+                      sae_specs.pop() if sae_specs else None, {"merged_from": sources, "top_each": top_each},
+                      provenance=provenance)

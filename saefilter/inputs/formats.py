@@ -11,7 +11,7 @@ Supported per record (detected independently, so mixed files work):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ROLE_ALIASES = {
@@ -42,6 +42,7 @@ class Conversation:
 
     turns: tuple[Turn, ...] = ()
     text: str | None = None
+    origin: str | None = field(default=None, compare=False)  # "file:line" where it was read, for messages
 
     @property
     def is_chat(self) -> bool:

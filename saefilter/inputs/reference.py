@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +25,28 @@ CSV_TEXT_COLUMNS = ("text", "messages", "tweet", "Behavior", "goal", "forbidden_
 
 
 def _from_object(item: Any, where: str, field: str | None) -> Conversation:
+    """The conversation of one record, remembering `where` it was read (for overlap warnings)."""
     if isinstance(item, str):
-        return Conversation(text=item)
+        return Conversation(text=item, origin=where)
     if not isinstance(item, dict):
         raise InputError(f"{where}: expected an object or a string")
     try:
-        return to_conversation(item, field)
+        return replace(to_conversation(item, field), origin=where)
     except FormatError as err:
         raise InputError(f"{where}: {err}") from None
 
 
-def _csv_texts(path: Path, column: str | None) -> Iterator[str]:
+def _csv_texts(path: Path, column: str | None) -> Iterator[tuple[int, str]]:
+    """(row number, counted from 1 after the header, text) of each non-empty cell of the text column."""
     import pandas as pd
 
     frame = pd.read_csv(path)
     chosen = column or next((c for c in CSV_TEXT_COLUMNS if c in frame.columns), None)
     if chosen is None or chosen not in frame.columns:
         raise InputError(f"{path}: no text column; pass one of: {', '.join(map(str, frame.columns))}")
-    for value in frame[chosen].dropna():
-        if str(value).strip():
-            yield str(value)
+    for row, value in frame[chosen].items():
+        if pd.notna(value) and str(value).strip():
+            yield int(row) + 1, str(value)
 
 
 def read_reference(path: Path, column: str | None = None) -> Iterator[Conversation]:
@@ -65,13 +67,13 @@ def read_reference(path: Path, column: str | None = None) -> Iterator[Conversati
         for i, item in enumerate(items):
             yield _from_object(item, f"{path}[{i}]", column)
     elif name.endswith(".csv"):
-        for text in _csv_texts(path, column):
-            yield Conversation(text=text)
+        for row, text in _csv_texts(path, column):
+            yield Conversation(text=text, origin=f"{path}: row {row}")
     elif name.endswith(".txt"):
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             text = line.strip().removeprefix("- ").strip()
             if text:
-                yield Conversation(text=text)
+                yield Conversation(text=text, origin=f"{path}:{line_no}")
     else:
         raise InputError(f"{path}: unsupported reference format (use .jsonl, .jsonl.gz, .json, .csv or .txt)")
 
@@ -126,7 +128,7 @@ def _pair_side(value: Any, prompt: Any, where: str, field: str | None) -> Conver
         try:
             return _from_object({"messages": dialogue_messages(value)}, where, None)
         except ValueError:
-            return Conversation(text=value)
+            return Conversation(text=value, origin=where)
     if isinstance(value, str | list) and prompt is not None:
         return _from_object({"prompt": prompt, "completion": value}, where, None)
     return _from_object(value, where, field)

@@ -14,8 +14,11 @@ from saefilter.drift.models import check_same_tokens, is_adapter, load_tuned, tu
 from saefilter.drift.pairs import MatchedPair, load_pairs
 from saefilter.drift.stats import drift_by_kind
 from saefilter.errors import InputError
+from saefilter.features.feature_set import load_feature_set
 from saefilter.inputs.formats import FormatError
 from saefilter.model.loading import load_model, load_tokenizer
+from saefilter.runs.overlap import overlap_report
+from saefilter.runs.settings import resolve_features_path
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class DriftSettings:
     max_tokens: int = 512
     bootstrap: int = 2000
     seed: int = 0
+    features: str = "embedded"  # the feature set whose provenance --pairs is checked against
+    strict: bool = False  # refuse pairs that feature set was built or chosen on
 
 
 @dataclass
@@ -50,6 +55,7 @@ class DriftReport:
     base_benign: np.ndarray
     base_seconds: float
     tuned: list[ModelDrift] = field(default_factory=list)
+    overlap: dict[str, Any] | None = None  # of the pairs with the feature set (a file of pairs only)
 
     def above(self, max_drift: float) -> list[str]:
         """The tuned models whose overall drift exceeds `max_drift` (what `--max-drift` gates on)."""
@@ -58,7 +64,8 @@ class DriftReport:
     def as_json(self, per_pair: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "base": self.base,
-            "pairs": {"source": self.settings.pairs, "split": self.settings.split, "n": len(self.pairs)},
+            "pairs": {"source": self.settings.pairs, "split": self.settings.split, "n": len(self.pairs),
+                      **({"overlap": self.overlap} if self.overlap is not None else {})},
             "unit": "nats per answer token; drift = change of (harmful - benign) from base",
             "models": {},
         }
@@ -92,6 +99,15 @@ def encode_pairs(pairs: list[MatchedPair], tokenizer: Any, max_tokens: int) -> l
     return samples
 
 
+def pairs_overlap(pairs: list[MatchedPair], settings: DriftSettings) -> dict[str, Any]:
+    """A file of pairs against the feature set's provenance (both answers of each pair): pairs the
+    score was built or chosen on say little about what pruning by that score does."""
+    feature_set = load_feature_set(resolve_features_path(settings.features))
+    answers = [chat(p.prompt, text) for p in pairs for text in (p.harmful, p.benign)]
+    origins = [f"{settings.pairs}:{p.line} ({side})" for p in pairs for side in ("harmful", "benign")]
+    return overlap_report(feature_set.provenance, answers, "pair answers", settings.strict, origins)
+
+
 def side_logprobs(model: Any, samples: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     values = mean_answer_logprobs(model, samples, batch_size)
     return values[0::2], values[1::2]
@@ -105,6 +121,7 @@ def run_drift(
     if not tuned:
         raise InputError("name at least one tuned model or adapter folder")
     pairs = load_pairs(settings.pairs, settings.split, settings.kinds)
+    overlap = pairs_overlap(pairs, settings) if settings.pairs != "builtin" else None
     base_tokenizer = load_tokenizer(base)
     samples = encode_pairs(pairs, base_tokenizer, settings.max_tokens)
     for spec in tuned:
@@ -119,7 +136,7 @@ def run_drift(
     base_model = load_model(base, device=settings.device, dtype=settings.dtype, tokenizer=base_tokenizer).model
     base_harmful, base_benign = side_logprobs(base_model, samples, settings.batch_size)
     del base_model
-    report = DriftReport(base, settings, pairs, base_harmful, base_benign, time.perf_counter() - start)
+    report = DriftReport(base, settings, pairs, base_harmful, base_benign, time.perf_counter() - start, overlap=overlap)
     kinds = [p.kind for p in pairs]
     for spec in tuned:
         if on_model:

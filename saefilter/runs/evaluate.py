@@ -30,6 +30,7 @@ from saefilter.features.selection import encode_each, encode_reference
 from saefilter.inputs.reference import read_labelled, read_pairs, read_reference
 from saefilter.inputs.render import EncodedSample
 from saefilter.model.activations import run_in_batches
+from saefilter.runs.overlap import overlap_report
 from saefilter.runs.scorer import load_backbone
 from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig
 from saefilter.sae.encoder import FeatureEncoder
@@ -173,6 +174,7 @@ class EvalRequest:
     bootstrap: int = 1000
     seed: int = 0
     judges: Sequence[str] = ()  # chat models asked whether each sample is harmful (scoring.judge)
+    strict: bool = False  # refuse rows the feature set was built or chosen on (else a warning)
 
 
 # (label, total) -> a context yielding on_progress(n): how the CLI draws its bars
@@ -235,6 +237,7 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
         raise InputError(f"--kernels: unknown {', '.join(unknown)}; use {', '.join(KERNELS)}")
     conversations, y, pair_of = labelled_conversations(request, config.field)
     feature_set = load_feature_set(config.features_path)
+    overlap = overlap_report(feature_set.provenance, conversations, "evaluation rows", request.strict)
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
     encoder = FeatureEncoder(lm, loaded)
     encoded = encode_each(conversations, lm.tokenizer, config.tokens, config.max_tokens)
@@ -276,6 +279,7 @@ def evaluate_config(config: ScoreConfig, request: EvalRequest, progress: Progres
         "results": [asdict(r) for r in results],
         "costs": costs,
         "truncated_to_max_tokens": {"max_tokens": config.max_tokens, **truncated},
+        "overlap": overlap,
     }
 
 
