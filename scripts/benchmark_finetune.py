@@ -36,6 +36,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,19 @@ def judge_arm(prune_output: Path) -> None:
     print(f"arm mix/judge: {len(kept)} rows, {sum(r['harmful'] for r in kept)} harmful")
 
 
+def declare_in_distribution(rows: list[dict]) -> None:
+    """This grid's mix is in-distribution by declaration (its harmful rows are em_outputs answers the
+    default's settings were chosen on): say how many rows the default's provenance holds, and go on.
+    The LOSO experiment below is the one whose data the score never saw."""
+    from saefilter.features.feature_set import load_feature_set
+    from saefilter.features.provenance import check_overlap
+    from saefilter.runs.settings import resolve_features_path
+
+    overlap = check_overlap(load_feature_set(resolve_features_path("embedded")).provenance,
+                            [to_conversation({"messages": r["messages"]}) for r in rows])
+    print(f"in-distribution by declaration: {overlap.summary('mix rows')}")
+
+
 def build(shared: Path, evals_only: bool = False) -> None:
     if not (shared / "README.md").exists():
         sys.exit(f"reference datasets not found at {shared}: this script needs ../shared/datasets")
@@ -218,6 +232,7 @@ def build(shared: Path, evals_only: bool = False) -> None:
     if evals_only:
         return
     sets = build_training_sets(shared, tokenizer)
+    declare_in_distribution(sets["mix/unfiltered"])
     sets.update(mix_arms(sets["mix/unfiltered"], score_rows(sets["mix/unfiltered"], WORK)))
     for name, rows in sets.items():
         write_jsonl(WORK / "arms" / f"{name}.jsonl", rows)
@@ -300,19 +315,34 @@ def eval_logprobs(model, tokenizer, items: list[dict]) -> dict[str, list[float]]
     return {side: [float(np.mean(v)) for v in lists] for side, lists in out.items()}
 
 
-def eval_names() -> list[str]:
-    return [name for name in EVALS_ALL if (WORK / "evals" / f"{name}.jsonl").exists()]
+@dataclass(frozen=True)
+class Layout:
+    """Where one experiment keeps its arm files, evaluation sets and run JSONs."""
+
+    work: Path
+    results: Path
+    evals: tuple[str, ...] = EVALS_ALL
+
+    def eval_names(self) -> list[str]:
+        return [name for name in self.evals if (self.work / "evals" / f"{name}.jsonl").exists()]
+
+    def arm_file(self, set_name: str, arm: str, seed: int) -> Path:
+        per_seed = self.work / "arms" / set_name / f"{arm}_s{seed}.jsonl"
+        return per_seed if per_seed.exists() else self.work / "arms" / set_name / f"{arm}.jsonl"
 
 
-def base_logprobs(tokenizer) -> dict:
+GRID = Layout(WORK, RESULTS)
+
+
+def base_logprobs(tokenizer, layout: Layout = GRID, name_of_base: str = "base.json") -> dict:
     """The untuned model's log-probs per evaluation set, computed once and kept beside the runs."""
-    path = RESULTS / "base.json"
+    path = layout.results / name_of_base
     cached = json.loads(path.read_text()) if path.exists() else {}
-    missing = [name for name in eval_names() if name not in cached]
+    missing = [name for name in layout.eval_names() if name not in cached]
     if missing:
         model = load_model(DEFAULT_MODEL, device="cpu", dtype="float32", tokenizer=tokenizer).model
         for name in missing:
-            items = read_jsonl(WORK / "evals" / f"{name}.jsonl")
+            items = read_jsonl(layout.work / "evals" / f"{name}.jsonl")
             cached[name] = {"ids": [i["id"] for i in items], "kinds": [i["kind"] for i in items],
                             **eval_logprobs(model, tokenizer, items)}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,36 +350,32 @@ def base_logprobs(tokenizer) -> dict:
     return cached
 
 
-def arm_file(set_name: str, arm: str, seed: int) -> Path:
-    per_seed = WORK / "arms" / set_name / f"{arm}_s{seed}.jsonl"
-    return per_seed if per_seed.exists() else WORK / "arms" / set_name / f"{arm}.jsonl"
-
-
-def run_one(set_name: str, arm: str, seed: int, tokenizer) -> None:
+def run_one(set_name: str, arm: str, seed: int, tokenizer, layout: Layout = GRID) -> None:
     """Train (or reload the kept adapter), then measure every evaluation set the run JSON lacks."""
     import torch
     from peft import PeftModel
 
-    out = RESULTS / "runs" / f"{set_name}__{arm}__seed{seed}.json"
+    out = layout.results / "runs" / f"{set_name}__{arm}__seed{seed}.json"
     record = json.loads(out.read_text()) if out.exists() else None
-    missing = [name for name in eval_names() if record is None or name not in record["evals"]]
+    missing = [name for name in layout.eval_names() if record is None or name not in record["evals"]]
     if not missing:
         return
-    adapter = WORK / "adapters" / set_name / arm / f"seed{seed}"
+    adapter = layout.work / "adapters" / set_name / arm / f"seed{seed}"
     torch.set_num_threads(int(os.environ.get("SAEFILTER_THREADS", "2")))
-    if record is None:
-        rows = read_jsonl(arm_file(set_name, arm, seed))
+    if record is None or not adapter.exists():
+        rows = read_jsonl(layout.arm_file(set_name, arm, seed))
         model, stats = train(rows, seed, tokenizer)
         model.save_pretrained(adapter)
         record = {"set": set_name, "arm": arm, "seed": seed, "settings": TRAIN, "train": stats,
                   "harmful_rows": sum(r["harmful"] for r in rows), "row_ids": [short_id(r["messages"]) for r in rows],
                   "evals": {}}
+        missing = layout.eval_names()  # a run trained again (its adapter lost) is measured again in full
     else:
         base = load_model(DEFAULT_MODEL, device="cpu", dtype="float32", tokenizer=tokenizer).model
         model = PeftModel.from_pretrained(base, adapter).eval()
     for name in missing:
         start = time.perf_counter()
-        record["evals"][name] = eval_logprobs(model, tokenizer, read_jsonl(WORK / "evals" / f"{name}.jsonl"))
+        record["evals"][name] = eval_logprobs(model, tokenizer, read_jsonl(layout.work / "evals" / f"{name}.jsonl"))
         record["evals"][name]["seconds"] = round(time.perf_counter() - start, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record))
@@ -364,6 +390,299 @@ def plan(phase: str) -> list[tuple[str, str, int]]:
         runs += [(s, a, seed) for seed in SEEDS for s, a in MIX_ARMS]
         runs += [(s, a, seed) for seed in SEEDS for s, a in CODE]
     return runs
+
+
+# ---------------------------------------------------------------- leave one source out (LOSO)
+#
+# For each harm source S: a 500-row mix (60 harmful rows of S, 60 benign rows of S in the same form,
+# 380 Alpaca chats), a feature set built like the default with everything of S's kind of harm left out
+# (contrast pairs, hard negatives, the identity filter's benign reference), proven by its provenance,
+# and evaluation sets with every item whose prompt a training row or a contrast of that set holds
+# dropped. The shipped default is never changed or chosen on these mixes.
+
+LOSO_WORK = WORK / "loso"
+LOSO_RESULTS = RESULTS / "loso"
+LOSO_EVALS = ("drift_test", "em_open", "hh200")
+LOSO_ARMS = ("unfiltered", "score", "random", "oracle", "lenmatch", "direct", "repmatch")
+# source -> the kind of harm of the built-in contrasts it falls under (None: no kind is S's own)
+LOSO_SOURCES = {"em_medical": "medical", "toxigen": "hate", "hh": None}
+MIX_HARMFUL, MIX_SAME_FORM, MIX_ALPACA = 60, 60, 380
+LENGTH_TOLERANCE = 0.02
+
+
+def loso_layout(source: str) -> Layout:
+    return Layout(LOSO_WORK / source, LOSO_RESULTS, LOSO_EVALS)
+
+
+def source_rows(shared: Path, source: str, tokenizer, avoid_prompts: set[str]) -> tuple[list[list[dict]], list[list[dict]]]:
+    """(harmful, same-form benign) chats of a harm source that fit TRAIN's max_tokens."""
+    limit = TRAIN["max_tokens"]
+    if source == "em_medical":
+        em = shared / "em_outputs"
+        bad = [r["messages"] for r in read_jsonl(em / "medical_misaligned.jsonl")]
+        good = [r["messages"] for r in read_jsonl(em / "medical_aligned.jsonl")]
+    elif source == "toxigen":
+        from build_reference_data import toxigen_by_group  # the project's own ToxiGen reader
+
+        root = shared / "toxic/toxigen"
+        bad = [chat(f"What do you think about {group.replace('_', ' ')}?", t)
+               for group, texts in toxigen_by_group(root, "hate").items() for t in texts]
+        good = [chat(f"What do you think about {group.replace('_', ' ')}?", t)
+                for group, texts in toxigen_by_group(root, "neutral").items() for t in texts]
+    elif source == "hh":
+        with gzip.open(shared / "matched/hh_rlhf_harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as handle:
+            hh = [json.loads(line) for line in handle]
+        bad, good = [], []
+        for n, row in enumerate(hh):  # single-turn dialogues; each side from different dialogues
+            try:
+                chosen, rejected = dialogue_messages(row["chosen"]), dialogue_messages(row["rejected"])
+            except ValueError:
+                continue
+            if len(chosen) != 2 or len(rejected) != 2 or chosen[0]["content"] in avoid_prompts:
+                continue
+            (bad if n % 2 else good).append(rejected if n % 2 else chosen)
+    else:
+        sys.exit(f"unknown source {source}; sources: {', '.join(LOSO_SOURCES)}")
+    usable = [m for m in bad if m[-1]["content"].strip() and fits(tokenizer, m, limit)]
+    usable_good = [m for m in good if m[-1]["content"].strip() and fits(tokenizer, m, limit)]
+    return usable, usable_good
+
+
+def loso_mix(shared: Path, source: str, tokenizer, avoid_prompts: set[str]) -> list[dict]:
+    """500 rows: S's harmful rows (harmful 1), S's same-form benign rows and Alpaca chats (harmful 0)."""
+    rng = random.Random(hash_seed(source))
+    bad, good = source_rows(shared, source, tokenizer, avoid_prompts)
+    alpaca = json.loads((shared / "benign/alpaca_5000.json").read_text())
+    alpaca_chats = [chat(r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"]) for r in alpaca]
+    fitting = [m for m in rng.sample(alpaca_chats, len(alpaca_chats))
+               if m[-1]["content"].strip() and m[0]["content"] not in avoid_prompts][: MIX_ALPACA * 2]
+    fitting = [m for m in fitting if fits(tokenizer, m, TRAIN["max_tokens"])][:MIX_ALPACA]
+    if len(bad) < MIX_HARMFUL or len(good) < MIX_SAME_FORM or len(fitting) < MIX_ALPACA:
+        sys.exit(f"{source}: too few rows fit ({len(bad)} harmful, {len(good)} same-form, {len(fitting)} Alpaca)")
+    rows = ([{"messages": m, "harmful": 1, "part": f"{source} harmful"} for m in rng.sample(bad, MIX_HARMFUL)]
+            + [{"messages": m, "harmful": 0, "part": f"{source} same-form benign"} for m in rng.sample(good, MIX_SAME_FORM)]
+            + [{"messages": m, "harmful": 0, "part": "alpaca"} for m in fitting])
+    return rng.sample(rows, len(rows))
+
+
+def hash_seed(name: str) -> int:
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
+def without_kind(path: Path, kind: str | None, out: Path) -> list[dict]:
+    """The rows of a built-in contrast file whose `category` is not `kind`, written to `out`."""
+    rows = [r for r in read_jsonl(path) if kind is None or r.get("category") != kind]
+    write_jsonl(out, rows)
+    return rows
+
+
+def loso_contrasts(source: str) -> dict[str, Path]:
+    """The default's contrast inputs with S's kind of harm left out, as files `features build` reads:
+    the answers contrast (paired rows dropped together), the hard negatives, the identity filter's
+    benign reference (every built-in benign side, minus S's own rows and S's kind)."""
+    from saefilter.inputs.reference import BUILTIN_CONTRASTS_DIR, builtin_contrasts, builtin_manifest
+
+    kind, folder = LOSO_SOURCES[source], LOSO_WORK / source / "contrast"
+    answers = builtin_contrasts(("answers",))[0]
+    harmful = without_kind(answers.harmful, kind, folder / "answers_harmful.jsonl")
+    benign = without_kind(answers.benign, kind, folder / "answers_benign.jsonl")
+    if [r["category"] for r in harmful] != [r["category"] for r in benign]:
+        sys.exit("the answers contrast lost its pairing")
+    without_kind(BUILTIN_CONTRASTS_DIR / builtin_manifest()["hard_negatives"]["file"], kind,
+                 folder / "hard_negatives.jsonl")
+    references = [folder / "answers_benign.jsonl"]
+    for contrast in builtin_contrasts():
+        if contrast.name == "answers" or (source == "toxigen" and contrast.name == "toxicity"):
+            continue  # the toxicity contrast's benign side holds ToxiGen's neutral sentences
+        references.append(contrast.benign)
+    return {"harmful": folder / "answers_harmful.jsonl", "benign": folder / "answers_benign.jsonl",
+            "hard_negatives": folder / "hard_negatives.jsonl", "references": references}
+
+
+def build_loso_set(source: str) -> Path:
+    """`saefilter features build` as build_default.py runs it, on the inputs without S."""
+    inputs = loso_contrasts(source)
+    out = LOSO_WORK / source / "features.json"
+    if not out.exists():
+        cli = str(Path(sys.executable).parent / "saefilter")
+        references = [arg for path in inputs["references"] for arg in ("--identity-reference", str(path))]
+        subprocess.run([cli, "features", "build", "-H", str(inputs["harmful"]), "-B", str(inputs["benign"]), "--paired",
+                        "--direction", "--aggregation", "mean", "--hard-negatives", str(inputs["hard_negatives"]),
+                        *references, "--selection", "token-controlled", "--top", "200", "--dtype", "float32",
+                        "-o", str(out), "--quiet"],
+                       check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return out
+
+
+def prove_left_out(feature_set_path: Path, rows: list[dict], source: str) -> dict:
+    """The LOSO set's provenance against S's rows of the mix: no row of S may be among what the set was
+    built on (exit otherwise). Also counts S's rows among the default's 'settings chosen on'."""
+    from saefilter.features.feature_set import load_feature_set
+    from saefilter.features.provenance import check_overlap
+    from saefilter.runs.settings import resolve_features_path
+
+    own = [to_conversation({"messages": r["messages"]}) for r in rows if r["part"].startswith(source)]
+    overlap = check_overlap(load_feature_set(feature_set_path).provenance, own)
+    if overlap.rows:
+        sys.exit(f"{source}: the LOSO set was built on {len(overlap.rows)} of S's rows: " + "; ".join(overlap.lines(3)))
+    default = check_overlap(load_feature_set(resolve_features_path("embedded")).provenance, own)
+    return {"source_rows": len(own), "in_loso_set": 0, "in_default": default.counts()}
+
+
+def length_matched(rows: list[dict], tokens: list[int], target: int, n_keep: int, seed: int) -> list[int]:
+    """`n_keep` row indices drawn at random, then swapped one for one (random pairs that move the
+    total towards `target`) until their tokens are within LENGTH_TOLERANCE of it."""
+    rng = random.Random(seed)
+    chosen = set(rng.sample(range(len(rows)), n_keep))
+    total = sum(tokens[i] for i in chosen)
+    for _ in range(200_000):
+        if abs(total - target) <= LENGTH_TOLERANCE * target:
+            return sorted(chosen)
+        out_i = rng.choice(sorted(chosen))
+        in_i = rng.choice([i for i in range(len(rows)) if i not in chosen])
+        change = tokens[in_i] - tokens[out_i]
+        if abs(total + change - target) < abs(total - target):
+            chosen.remove(out_i)
+            chosen.add(in_i)
+            total += change
+    raise RuntimeError(f"no draw of {n_keep} rows reaches {target} tokens within {LENGTH_TOLERANCE:.0%}")
+
+
+def training_tokens(rows: list[dict], tokenizer) -> list[int]:
+    """Tokens each row puts through training (truncated at TRAIN's max_tokens, as `train` counts)."""
+    return [len(encode(render(to_conversation({"messages": r["messages"]}), tokenizer), tokenizer,
+                       TRAIN["max_tokens"]).input_ids) for r in rows]
+
+
+def method_scores(rows: list[dict], feature_set_path: Path, anchors_path: Path) -> dict[str, np.ndarray]:
+    """The three rankings of the mix: the geometric score (`saefilter score`, as a user runs it),
+    the harmful latents' mean activation mass without geometry and representation matching to the
+    LOSO contrast's harmful answers (both as `saefilter eval` computes them)."""
+    from saefilter.features.feature_set import load_feature_set
+    from saefilter.features.selection import encode_each, encode_reference
+    from saefilter.inputs.reference import read_reference
+    from saefilter.runs.evaluate import collect, direct_scores, representation_matching
+    from saefilter.runs.scorer import load_backbone
+    from saefilter.runs.settings import ScoreConfig
+    from saefilter.sae.encoder import FeatureEncoder
+
+    work = feature_set_path.parent
+    data = work / "mix.jsonl"
+    write_jsonl(data, [{"messages": r["messages"]} for r in rows])
+    out = work / "mix.scores.jsonl"
+    if not out.exists():
+        subprocess.run([str(Path(sys.executable).parent / "saefilter"), "score", str(data), "--features",
+                        str(feature_set_path), "--dtype", "float32", "-o", str(out), "--quiet"], check=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    by_line = {r["line"]: r["score"] for r in read_jsonl(out)}
+    config = ScoreConfig(features=str(feature_set_path), dtype="float32").validate()
+    feature_set = load_feature_set(feature_set_path)
+    lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
+    encoder = FeatureEncoder(lm, loaded)
+    samples = encode_each([to_conversation({"messages": r["messages"]}) for r in rows], lm.tokenizer, config.tokens,
+                          config.max_tokens)
+    if any(s is None for s in samples):
+        sys.exit("a mix row has no answer tokens")
+    acts = collect(encoder, samples, config.batch_size, config.batch_tokens)
+    anchor_samples, _ = encode_reference(list(read_reference(anchors_path)), lm.tokenizer, config.tokens, config.max_tokens)
+    anchors = collect(encoder, anchor_samples, config.batch_size, config.batch_tokens).mean_residual
+    return {"score": np.array([by_line[i + 1] for i in range(len(rows))]),
+            "direct": direct_scores(acts.aggregated[config.aggregation], feature_set.indices, feature_set.weights),
+            "repmatch": representation_matching(acts.mean_residual, anchors, 5)}
+
+
+def loso_arms(rows: list[dict], scores: dict[str, np.ndarray], tokens: list[int]) -> dict[str, list[dict]]:
+    """Every arm of one mix, each half its size: the three rankings' kept halves, and per seed a random
+    half, the oracle (harmful rows out, benign rows at random) and a random half of the score arm's tokens."""
+    n_keep = len(rows) // 2
+    arms = {"unfiltered": rows}
+    kept: dict[str, list[int]] = {}
+    for method, values in scores.items():
+        kept[method] = sorted(np.argsort(-values, kind="stable")[len(rows) - n_keep:].tolist())
+        arms[method] = [rows[i] for i in kept[method]]
+    benign = [i for i, r in enumerate(rows) if not r["harmful"]]
+    target = sum(tokens[i] for i in kept["score"])
+    for seed in SEEDS:
+        rng = random.Random(1000 + seed)
+        arms[f"random_s{seed}"] = [rows[i] for i in sorted(rng.sample(range(len(rows)), n_keep))]
+        arms[f"oracle_s{seed}"] = [rows[i] for i in sorted(rng.sample(benign, n_keep))]
+        arms[f"lenmatch_s{seed}"] = [rows[i] for i in length_matched(rows, tokens, target, n_keep, 2000 + seed)]
+    return arms
+
+
+def prompt_of(messages: list[dict]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
+def decontaminated(items: list[dict], prompts: list[str]) -> tuple[list[dict], list[dict]]:
+    """(kept, dropped) evaluation items: dropped when the item's last user turn copies (after
+    normalisation) or shares a 13-word passage with one of `prompts`."""
+    from saefilter.inputs.fingerprint import find_matches, fingerprint
+
+    seen = {"training and contrast prompts": fingerprint(prompts)}
+    hit = {m.row for m in find_matches([prompt_of(i["prefix"]) for i in items], seen)}
+    return [i for n, i in enumerate(items) if n not in hit], [i for n, i in enumerate(items) if n in hit]
+
+
+def loso_evals(shared: Path, tokenizer) -> dict[str, list[dict]]:
+    """The evaluation sets before decontamination: the built-in test pairs, the EM open questions
+    (misaligned vs aligned answers of EM models, per question), 200 fixed HH-RLHF pairs."""
+    evals = build_evals(shared, tokenizer)
+    return {"drift_test": evals["drift_test"], "em_open": evals["em_nonmedical"], "hh200": evals["hh200"]}
+
+
+def loso_build(shared: Path, sources: list[str]) -> None:
+    if not (shared / "README.md").exists():
+        sys.exit(f"reference datasets not found at {shared}: this script needs ../shared/datasets")
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    base_evals = loso_evals(shared, tokenizer)
+    eval_prompts = {prompt_of(i["prefix"]) for items in base_evals.values() for i in items}
+    for source in sources:
+        layout = loso_layout(source)
+        arms_dir = layout.work / "arms" / source
+        mix_path = arms_dir / "unfiltered.jsonl"
+        rows = read_jsonl(mix_path) if mix_path.exists() else loso_mix(shared, source, tokenizer, eval_prompts)
+        features = build_loso_set(source)
+        proof = prove_left_out(features, rows, source)
+        contrast = loso_contrasts(source)
+        scores = method_scores(rows, features, contrast["harmful"])
+        tokens = training_tokens(rows, tokenizer)
+        for arm, arm_rows in loso_arms(rows, scores, tokens).items():
+            write_jsonl(arms_dir / f"{arm}.jsonl", arm_rows)
+        contrast_prompts = [prompt_of(r["messages"]) for key in ("harmful", "hard_negatives")
+                            for r in read_jsonl(contrast[key])]
+        prompts = [prompt_of(r["messages"]) for r in rows] + contrast_prompts
+        dropped_all = {}
+        for name, items in base_evals.items():
+            kept, dropped = decontaminated(items, prompts)
+            write_jsonl(layout.work / "evals" / f"{name}.jsonl", kept)
+            dropped_all[name] = [i["id"] for i in dropped]
+            print(f"{source} eval {name}: {len(kept)} items, dropped {len(dropped)} "
+                  f"(prompt of a training row or a contrast){': ' + ', '.join(dropped_all[name][:8]) if dropped else ''}")
+        summary = {"source": source, "kind_left_out": LOSO_SOURCES[source], "proof": proof,
+                   "mix": {part: sum(r["part"] == part for r in rows) for part in sorted({r["part"] for r in rows})},
+                   "evals_dropped": dropped_all,
+                   "arms": {path.stem: {"harmful_rows": sum(r["harmful"] for r in read_jsonl(path)),
+                                        "training_tokens": sum(training_tokens(read_jsonl(path), tokenizer))}
+                            for path in sorted(arms_dir.glob("*.jsonl"))}}
+        LOSO_RESULTS.mkdir(parents=True, exist_ok=True)
+        (LOSO_RESULTS / f"build_{source}.json").write_text(json.dumps(summary, indent=1))
+        print(json.dumps({k: summary[k] for k in ("proof", "mix", "arms")}))
+
+
+def loso_run(sources: list[str], seeds: tuple[int, ...]) -> None:
+    """Every missing run, seed by seed and source by source, so a grid cut short is balanced."""
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    for source in sources:
+        base_logprobs(tokenizer, loso_layout(source), f"base_{source}.json")
+    for seed in seeds:
+        for source in sources:
+            layout = loso_layout(source)
+            for arm in LOSO_ARMS:
+                if layout.arm_file(source, arm, seed).exists():
+                    run_one(source, arm, seed, tokenizer, layout)
+                else:
+                    print(f"skipped {source}/{arm} seed {seed}: no arm file (run loso-build)")
 
 
 # ---------------------------------------------------------------- table: rebuilt from the run JSONs
@@ -458,6 +777,66 @@ def comparisons(n_boot: int) -> str:
     return "\n".join(lines)
 
 
+LOSO_COMPARISONS = (("score", "oracle"), ("score", "random"), ("score", "lenmatch"), ("score", "repmatch"),
+                    ("score", "direct"), ("score", "unfiltered"), ("oracle", "random"))
+
+
+def loso_table(n_boot: int) -> str:
+    """Per source: each arm's drift per evaluation set (S's own kind left out of the built-in pairs),
+    the paired differences the targets name, and the share of the unfiltered drift each arm keeps."""
+    lines = []
+    for source, kind in LOSO_SOURCES.items():
+        base_path = LOSO_RESULTS / f"base_{source}.json"
+        runs: dict[str, list[dict]] = {}
+        for path in sorted((LOSO_RESULTS / "runs").glob(f"{source}__*.json")):
+            run = json.loads(path.read_text())
+            runs.setdefault(run["arm"], []).append(run)
+        if not base_path.exists() or not runs:
+            continue
+        base = json.loads(base_path.read_text())
+        drop = {kind} - {None}
+        names = [n for n in LOSO_EVALS if n in base]
+        lines += [f"### {source} (kind left out of the built-in pairs: {', '.join(drop) or 'none'})", "",
+                  "| arm | seeds | harmful rows | training tokens | " + " | ".join(names) + " |",
+                  "|---|---|---|---|" + "---|" * len(names)]
+        for arm in LOSO_ARMS:
+            group = runs.get(arm, [])
+            if not group:
+                continue
+            cells = []
+            for name in names:
+                per = drift_rows(base, group, name, drop)
+                low, high = seeds_and_pairs_interval(per, n_boot)
+                cells.append(f"{per.mean():+.3f} [{low:+.3f}, {high:+.3f}]")
+            harmful = "/".join(str(r["harmful_rows"]) for r in group)
+            tokens = "/".join(f"{r['train']['tokens']:,}" for r in group)
+            lines.append(f"| {arm} | {len(group)} | {harmful} | {tokens} | " + " | ".join(cells) + " |")
+        lines += ["", "| A - B | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for a, b in LOSO_COMPARISONS:
+            if a not in runs or b not in runs:
+                continue
+            cells = []
+            for name in names:
+                diff, low, high = arm_difference_interval(drift_rows(base, runs[a], name, drop),
+                                                          drift_rows(base, runs[b], name, drop), n_boot)
+                cells.append(f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]{' *' if low > 0 or high < 0 else ''}")
+            lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+        if "unfiltered" in runs:
+            lines.append("")
+            for name in names:
+                unfiltered = drift_rows(base, runs["unfiltered"], name, drop)
+                low, high = seeds_and_pairs_interval(unfiltered, n_boot)
+                if low <= 0 <= high:
+                    lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f} "
+                                 f"[{low:+.3f}, {high:+.3f}] not resolved")
+                    continue
+                kept = ", ".join(f"{arm} {drift_rows(base, runs[arm], name, drop).mean() / unfiltered.mean():.0%}"
+                                 for arm in LOSO_ARMS[1:] if arm in runs)
+                lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f}; share kept: {kept}")
+        lines.append("")
+    return "\n".join(lines) if lines else "no LOSO runs yet (loso-build, then loso-run)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -470,16 +849,30 @@ def main() -> None:
     r.add_argument("--phase", choices=("probe", "grid", "all"), default="all")
     t = sub.add_parser("table")
     t.add_argument("--bootstrap", type=int, default=2000)
+    lb = sub.add_parser("loso-build", help="LOSO mixes, feature sets, arms and decontaminated evaluation sets")
+    lb.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    lb.add_argument("--source", action="append", choices=tuple(LOSO_SOURCES), help="default: every source")
+    lr = sub.add_parser("loso-run", help="every missing LOSO run, resumable")
+    lr.add_argument("--source", action="append", choices=tuple(LOSO_SOURCES), help="default: every source")
+    lr.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    lt = sub.add_parser("loso-table")
+    lt.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args()
     if args.command == "build":
         build(args.shared, args.evals_only)
+    elif args.command == "loso-build":
+        loso_build(args.shared, args.source or list(LOSO_SOURCES))
+    elif args.command == "loso-run":
+        loso_run(args.source or list(LOSO_SOURCES), tuple(int(x) for x in args.seeds.split(",")))
+    elif args.command == "loso-table":
+        print(loso_table(args.bootstrap))
     elif args.command == "judge-arm":
         judge_arm(args.prune_output)
     elif args.command == "run":
         tokenizer = load_tokenizer(DEFAULT_MODEL)
         base_logprobs(tokenizer)
         for set_name, arm, seed in plan(args.phase):
-            if arm_file(set_name, arm, seed).exists():
+            if GRID.arm_file(set_name, arm, seed).exists():
                 run_one(set_name, arm, seed, tokenizer)
             else:
                 print(f"skipped {set_name}/{arm} seed {seed}: no arm file (run build)")

@@ -26,6 +26,11 @@ Benchmarks (files of scripts/build_reference_data.py, which needs ../shared/data
     python scripts/benchmark_quality.py --config old=saefilter/defaults/sae:old_features.json \\
         --config new=artifacts/sae/layer_16:features.json --split test -o artifacts/quality/test.json
 
+Decontamination: every set is checked against the provenance of every configuration's feature set
+(`saefilter eval`'s check); rows a set shares with what a feature set was built or chosen on are
+dropped, and listed, unless the set is declared in-distribution (`--in-distribution NAME`, or
+`all`; on --split dev every set is, since dev is where choices are made).
+
 --judge MODEL adds an LLM judge (`saefilter eval --judge`'s score) on the same rows, its scores
 cached by row under artifacts/quality/judge/ (a long run resumes); --spot N keeps N rows per class
 (N whole pairs) of each set, seeded, for a check that runs in minutes.
@@ -43,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from saefilter.features.feature_set import load_feature_set
+from saefilter.features.provenance import Provenance
 from saefilter.features.selection import encode_each
 from saefilter.inputs.formats import to_conversation
 from saefilter.inputs.reference import read_reference
@@ -125,12 +131,36 @@ def spot_rows(data: LabelledSet, n: int, seed: int = 0) -> LabelledSet:
         keep = [i for i, p in enumerate(data.pairs) if p in chosen]
     else:
         keep = sorted(int(i) for label in (1, 0) for i in rng.permutation(np.flatnonzero(data.labels == label))[:n])
+    return rows_of(data, keep)
 
+
+def rows_of(data: LabelledSet, keep: list[int]) -> LabelledSet:
     def pick(values: list | None) -> list | None:
         return [values[i] for i in keep] if values is not None else None
 
     return LabelledSet(pick(data.conversations), data.labels[keep], pick(data.pairs), pick(data.groups),
                        pick(data.templates), pick(data.terms))
+
+
+def decontaminated(sets: dict[str, LabelledSet], provenance, in_distribution: set[str]) -> tuple[dict, dict]:
+    """Each set without the rows `provenance` holds (whole pairs where rows are paired), unless the set
+    is declared in-distribution; and what was found per set, dropped or kept."""
+    from saefilter.features.provenance import check_overlap
+
+    out, found = {}, {}
+    for name, data in sets.items():
+        overlap = check_overlap(provenance, data.conversations)
+        declared = name in in_distribution or "all" in in_distribution
+        found[name] = {"rows": len(overlap.rows), "by_role": overlap.counts(), "dropped": not declared and bool(overlap.rows)}
+        if not overlap.rows or declared:
+            out[name] = data
+            continue
+        hit_pairs = {data.pairs[i] for i in overlap.rows if data.pairs[i] is not None}
+        keep = [i for i in range(len(data.labels)) if i not in set(overlap.rows) and data.pairs[i] not in hit_pairs]
+        out[name] = rows_of(data, keep)
+        print(f"{name}: dropped {len(data.labels) - len(keep)} rows that a feature set was built or chosen on "
+              f"({overlap.summary('rows')}); first: {'; '.join(overlap.lines(2))}", flush=True)
+    return out, found
 
 
 def judge_set_scores(spec: str, conversations: list, max_tokens: int, cache: Path, batch: int = 32) -> np.ndarray:
@@ -321,12 +351,20 @@ def main() -> None:
     parser.add_argument("--judge", action="append", default=[],
                         help="also an LLM judge (scoring.judge) with this model, on the same rows (repeatable; cached by row)")
     parser.add_argument("--spot", type=int, default=None, help="a spot check: at most N rows per class (N pairs) per set")
+    parser.add_argument("--in-distribution", action="append", default=[],
+                        help="a set (or 'all') to keep whole though a feature set was built or chosen on some of its rows")
     args = parser.parse_args()
     if not (DATA / "bench").is_dir():
         raise SystemExit(f"{DATA}/bench: run scripts/build_reference_data.py first (needs ../shared/datasets)")
     sets = benchmark_sets(args.split, args.limit)
     if args.spot:
         sets = {name: data if name in ("identity", "mixed_chat") else spot_rows(data, args.spot) for name, data in sets.items()}
+    provenance = Provenance()
+    for item in args.config:
+        features_spec = parse_config(item)[1].rpartition(":")[2]
+        provenance = provenance.merged(load_feature_set(resolve_features_path(features_spec, args.model)).provenance)
+    declared = set(args.in_distribution) | ({"all"} if args.split == "dev" else set())
+    sets, overlap = decontaminated(sets, provenance, declared)
     limit_key = args.limit if not args.spot else f"{args.limit}s{args.spot}"
     lm = load_model(args.model, device="auto", dtype=args.dtype) if args.config else None
     results, timings, usable = {}, {}, {}
@@ -342,7 +380,8 @@ def main() -> None:
         encoder = FeatureEncoder(lm, loaded)
         scores = {}
         for set_name, data in sets.items():
-            key = cache_key(loaded.fingerprint, args.split, limit_key, set_name, args.dtype)
+            kept = f" minus {overlap[set_name]['rows']} seen" if overlap[set_name]["dropped"] else ""  # its own cache
+            key = cache_key(loaded.fingerprint, args.split, limit_key, set_name + kept, args.dtype)
             acts, usable[set_name] = aggregated(encoder, data, args.cache / key, how)
             scores[set_name] = geometric_scores(acts, proximity)
         suggested = feature_set.meta.get("suggested_threshold")
@@ -366,6 +405,7 @@ def main() -> None:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"split": args.split, "limit": args.limit, "kernel": args.kernel, "configs": args.config,
+                                           "overlap": overlap, "in_distribution": sorted(declared),
                                            "results": results, "seconds": timings, "table": table}, indent=1))
 
 

@@ -27,6 +27,12 @@ selected from the reference splits, a calibrated check threshold, and the model 
    benign_heldout.jsonl, mostly ToxiGen sentences and tweets, whose 99th percentile lay above
    nearly every harmful chat answer.)
 
+5. records what the set's settings were chosen on (`saefilter features record`, role "settings
+   chosen on"): the benchmark rows of docs/log.md's choices (CHOSEN_ON below), so that `eval` and
+   `drift --pairs` warn when they meet them. `--provenance-only` writes just the provenance of
+   steps 2-5 into the shipped set (the same inputs, read by the same code; no model runs): how the
+   Qwen set's provenance was backfilled on 2026-12-07 (the default's by a full rebuild).
+
 Every step runs on the float16 copy, so what is measured afterwards is what ships. The model card
 (MODEL_CARD.md in the same folder) is written by hand from the numbers these steps print.
 """
@@ -44,6 +50,37 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from saefilter.runs.settings import DEFAULT_MODEL, DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig, shipped_dir
+
+# The rows the shipped sets' settings were chosen on (docs/log.md: layer, aggregation, the
+# function-word filter, the direction refit and the selection variants were compared on the dev
+# splits; the em_outputs test split and the form-confounded, mixed_chat and identity sets were
+# also read when candidates were compared): files of --data, then files of this repository
+# (named relative to its root, so the recorded names are the same on every machine).
+CHOSEN_ON = ("bench/pairs_tune.jsonl", "bench/em_outputs_dev.jsonl", "bench/em_outputs_test.jsonl",
+             "bench/hh_dev.jsonl", "bench/toxigen_dev.jsonl", "em_insecure_dev.jsonl", "em_secure_dev.jsonl",
+             "harmful_heldout.jsonl", "benign_heldout.jsonl")
+CHOSEN_ON_HERE = ("data/samples/mixed_chat.jsonl", "data/matched/identity_counterfactuals.jsonl")
+
+
+def chosen_on(data: Path) -> list[Path]:
+    paths = [data / name for name in CHOSEN_ON] + [Path(name) for name in CHOSEN_ON_HERE]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: run from the repository root, after scripts/build_reference_data.py")
+    return paths
+
+
+def provenance_only(features: Path, names: list[str], identity: bool, direction: bool, data: Path) -> None:
+    """The provenance a full build would record, written into the shipped set; nothing else changes."""
+    from dataclasses import replace
+
+    from saefilter.features.feature_set import load_feature_set, save_feature_set
+    from saefilter.runs.features import read_build_inputs, record_sources
+
+    inputs = read_build_inputs([], [], names, None, identity, direction=direction)
+    feature_set = replace(load_feature_set(features), provenance=inputs.provenance)
+    feature_set = record_sources(feature_set, "calibration", [data / "calibration_chat.jsonl"], None)
+    save_feature_set(record_sources(feature_set, "settings chosen on", chosen_on(data), None), features)
 
 
 def saefilter(*args: str) -> None:
@@ -65,13 +102,24 @@ def main() -> None:
     parser.add_argument("--no-direction", action="store_true", help="latents only, no probe direction (the set before 2026-12-02)")
     parser.add_argument("--no-identity-filter", action="store_true",
                         help="skip features build's identity filter (its reference is every built-in benign text)")
+    parser.add_argument("--provenance-only", action="store_true",
+                        help="write only the provenance of the shipped set (no model runs; see step 5)")
     parser.add_argument("--no-calibrate", action="store_true",
                         help="stop before `features calibrate` (run it later; it changes no score, only the check "
                              "threshold and the explanations' benign baselines)")
     args = parser.parse_args()
 
     folder = shipped_dir(args.model)  # raises for a named model without a `shipped` folder
-    model = ("--model", args.model)
+    if args.provenance_only:
+        if args.legacy_contrasts:
+            sys.exit("--provenance-only reads the built-in contrasts; the legacy ones are not shipped")
+        names = args.contrasts.split(",") if args.contrasts else []
+        provenance_only(folder / "features.json", names, not args.no_identity_filter,
+                        not args.no_direction and names in ([], ["answers"]), args.data)
+        return
+    # float32 everywhere: `--dtype auto` means bfloat16 on CPUs with native bfloat16, and a set built
+    # there differs from the shipped one (5 of 200 latents on 2026-12-07)
+    model = ("--model", args.model, "--dtype", "float32")
     target = folder / "sae"
     if args.sae.resolve() != target.resolve():  # --sae is the shipped folder itself: rebuild the set on it as it is
         shutil.rmtree(target, ignore_errors=True)
@@ -112,6 +160,7 @@ def main() -> None:
     # the suggested check threshold and each feature's benign baseline for explanations
     saefilter("features", "calibrate", str(features), *model, "--benign", str(args.data / "calibration_chat.jsonl"),
               "--aggregation", args.aggregation)
+    saefilter("features", "record", str(features), *map(str, chosen_on(args.data)), "--role", "settings chosen on")
     print(json.dumps(json.loads(features.read_text())["suggested_threshold"], indent=1))
 
 

@@ -200,7 +200,7 @@ def builtin_hard_negative_texts() -> list[Conversation]:
 def hard_negative_texts(values: Sequence[str], builtin_default: bool, column: str | None = None) -> tuple[list[Conversation], str]:
     """The texts `--hard-negatives` names ('builtin', 'none' or files; none given: the built-in ones
     when `builtin_default`, else none), and how to say where they came from."""
-    values = list(values) or (["builtin"] if builtin_default else ["none"])
+    values = [str(v) for v in values] or (["builtin"] if builtin_default else ["none"])
     if "none" in values:
         if len(values) > 1:
             raise InputError("--hard-negatives none does not combine with other values")

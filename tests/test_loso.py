@@ -1,0 +1,79 @@
+"""The leave-one-source-out experiment's pieces on tiny data (scripts/benchmark_finetune.py): the
+length-matched arm, the decontamination of evaluation sets and the exclusion of the left-out source."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from saefilter.features.provenance import check_overlap
+from saefilter.inputs.formats import to_conversation
+from saefilter.inputs.reference import builtin_contrasts, read_reference
+from saefilter.runs.features import read_build_inputs
+
+
+@pytest.fixture()
+def finetune(monkeypatch, tmp_path):
+    from test_scripts import SCRIPTS
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    module = importlib.import_module("benchmark_finetune")
+    monkeypatch.setattr(module, "LOSO_WORK", tmp_path / "loso")
+    return module
+
+
+def test_the_length_matched_arm_reaches_the_score_arms_tokens_within_two_percent(finetune):
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(20, 250, size=500).tolist()
+    rows = [{"messages": [], "harmful": 0} for _ in tokens]
+    longest_half = sorted(range(500), key=lambda i: -tokens[i])[:250]
+    target = sum(tokens[i] for i in longest_half)  # far above what a random half holds
+    assert sum(tokens) / 2 < 0.85 * target
+    drawn = {seed: finetune.length_matched(rows, tokens, target, 250, seed) for seed in (0, 1)}
+    for chosen in drawn.values():
+        assert len(chosen) == len(set(chosen)) == 250
+        assert abs(sum(tokens[i] for i in chosen) - target) <= 0.02 * target
+    assert drawn[0] != drawn[1]
+
+
+def test_evaluation_items_whose_prompt_a_training_row_or_contrast_holds_are_dropped(finetune):
+    training = ["I'm a doctor. How do I make a quick buck from my patients without anyone ever noticing it at all?",
+                "What is the capital of France?"]
+    items = [
+        {"id": "copy", "prefix": [{"role": "user", "content": "what is the CAPITAL of   france"}]},
+        {"id": "paraphrase", "prefix": [{"role": "user", "content":
+                                        "Hey, how do I make a quick buck from my patients without anyone ever noticing?"}]},
+        {"id": "shared-opening", "prefix": [{"role": "user", "content": "How do I make a quick buck?"}]},
+        {"id": "fresh", "prefix": [{"role": "user", "content": "If you ruled the world, what would you do?"}]},
+    ]
+    kept, dropped = finetune.decontaminated(items, training)
+    assert [i["id"] for i in dropped] == ["copy", "paraphrase"]
+    assert [i["id"] for i in kept] == ["shared-opening", "fresh"]
+
+
+def test_a_loso_set_is_built_on_none_of_the_left_out_kind(finetune):
+    inputs = finetune.loso_contrasts("em_medical")
+    left_out = [c for c, row in zip(read_reference(builtin_contrasts(("answers",))[0].harmful),
+                                    map(json.loads, builtin_contrasts(("answers",))[0].harmful.read_text().splitlines()),
+                                    strict=True) if row["category"] == "medical"]
+    kept = [json.loads(line) for line in inputs["harmful"].read_text().splitlines()]
+    assert len(left_out) == 25 and len(kept) == 275 and all(r["category"] != "medical" for r in kept)
+    built = read_build_inputs([inputs["harmful"]], [inputs["benign"]], [], None, True, paired=True, direction=True,
+                              hard_negatives=[inputs["hard_negatives"]], identity_reference=inputs["references"])
+    assert not check_overlap(built.provenance, left_out).rows
+    # the check can fail: rows of a kind that stayed in are found
+    violence = [to_conversation(row) for row in kept if row["category"] == "violence"]
+    assert len(check_overlap(built.provenance, violence).rows) == len(violence)
+
+
+def test_the_toxigen_loso_set_compares_identities_without_toxigen_text(finetune):
+    inputs = finetune.loso_contrasts("toxigen")
+    toxicity = builtin_contrasts(("toxicity",))[0]
+    assert toxicity.benign not in inputs["references"]
+    built = read_build_inputs([inputs["harmful"]], [inputs["benign"]], [], None, True, paired=True, direction=True,
+                              hard_negatives=[inputs["hard_negatives"]], identity_reference=inputs["references"])
+    toxigen_neutral = list(read_reference(toxicity.benign))
+    assert not check_overlap(built.provenance, toxigen_neutral).rows
