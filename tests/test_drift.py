@@ -180,10 +180,13 @@ def test_features_build_refuses_the_drift_pairs(tmp_path, model_dir, sae_dir):
     result = CliRunner().invoke(app, ["features", "build", "--harmful", str(harmful), "--benign", str(benign),
                                       "--model", str(model_dir), "--sae", str(sae_dir), "-o", str(tmp_path / "f.json")])
     assert result.exit_code == 2
-    assert "h.jsonl: row 2 is an answer of saefilter's built-in drift pairs" in " ".join(result.output.split())
+    assert "h.jsonl:2: this row is an answer of saefilter's built-in drift pairs" in " ".join(result.output.split())
     assert not (tmp_path / "f.json").exists()
-    # rows that only resemble them pass
-    assert refuse_drift_answers("x", [to_conversation(chat(pair.prompt, pair.harmful + " Really."))])
+    # a near copy is refused too (a shared 13-word passage); a row sharing a short phrase passes
+    with pytest.raises(InputError, match="13-word passage"):
+        refuse_drift_answers("x", [to_conversation(chat(pair.prompt, pair.harmful + " Really."))])
+    short = " ".join(pair.harmful.split()[:8])
+    assert refuse_drift_answers("x", [to_conversation(chat(pair.prompt, f"{short} and then something else."))])
 
 
 # ------------------------------------------------------------------ models

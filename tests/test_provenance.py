@@ -120,7 +120,7 @@ def test_the_drift_pairs_refusal_is_the_same_check(tmp_path):
     words = answer.split()
     assert len(words) >= 13
     paraphrase = "In other words: " + " ".join(words[:13]).lower() + " -- that is all."
-    with pytest.raises(InputError, match=r"c\.jsonl:2: shares 1 13-word passage"):
+    with pytest.raises(InputError, match=r"c\.jsonl:2: this row shares 1 13-word passage with"):
         refuse_drift_answers("c.jsonl", [conv(OTHER), replace(conv(paraphrase), origin="c.jsonl:2")])
     assert refuse_drift_answers("c.jsonl", [conv(OTHER)])
 

@@ -101,7 +101,8 @@ def refuse_drift_answers(path: object, conversations: list) -> list:
     if matches:
         first = matches[0]
         where = conversations[first.row].origin or f"{path}: row {first.row + 1}"
-        how = "is" if first.exact else f"shares {first.shared} 13-word passage(s) with"
-        raise InputError(f"{where}: {how} an answer of saefilter's built-in drift pairs, which are evaluation "
-                         f"data only (`saefilter drift`); remove it from the contrast ({len(matches)} such rows)")
+        how = "is" if first.exact else f"shares {first.shared} 13-word passage{'s' if first.shared > 1 else ''} with"
+        more = f" ({len(matches)} such rows)" if len(matches) > 1 else ""
+        raise InputError(f"{where}: this row {how} an answer of saefilter's built-in drift pairs, which are "
+                         f"evaluation data only (`saefilter drift`); remove it from the contrast{more}")
     return conversations
