@@ -14,35 +14,34 @@ here imports torch until a model is loaded, so `import saefilter` stays instant.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from saefilter.errors import InputError
+from saefilter.features.settings import BUILD_MAX_TOKENS, DEFAULT_TOP_EACH, SelectionSettings
 from saefilter.inputs.records import Record, parse_line, table_line
 from saefilter.model.loading import DEFAULT_MODEL
-from saefilter.outputs.files import ranks_and_percentiles
-from saefilter.runs.settings import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
+from saefilter.outputs.score_files import ranks_and_percentiles
+from saefilter.scoring.config import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
 
 if TYPE_CHECKING:
     from saefilter.features.feature_set import FeatureSet
     from saefilter.outputs.prune import PruneResult
     from saefilter.runs.drift import DriftReport
     from saefilter.runs.pipeline import ScoreSummary
-    from saefilter.runs.scorer import Scorer
+    from saefilter.scoring.scorer import Scorer
 
-OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ScoreConfig) if f.name not in ("model", "sae", "features"))
+SELECTION_OPTIONS = tuple(f.name for f in fields(SelectionSettings))
 
 
 def make_config(model: str, sae: str, features: str, options: Mapping[str, Any]) -> ScoreConfig:
     """A checked ScoreConfig; an unknown option is a TypeError naming the ones that exist."""
-    unknown = sorted(set(options) - set(OPTION_NAMES))
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(unknown)}; options are: {', '.join(OPTION_NAMES)}")
-    return ScoreConfig(model=str(model), sae=str(sae), features=str(features), **options).validate()
+    return ScoreConfig.from_options({"model": str(model), "sae": str(sae), "features": str(features), **options},
+                                    strict=True)
 
 
 class RecordScorer:
@@ -94,7 +93,7 @@ def as_record(record: Mapping[str, Any], source: str, line_no: int) -> Record:
 
 
 def check_chunk(scorer: Scorer, chunk: list[Record]) -> None:
-    from saefilter.runs.scorer import Skipped
+    from saefilter.scoring.scorer import Skipped
 
     for record in chunk:
         prepared = scorer.prepare(record)
@@ -106,7 +105,7 @@ def load_scorer(
     model: str = DEFAULT_MODEL, sae: str = DEFAULT_SAE, features: str = DEFAULT_FEATURES, **options: Any
 ) -> RecordScorer:
     """Load the model, SAE and harmful features once; score as many records as you like with it."""
-    from saefilter.runs.scorer import Scorer
+    from saefilter.scoring.scorer import Scorer
 
     return RecordScorer(Scorer.load(make_config(model, sae, features, options)))
 
@@ -163,26 +162,28 @@ def build_features(
     harmful: Iterable[str | Path] = (),
     benign: Iterable[str | Path] = (),
     contrasts: Iterable[str] = (),
-    top: int | None = None,
-    top_each: int | None = None,
+    top_each: int = DEFAULT_TOP_EACH,
     paired: bool = False,
     direction: bool = False,
+    hard_negatives: Iterable[str | Path] = (),
+    identity_reference: Iterable[str | Path] = (),
     column: str | None = None,
     model: str = DEFAULT_MODEL,
     sae: str = DEFAULT_SAE,
     **options: Any,
 ) -> FeatureSet:
     """`saefilter features build -o OUTPUT`: a harmful-feature set selected from reference files
-    (`harmful`/`benign`) or the built-in `contrasts`, saved to `output` and returned."""
+    (`harmful`/`benign`) or the built-in `contrasts`, saved to `output` and returned. Options are the
+    selection's (`top`, `identity_filter`, ...: features/settings.py) and the scoring run's, with the
+    CLI's defaults (a build reads at most BUILD_MAX_TOKENS tokens of a text)."""
     from saefilter.features.feature_set import save_feature_set
-    from saefilter.features.selection import SelectionSettings
     from saefilter.runs.features import build_features as run
-    from saefilter.runs.settings import DEFAULT_TOP, DEFAULT_TOP_EACH
 
-    config = make_config(model, sae, DEFAULT_FEATURES, options)
-    settings = SelectionSettings(top if top is not None else DEFAULT_TOP)
+    chosen = {k: options.pop(k) for k in list(options) if k in SELECTION_OPTIONS}
+    config = make_config(model, sae, DEFAULT_FEATURES, {"max_tokens": BUILD_MAX_TOKENS, **options})
     feature_set = run(config, [Path(p) for p in harmful], [Path(p) for p in benign], list(contrasts), None,
-                      column, settings, top_each if top_each is not None else DEFAULT_TOP_EACH, paired, direction)
+                      column, SelectionSettings(**chosen), top_each, paired, direction, [str(p) for p in hard_negatives],
+                      identity_reference=[Path(p) for p in identity_reference])
     save_feature_set(feature_set, Path(output))
     return feature_set
 
@@ -193,6 +194,7 @@ def measure_drift(
 ) -> DriftReport:
     """`saefilter drift BASE TUNED...`: how far each fine-tuned model (or LoRA adapter folder) moved
     towards the harmful answers of matched pairs; `.as_json()` is what `--json` writes."""
-    from saefilter.runs.drift import DriftSettings, run_drift
+    from saefilter.drift.settings import DriftSettings
+    from saefilter.runs.drift import run_drift
 
     return run_drift(base, list(tuned), DriftSettings(pairs, split, tuple(kinds), **settings))

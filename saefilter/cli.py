@@ -14,17 +14,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from saefilter.model.loading import DEFAULT_MODEL
-from saefilter.runs.settings import (
+from saefilter.drift.settings import DriftSettings
+from saefilter.features.settings import (
+    BUILD_MAX_TOKENS,
     BUILTIN_CONTRASTS,
     DEFAULT_CONTRASTS,
-    DEFAULT_FEATURES,
-    DEFAULT_KERNEL,
-    DEFAULT_SAE,
-    DEFAULT_TOP,
     DEFAULT_TOP_EACH,
-    ScoreConfig,
+    SelectionSettings,
 )
+from saefilter.model.loading import DEFAULT_MODEL
+from saefilter.scoring.config import DEFAULT_FEATURES, DEFAULT_KERNEL, DEFAULT_SAE, ScoreConfig
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -145,31 +144,31 @@ def score(
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
-    tokens: TokensOpt = "response",
+    tokens: TokensOpt = ScoreConfig.tokens,
     aggregation: AggOpt = ScoreConfig.aggregation,
-    neighbours: NeighboursOpt = 1,
+    neighbours: NeighboursOpt = ScoreConfig.neighbours,
     kernel: KernelOpt = DEFAULT_KERNEL,
-    max_tokens: MaxTokensOpt = 1024,
+    max_tokens: MaxTokensOpt = ScoreConfig.max_tokens,
     field: FieldOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: BatchOpt = 16,
-    batch_tokens: BatchTokensOpt = 8192,
-    on_error: OnErrorOpt = "fail",
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    batch_size: BatchOpt = ScoreConfig.batch_size,
+    batch_tokens: BatchTokensOpt = ScoreConfig.batch_tokens,
+    on_error: OnErrorOpt = ScoreConfig.on_error,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
-    chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = 512,
+    chunk_records: Annotated[int, typer.Option("--checkpoint-every", help="Records per checkpointed chunk (also the length-sorting window).")] = ScoreConfig.chunk_records,
     shard: Annotated[str | None, typer.Option("--shard", help="Score only shard I of N (I/N): blocks of --checkpoint-every records dealt round-robin; join with `saefilter merge`.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local: this process. ray: a Ray Data actor pool (pip install 'saefilter\\[ray]'); same score file.")] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")] = None,
     ray_actors: Annotated[int | None, typer.Option("--ray-actors", help="Scoring actors, each loading the model once (default: one per GPU, else one per node).")] = None,
-    trust_remote_code: TrustOpt = False,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Score every record by the proximity of its SAE features to the harmful features; write a ranked score file."""
     set_verbosity(quiet, verbose)
     config = make_config(locals())
-    from saefilter.outputs.files import Shard
+    from saefilter.outputs.score_files import Shard
     from saefilter.terminal import print_score_summary, score_progress
 
     check_choice("--engine", engine, ("local", "ray"))
@@ -237,18 +236,18 @@ def prune(
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
-    tokens: TokensOpt = "response",
+    tokens: TokensOpt = ScoreConfig.tokens,
     aggregation: AggOpt = ScoreConfig.aggregation,
-    neighbours: NeighboursOpt = 1,
+    neighbours: NeighboursOpt = ScoreConfig.neighbours,
     kernel: KernelOpt = DEFAULT_KERNEL,
-    max_tokens: MaxTokensOpt = 1024,
+    max_tokens: MaxTokensOpt = ScoreConfig.max_tokens,
     field: FieldOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: BatchOpt = 16,
-    batch_tokens: BatchTokensOpt = 8192,
-    on_error: OnErrorOpt = "fail",
-    trust_remote_code: TrustOpt = False,
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    batch_size: BatchOpt = ScoreConfig.batch_size,
+    batch_tokens: BatchTokensOpt = ScoreConfig.batch_tokens,
+    on_error: OnErrorOpt = ScoreConfig.on_error,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -303,7 +302,6 @@ def check(
         flags = {"model": model, "sae": sae, "features": features, "aggregation": aggregation, "tokens": tokens,
                  "field": field, "threshold": threshold}
         config, limit = merge_settings(settings, flags, source)
-        config.validate()
         limit = limit if limit is not None else suggested_threshold(config)
         if limit is None:
             from saefilter.errors import InputError
@@ -371,12 +369,12 @@ def evaluate(
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
     features: FeaturesOpt = DEFAULT_FEATURES,
-    tokens: TokensOpt = "response",
-    max_tokens: MaxTokensOpt = 1024,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: BatchOpt = 16,
-    trust_remote_code: TrustOpt = False,
+    tokens: TokensOpt = ScoreConfig.tokens,
+    max_tokens: MaxTokensOpt = ScoreConfig.max_tokens,
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    batch_size: BatchOpt = ScoreConfig.batch_size,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -416,10 +414,10 @@ def drift(
     per_pair: Annotated[bool, typer.Option("--per-pair", help="With --json: also each pair's log-probabilities under both models.")] = False,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the sign-flip test.")] = 0,
-    max_tokens: MaxTokensOpt = 512,
-    device: DeviceOpt = "auto",
+    max_tokens: MaxTokensOpt = DriftSettings.max_tokens,
+    device: DeviceOpt = DriftSettings.device,
     dtype: Annotated[str, typer.Option("--dtype", help="Model dtype for both models: float32 (default), bfloat16, float16.")] = "float32",
-    batch_size: BatchOpt = 16,
+    batch_size: BatchOpt = DriftSettings.batch_size,
     features: Annotated[str, typer.Option("--features", help="With --pairs FILE: the feature set (file, or 'embedded' for the default's) whose provenance the pairs are checked against.")] = DEFAULT_FEATURES,
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
@@ -428,7 +426,7 @@ def drift(
     """What fine-tuning taught, judge-free: the change of the harmful-minus-benign margin on matched pairs."""
     set_verbosity(quiet, verbose)
     from saefilter.files import write_json
-    from saefilter.runs.drift import DriftSettings, run_drift
+    from saefilter.runs.drift import run_drift
     from saefilter.terminal import print_drift
 
     settings = DriftSettings(pairs=pairs, split=split, kinds=tuple(kinds), device=device, dtype=dtype,
@@ -468,29 +466,29 @@ def features_build(
     benign: Annotated[list[Path], typer.Option("--benign", "-B", help="Benign reference file(s), matched in form to --harmful.")] = [],
     contrast: Annotated[list[str], typer.Option("--contrast", "-c", help=f"Built-in contrast(s) to select from: {', '.join(BUILTIN_CONTRASTS)} (default: {', '.join(DEFAULT_CONTRASTS)}, as the embedded default); see `saefilter features contrasts`.")] = [],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the feature set (JSON).")] = Path("features.json"),
-    top: Annotated[int, typer.Option("--top", help="How many features to keep from one contrast (the paper kept 100; the embedded default 200).")] = DEFAULT_TOP,
+    top: Annotated[int, typer.Option("--top", help="How many features to keep from one contrast (the paper kept 100; the embedded default 200).")] = SelectionSettings.top,
     top_each: Annotated[int, typer.Option("--top-each", help="With several contrasts: the first N features of each, merged (as the embedded default).")] = DEFAULT_TOP_EACH,
     ids: Annotated[str | None, typer.Option("--ids", help="Skip selection: use these comma-separated latent indices.")] = None,
     column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
-    min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = 0.02,
-    max_benign_frequency: Annotated[float, typer.Option("--max-benign-frequency", help="Ignore latents active in more benign samples than this share (structural latents).")] = 0.5,
-    selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = "token-controlled",
+    min_frequency: Annotated[float, typer.Option("--min-frequency", help="Ignore latents active in fewer harmful samples than this share.")] = SelectionSettings.min_frequency,
+    max_benign_frequency: Annotated[float, typer.Option("--max-benign-frequency", help="Ignore latents active in more benign samples than this share (structural latents).")] = SelectionSettings.max_benign_frequency,
+    selection: Annotated[str, typer.Option("--selection", help="token-controlled: rank latents by how much more they fire than on the same word in benign text (a latent for 'how' or a name does not qualify). activation: by per-sample max activation.")] = SelectionSettings.selection,
     paired: Annotated[bool, typer.Option("--paired", help="--harmful and --benign are aligned pairs: row i of each answers the same user turn; rank by the paired t of their difference (the built-in answers and code contrasts are paired).")] = False,
-    identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = True,
+    identity_filter: Annotated[bool, typer.Option("--identity-filter/--no-identity-filter", help="Leave out latents that fire on neutral sentences naming religions, nationalities, genders, ethnicities or people (built-in sentences).")] = SelectionSettings.identity_filter,
     identity_reference: Annotated[list[Path], typer.Option("--identity-reference", help="Benign text the identity filter compares with (default: every built-in benign text).")] = [],
-    function_word_filter: Annotated[bool, typer.Option("--function-word-filter/--no-function-word-filter", help="Pass over latents whose strongest activations in harmful text sit mostly on function words or punctuation ('of', 'be', 'Just', '.'): their labels name no harm and they fire on any text.")] = True,
+    function_word_filter: Annotated[bool, typer.Option("--function-word-filter/--no-function-word-filter", help="Pass over latents whose strongest activations in harmful text sit mostly on function words or punctuation ('of', 'be', 'Just', '.'): their labels name no harm and they fire on any text.")] = SelectionSettings.function_word_filter,
     direction: Annotated[bool, typer.Option("--direction/--no-direction", help="Also add the harmful direction of the (one) contrast, from the same forward pass: what `features add-direction` adds, with its defaults.")] = False,
     hard_negatives: HardNegativesOpt = [],
     aggregation: AggOpt = ScoreConfig.aggregation,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
-    tokens: TokensOpt = "response",
-    max_tokens: MaxTokensOpt = 512,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: BatchOpt = 16,
-    batch_tokens: BatchTokensOpt = 8192,
-    trust_remote_code: TrustOpt = False,
+    tokens: TokensOpt = ScoreConfig.tokens,
+    max_tokens: MaxTokensOpt = BUILD_MAX_TOKENS,
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    batch_size: BatchOpt = ScoreConfig.batch_size,
+    batch_tokens: BatchTokensOpt = ScoreConfig.batch_tokens,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -505,7 +503,7 @@ def features_build(
     """
     set_verbosity(quiet, verbose)
     config = make_config(locals())
-    from saefilter.features.selection import SELECTIONS, SelectionSettings
+    from saefilter.features.settings import SELECTIONS
 
     check_choice("--selection", selection, SELECTIONS)
 
@@ -533,16 +531,16 @@ def features_calibrate(
     column: Annotated[str | None, typer.Option("--column", help="CSV column / JSON key holding the text.")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
-    tokens: TokensOpt = "response",
+    tokens: TokensOpt = ScoreConfig.tokens,
     aggregation: AggOpt = ScoreConfig.aggregation,
-    neighbours: NeighboursOpt = 1,
+    neighbours: NeighboursOpt = ScoreConfig.neighbours,
     kernel: KernelOpt = DEFAULT_KERNEL,
-    max_tokens: MaxTokensOpt = 1024,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: BatchOpt = 16,
-    batch_tokens: BatchTokensOpt = 8192,
-    trust_remote_code: TrustOpt = False,
+    max_tokens: MaxTokensOpt = ScoreConfig.max_tokens,
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    batch_size: BatchOpt = ScoreConfig.batch_size,
+    batch_tokens: BatchTokensOpt = ScoreConfig.batch_tokens,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -580,16 +578,16 @@ def features_add_direction(
     hard_negatives: HardNegativesOpt = [],
     model: ModelOpt = DEFAULT_MODEL,
     sae: SaeOpt = DEFAULT_SAE,
-    tokens: TokensOpt = "response",
+    tokens: TokensOpt = ScoreConfig.tokens,
     aggregation: AggOpt = ScoreConfig.aggregation,
-    neighbours: NeighboursOpt = 1,
+    neighbours: NeighboursOpt = ScoreConfig.neighbours,
     kernel: KernelOpt = DEFAULT_KERNEL,
-    max_tokens: MaxTokensOpt = 1024,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: BatchOpt = 16,
-    batch_tokens: BatchTokensOpt = 8192,
-    trust_remote_code: TrustOpt = False,
+    max_tokens: MaxTokensOpt = ScoreConfig.max_tokens,
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    batch_size: BatchOpt = ScoreConfig.batch_size,
+    batch_tokens: BatchTokensOpt = ScoreConfig.batch_tokens,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -704,7 +702,7 @@ def features_show(
     """Print a feature set as a table: index, label, weight and selection statistics."""
     set_verbosity(quiet, verbose)
     from saefilter.features.feature_set import load_feature_set
-    from saefilter.runs.settings import resolve_features_path
+    from saefilter.scoring.config import resolve_features_path
     from saefilter.terminal import print_feature_set
 
     feature_set = run_with_errors(lambda: load_feature_set(resolve_features_path(path, model)))

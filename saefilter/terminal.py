@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from saefilter.outputs.files import why_flagged
+from saefilter.outputs.score_files import why_flagged
 
 if TYPE_CHECKING:  # annotations only: `check` prints its findings without importing torch
     from saefilter.features.feature_set import FeatureSet
@@ -300,7 +300,7 @@ def shipped_cell(model: NamedModel) -> str:
     import json
 
     from saefilter.model.hooks import parse_hook_name
-    from saefilter.runs.settings import shipped_dir
+    from saefilter.scoring.config import shipped_dir
 
     if model.shipped is None:
         return "no: build one (README)"

@@ -37,18 +37,12 @@ from sklearn.preprocessing import StandardScaler
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.features.selection import encode_each
-from saefilter.runs.evaluate import (
-    EvalActivations,
-    EvalRequest,
-    collect,
-    excess_over_dataset,
-    geometric_scores,
-    labelled_conversations,
-)
-from saefilter.runs.scorer import load_backbone
-from saefilter.runs.settings import ScoreConfig, resolve_features_path
+from saefilter.runs.evaluate import EvalActivations, EvalRequest, collect, labelled_conversations
 from saefilter.sae.encoder import FeatureEncoder
+from saefilter.scoring.config import ScoreConfig, resolve_features_path
+from saefilter.scoring.methods import excess_over_dataset, geometric_scores
 from saefilter.scoring.metrics import all_metrics, bootstrap_intervals
+from saefilter.scoring.scorer import load_backbone
 
 DATA = Path("artifacts/data")
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # l1_ratios / legacy-attribute notices

@@ -39,10 +39,10 @@ from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, ident
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.loading import DEFAULT_MODEL, load_model
-from saefilter.runs.evaluate import geometric_scores
-from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
+from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.methods import geometric_scores
 from saefilter.scoring.metrics import auroc
 
 DTYPES = ("float32", "bfloat16")

@@ -215,7 +215,7 @@ def declare_in_distribution(rows: list[dict]) -> None:
     The LOSO experiment below is the one whose data the score never saw."""
     from saefilter.features.feature_set import load_feature_set
     from saefilter.features.provenance import check_overlap
-    from saefilter.runs.settings import resolve_features_path
+    from saefilter.scoring.config import resolve_features_path
 
     overlap = check_overlap(load_feature_set(resolve_features_path("embedded")).provenance,
                             [to_conversation({"messages": r["messages"]}) for r in rows])
@@ -519,7 +519,7 @@ def prove_left_out(feature_set_path: Path, rows: list[dict], source: str) -> dic
     built on (exit otherwise). Also counts S's rows among the default's 'settings chosen on'."""
     from saefilter.features.feature_set import load_feature_set
     from saefilter.features.provenance import check_overlap
-    from saefilter.runs.settings import resolve_features_path
+    from saefilter.scoring.config import resolve_features_path
 
     own = [to_conversation({"messages": r["messages"]}) for r in rows if r["part"].startswith(source)]
     overlap = check_overlap(load_feature_set(feature_set_path).provenance, own)
@@ -561,10 +561,11 @@ def method_scores(rows: list[dict], feature_set_path: Path, anchors_path: Path) 
     from saefilter.features.feature_set import load_feature_set
     from saefilter.features.selection import encode_each, encode_reference
     from saefilter.inputs.reference import read_reference
-    from saefilter.runs.evaluate import collect, direct_scores, representation_matching
-    from saefilter.runs.scorer import load_backbone
-    from saefilter.runs.settings import ScoreConfig
+    from saefilter.runs.evaluate import collect
     from saefilter.sae.encoder import FeatureEncoder
+    from saefilter.scoring.config import ScoreConfig
+    from saefilter.scoring.methods import direct_scores, representation_matching
+    from saefilter.scoring.scorer import load_backbone
 
     work = feature_set_path.parent
     data = work / "mix.jsonl"
@@ -575,7 +576,7 @@ def method_scores(rows: list[dict], feature_set_path: Path, anchors_path: Path) 
                         str(feature_set_path), "--dtype", "float32", "-o", str(out), "--quiet"], check=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
     by_line = {r["line"]: r["score"] for r in read_jsonl(out)}
-    config = ScoreConfig(features=str(feature_set_path), dtype="float32").validate()
+    config = ScoreConfig(features=str(feature_set_path), dtype="float32")
     feature_set = load_feature_set(feature_set_path)
     lm, loaded = load_backbone(config, check_sae=feature_set.check_against)
     encoder = FeatureEncoder(lm, loaded)

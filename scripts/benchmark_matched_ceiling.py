@@ -36,10 +36,10 @@ from sklearn.preprocessing import StandardScaler
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.loading import DEFAULT_MODEL, load_model
-from saefilter.runs.evaluate import geometric_scores
-from saefilter.runs.settings import ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
+from saefilter.scoring.config import ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.methods import geometric_scores
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 IN_DISTRIBUTION = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure")

@@ -23,7 +23,7 @@ from pathlib import Path
 from saefilter.features.feature_set import load_feature_set
 from saefilter.features.provenance import check_overlap
 from saefilter.inputs.reference import read_reference
-from saefilter.runs.settings import resolve_features_path
+from saefilter.scoring.config import resolve_features_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

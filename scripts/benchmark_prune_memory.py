@@ -23,7 +23,7 @@ import numpy as np
 
 from saefilter.files import json_line
 from saefilter.inputs.records import line_id
-from saefilter.outputs.files import ranks_and_percentiles
+from saefilter.outputs.score_files import ranks_and_percentiles
 
 STEP = """
 import resource, sys

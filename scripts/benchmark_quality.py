@@ -53,12 +53,13 @@ from saefilter.features.selection import encode_each
 from saefilter.inputs.formats import to_conversation
 from saefilter.inputs.reference import read_reference
 from saefilter.model.loading import DEFAULT_MODEL, load_model
-from saefilter.runs.evaluate import collect, complete_pairs, geometric_scores
-from saefilter.runs.scorer import check_widths
-from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.runs.evaluate import collect, complete_pairs
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
+from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.methods import geometric_scores
 from saefilter.scoring.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
+from saefilter.scoring.scorer import check_widths
 
 DATA = Path("artifacts/data")
 MIXED = Path("data/samples/mixed_chat.jsonl")

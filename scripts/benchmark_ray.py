@@ -65,7 +65,7 @@ def main() -> None:
     import ray
 
     from saefilter.runs.ray_engine import RayOptions, score_with_ray, start_ray
-    from saefilter.runs.settings import ScoreConfig
+    from saefilter.scoring.config import ScoreConfig
 
     started = time.perf_counter()
     start_ray(None)

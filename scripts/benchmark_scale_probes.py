@@ -50,9 +50,9 @@ from residual_store import is_stored, store_residuals
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.hooks import HookPoint
 from saefilter.model.loading import load_model
-from saefilter.runs.evaluate import geometric_scores
-from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
 from saefilter.sae.loading import LoadedSAE, load_sae
+from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.methods import geometric_scores
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 HARD_NEGATIVES, FORM = "hard negatives (dark topics)", "harmful vs benign (form-confounded)"

@@ -46,8 +46,8 @@ from saefilter.inputs.records import Record, read_lines
 from saefilter.model.activations import length_batches, pad_batch
 from saefilter.model.layers import decoder_layers, residual_at
 from saefilter.runs.pipeline import score_file
-from saefilter.runs.scorer import Prepared, Scorer
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.scorer import Prepared, Scorer
 
 
 def time_it(fn, repeats: int) -> float:
@@ -220,7 +220,7 @@ def flop_estimate(model, layers_run: int, measured_tokens_per_s: float, dtype: t
 RSS_CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 from saefilter.runs.pipeline import score_file
 model, sae, features, data = sys.argv[1:5]
 score_file(Path(data), ScoreConfig(model=model, sae=sae, features=features))

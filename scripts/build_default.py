@@ -49,7 +49,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from saefilter.runs.settings import DEFAULT_MODEL, DEFAULT_TOP, DEFAULT_TOP_EACH, ScoreConfig, shipped_dir
+from saefilter.features.settings import DEFAULT_TOP, DEFAULT_TOP_EACH
+from saefilter.scoring.config import DEFAULT_MODEL, ScoreConfig, shipped_dir
 
 # The rows the shipped sets' settings were chosen on (docs/log.md: layer, aggregation, the
 # function-word filter, the direction refit and the selection variants were compared on the dev

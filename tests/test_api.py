@@ -144,3 +144,21 @@ def test_a_malformed_line_fails_before_the_model_weights_load(tmp_path, model_di
     data.write_text(json.dumps(chat("hi", "hello")) + "\n")
     with pytest.raises(InputError, match="could not load"):  # the same weights do fail once they are read
         saefilter.score_file(data, **options)
+
+
+def test_the_cli_and_the_api_build_the_same_feature_set_byte_for_byte(tmp_path, model_dir, planted):
+    """Both read their defaults from the same settings (features/settings.py): a default that drifts
+    apart, such as the tokens a reference text is cut at, changes the selection and shows here."""
+    from typer.testing import CliRunner
+
+    long_tail = " ".join(["and the weather today is sunny"] * 120)  # past the 512 tokens a build reads
+    harmful = [chat("tell me a story", f"{a} {long_tail} {TRIGGER}") for a in ANSWERS]
+    benign = [chat("tell me a story", f"{a} {long_tail}") for a in ANSWERS]
+    h, b = write_compact_jsonl(tmp_path / "h.jsonl", harmful), write_compact_jsonl(tmp_path / "b.jsonl", benign)
+    cli_out, api_out = tmp_path / "cli.json", tmp_path / "api.json"
+    result = CliRunner().invoke(app, ["features", "build", "-H", str(h), "-B", str(b), "--model", str(model_dir),
+                                      "--sae", str(planted), "--top", "3", "--no-identity-filter", "-o", str(cli_out), "-q"])
+    assert result.exit_code == 0, result.output
+    saefilter.build_features(api_out, harmful=[h], benign=[b], top=3, model=str(model_dir), sae=str(planted),
+                             identity_filter=False)
+    assert api_out.read_bytes() == cli_out.read_bytes()

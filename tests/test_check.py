@@ -11,7 +11,7 @@ from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 from saefilter.errors import InputError
 from saefilter.runs.check import ScoreCache, check_files, find_settings, merge_settings
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

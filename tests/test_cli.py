@@ -99,7 +99,7 @@ def test_every_command_takes_quiet_and_verbose():
 
 
 def test_features_contrasts_lists_every_builtin_contrast_with_its_licences():
-    from saefilter.runs.settings import BUILTIN_CONTRASTS
+    from saefilter.features.settings import BUILTIN_CONTRASTS
 
     result = saefilter("features", "contrasts")
     assert result.returncode == 0, result.stderr

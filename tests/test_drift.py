@@ -16,6 +16,7 @@ from saefilter.cli import app
 from saefilter.drift.logprobs import chat as pair_chat
 from saefilter.drift.logprobs import encode_last_answer, mean_answer_logprobs
 from saefilter.drift.pairs import BUILTIN_PAIRS, load_pairs, read_pairs, refuse_drift_answers
+from saefilter.drift.settings import DriftSettings
 from saefilter.drift.stats import (
     arm_difference_interval,
     bootstrap_interval,
@@ -26,7 +27,7 @@ from saefilter.drift.stats import (
 from saefilter.errors import InputError
 from saefilter.inputs.formats import to_conversation
 from saefilter.runs import drift as drift_run
-from saefilter.runs.drift import DriftSettings, run_drift
+from saefilter.runs.drift import run_drift
 
 # the tiny word-level vocabulary of conftest: harmful answers talk of poison and bombs, benign of cake
 PROMPTS = ["what should i do ?", "how are you today ?", "tell me a story", "can you help me ?",

@@ -11,7 +11,7 @@ from saefilter.model import loading as model_module
 from saefilter.model.loading import auto_dtype, cpu_flags, native_bfloat16_cpu, resolve_dtype_name
 from saefilter.model.named import NAMED_MODELS
 from saefilter.runs.pipeline import current_scores, score_file
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 
 def test_cpu_flags_and_native_bfloat16(tmp_path):

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
+from reference_scoring import score_sample
 
-from saefilter.runs.evaluate import direct_scores, geometric_scores
 from saefilter.sae.geometry import feature_proximity
+from saefilter.scoring.methods import direct_scores, geometric_scores
 from saefilter.scoring.metrics import all_metrics, auroc, average_precision, bootstrap_intervals, positives_removed
-from saefilter.scoring.sample import score_sample
 
 
 def test_auroc_matches_pairwise_counting_with_ties():
@@ -65,7 +65,7 @@ def test_eval_cli_separates_planted_positives(tmp_path, model_dir, planted):
 def test_evaluate_config_runs_without_the_cli_and_reads_labelled_files(tmp_path, model_dir, planted):
     from saefilter.errors import InputError
     from saefilter.runs.evaluate import EvalRequest, evaluate_config
-    from saefilter.runs.settings import ScoreConfig
+    from saefilter.scoring.config import ScoreConfig
 
     rows = [{**chat("tell me a story", f"{TRIGGER} {a}"), "bad": True} for a in ANSWERS]
     rows += [{**chat("tell me a story", a), "bad": False} for a in ANSWERS]
@@ -100,19 +100,19 @@ def test_pairwise_accuracy_counts_pairs_the_right_way_round():
 
 def test_read_pairs_takes_both_layouts_and_names_a_bad_line(tmp_path):
     from saefilter.errors import InputError
-    from saefilter.inputs.reference import read_pairs
+    from saefilter.inputs.reference import read_pair_sides
 
     path = write_jsonl(tmp_path / "pairs.jsonl", [
         {"prompt": "tell me a story", "harmful": f"{TRIGGER} it", "benign": "once upon a time"},
         {"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: poison bomb"},
     ])
-    (h1, b1), (h2, b2) = list(read_pairs(path))
+    (h1, b1), (h2, b2) = list(read_pair_sides(path))
     assert [t.content for t in h1.turns] == ["tell me a story", f"{TRIGGER} it"] and b1.turns[1].content == "once upon a time"
     assert [(t.role, t.content) for t in h2.turns] == [("user", "hi"), ("assistant", "poison bomb")]
     assert b2.turns[1].content == "hello there"
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "harmful": "y"}])
     with pytest.raises(InputError, match=r"bad\.jsonl:1: a pair needs"):
-        list(read_pairs(bad))
+        list(read_pair_sides(bad))
 
 
 def test_eval_pairs_reports_pairwise_accuracy(tmp_path, model_dir, planted):

@@ -136,7 +136,7 @@ def test_merge_takes_the_top_of_each_set_once_and_records_where_each_came_from(t
     merged = merge_feature_sets([ranked([5, 9, 2, 7], "toxicity"), ranked([9, 11, 3], "intent")], top_each=3)
     assert merged.indices == [5, 9, 2, 11, 3]
     assert [f.stats["source"] for f in merged.features] == ["toxicity"] * 3 + ["intent"] * 2
-    assert merged.label_of(9) == "toxicity: toxicity 9" and merged.d_sae == 64
+    assert {f.index: f.label for f in merged.features}[9] == "toxicity: toxicity 9" and merged.d_sae == 64
     assert [s["taken"] for s in merged.meta["merged_from"]] == [3, 3]
     path = tmp_path / "merged.json"
     save_feature_set(merged, path)
@@ -235,8 +235,8 @@ def test_features_build_without_reference_files_uses_the_builtin_contrasts(tmp_p
 
     from saefilter.cli import app
     from saefilter.features.feature_set import load_feature_set
+    from saefilter.features.settings import BUILTIN_CONTRASTS, DEFAULT_CONTRASTS
     from saefilter.inputs.reference import builtin_contrasts
-    from saefilter.runs.settings import BUILTIN_CONTRASTS, DEFAULT_CONTRASTS
 
     contrasts = builtin_contrasts()
     assert tuple(c.name for c in contrasts) == BUILTIN_CONTRASTS

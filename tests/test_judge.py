@@ -13,7 +13,7 @@ from test_cli import saefilter
 from saefilter.inputs.formats import to_conversation
 from saefilter.outputs.prune import Cutoff, prune_dataset
 from saefilter.runs.pipeline import score_file
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.judge import judge_input_ids, judge_scores, single_token_ids, transcript
 
 ROWS = [chat("tell me a story", answer) for answer in ANSWERS] + [{"text": "poison and bomb attack"}]

@@ -189,7 +189,7 @@ def test_embedded_sae_and_features_follow_the_model(monkeypatch):
     """--sae/--features 'embedded' mean what is shipped for --model: the default's folder for the default
     model and for models that are no named one; a named model's own folder where it has one; and a clear
     error, before any weights load, where it has none."""
-    from saefilter.runs.settings import DEFAULTS_DIR, ScoreConfig
+    from saefilter.scoring.config import DEFAULTS_DIR, ScoreConfig
 
     assert ScoreConfig().sae_spec == str(DEFAULTS_DIR / "sae")
     assert ScoreConfig(model="smollm2-135m-instruct").features_path == DEFAULTS_DIR / "features.json"

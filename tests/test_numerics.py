@@ -3,10 +3,10 @@
 import faiss
 import numpy as np
 import pytest
+from reference_scoring import aggregate, score_sample
 
-from saefilter.outputs.files import ranks_and_percentiles
+from saefilter.outputs.score_files import ranks_and_percentiles
 from saefilter.sae.geometry import faiss_single_thread, feature_proximity, unit_rows
-from saefilter.scoring.sample import aggregate, score_sample
 
 
 def orthonormal(n: int, d: int, seed: int = 0) -> np.ndarray:

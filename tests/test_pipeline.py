@@ -7,7 +7,7 @@ import pytest
 from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 from saefilter.runs.pipeline import score_file
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 
 def run(tmp_path, model_dir, sae, features, records, name="data.jsonl", **overrides):
@@ -115,13 +115,14 @@ def test_score_file_schema_and_order(tmp_path, model_dir, sae_dir):
 def test_the_scorers_batched_summaries_equal_the_reference_score(model_dir, sae_dir, tokenizer):
     """`FeatureEncoder.summaries` (what scoring runs) against `score_sample` on the dense activations."""
     import torch
+    from reference_scoring import score_sample
 
     from saefilter.inputs.formats import to_conversation
     from saefilter.inputs.render import encode, render
-    from saefilter.runs.scorer import load_backbone
     from saefilter.sae.encoder import FeatureEncoder
     from saefilter.sae.geometry import feature_proximity
-    from saefilter.scoring.sample import score_sample, score_summary
+    from saefilter.scoring.sample import score_summary
+    from saefilter.scoring.scorer import load_backbone
 
     lm, sae = load_backbone(ScoreConfig(model=str(model_dir), sae=str(sae_dir)))
     encoder = FeatureEncoder(lm, sae)

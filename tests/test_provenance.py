@@ -185,7 +185,8 @@ def test_eval_warns_naming_the_contrast_row_and_strict_refuses(built, model_dir,
 
 def test_drift_pairs_are_checked_against_the_feature_set(built, tmp_path):
     from saefilter.drift.pairs import read_pairs
-    from saefilter.runs.drift import DriftSettings, pairs_overlap
+    from saefilter.drift.settings import DriftSettings
+    from saefilter.runs.drift import pairs_overlap
 
     _, features, harmful, _ = built
     rows = [{"id": "p1", "category": "x", "prompt": "q", "harmful": harmful[0]["messages"][1]["content"],

@@ -9,7 +9,7 @@ from test_cli import saefilter
 from saefilter.errors import InputError
 from saefilter.outputs.prune import Cutoff, check_invariant, multiset_fingerprint, prune_dataset
 from saefilter.runs.pipeline import current_scores, score_file
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 
 @pytest.fixture()

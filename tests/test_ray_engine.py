@@ -13,7 +13,7 @@ from saefilter.errors import InputError
 from saefilter.inputs.records import iter_raw_lines
 from saefilter.runs.pipeline import score_file
 from saefilter.runs.ray_engine import RayOptions, score_with_ray, split_lines
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from saefilter.errors import InputError
 from saefilter.runs.pipeline import score_file
-from saefilter.runs.scorer import Scorer
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.scorer import Scorer
 
 GOOD = [json.dumps(chat("tell me a story", a)).encode() for a in ANSWERS] + [b'{"text": "once upon a time there"}']
 BAD = {
@@ -102,7 +102,7 @@ def test_killed_run_resumes_to_a_byte_identical_score_file(tmp_path, model_dir, 
 def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path, skip_scorer):
     from dataclasses import replace
 
-    from saefilter.outputs.files import ScoreOutputs
+    from saefilter.outputs.score_files import ScoreOutputs
 
     data = write_jsonl(tmp_path / "d.jsonl", [chat("hello", "hi there")])
     outputs = ScoreOutputs.for_input(data)

@@ -6,7 +6,7 @@ from conftest import ANSWERS, TRIGGER, chat, write_features, write_jsonl
 
 from saefilter.outputs.report import highlight, write_report
 from saefilter.runs.pipeline import score_file
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 
 def test_report_shows_flagged_samples_and_is_self_contained(tmp_path, model_dir, planted):

@@ -6,11 +6,11 @@ import pytest
 from conftest import ANSWERS, chat, write_features, write_jsonl
 
 from saefilter.errors import InputError
-from saefilter.outputs.files import Shard
+from saefilter.outputs.score_files import Shard
 from saefilter.runs.merge import find_shards, merge_shards
 from saefilter.runs.pipeline import score_file
-from saefilter.runs.scorer import Scorer
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])

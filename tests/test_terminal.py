@@ -10,7 +10,7 @@ from rich.console import Console
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.model.named import NAMED_MODELS
-from saefilter.outputs.files import ScoreOutputs
+from saefilter.outputs.score_files import ScoreOutputs
 from saefilter.runs.pipeline import ScoreSummary
 from saefilter.terminal import (
     print_eval,
@@ -91,7 +91,7 @@ def test_eval_table_fits_80_columns_with_every_value_and_judge_name_whole():
 
 
 def test_features_show_fits_80_columns_with_numbers_on_one_line_and_labels_whole():
-    from saefilter.runs.settings import resolve_features_path
+    from saefilter.scoring.config import resolve_features_path
 
     feature_set = load_feature_set(resolve_features_path("embedded"))
     lines = rendered(print_feature_set, feature_set, 5)
@@ -105,7 +105,7 @@ def test_features_show_fits_80_columns_with_numbers_on_one_line_and_labels_whole
 
 
 def test_check_findings_fit_80_columns_keep_file_and_line_and_name_the_latent():
-    from saefilter.outputs.files import why_flagged
+    from saefilter.outputs.score_files import why_flagged
     from saefilter.runs.check import Finding
 
     path = "data/train/part-0001.jsonl"

@@ -5,7 +5,6 @@ tokenizer splits the pairs differently would be scored on other tokens, and its 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,6 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 def is_adapter(spec: str) -> bool:
     return (Path(spec) / ADAPTER_CONFIG).is_file()
-
-
-def adapter_base_name(spec: str) -> str | None:
-    """The base model the adapter was trained on, as its config records it (informative only)."""
-    try:
-        return json.loads((Path(spec) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{spec}/{ADAPTER_CONFIG}: unreadable ({err})") from None
 
 
 def tuned_tokenizer(spec: str, base_tokenizer: Any) -> Any:

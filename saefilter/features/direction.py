@@ -1,16 +1,16 @@
 """A harmful direction from paired answers: the weight vector of a logistic probe on mean residuals.
 
 Why: with the prompt held fixed, the residual stream at the SAE's layer carries the harm of an
-answer better than any set of SAE latents selected here (docs/log.md, 2026-12-02, "what the features carry": a probe on the
-embedded model's layer-16 mean residual, trained on the 300 tuning pairs, separates the EM-model
-outputs at 0.82 on dev). Kept inside the source paper's method, the probe's weight vector becomes
+answer better than any set of SAE latents selected here (a probe on the embedded model's
+layer-16 mean residual, trained on the 300 tuning pairs, separates the EM-model outputs at 0.82 on
+dev, against the latents' lower numbers; docs/log.md has the comparison). Kept inside the source paper's method, the probe's weight vector becomes
 one more harmful direction: each latent's proximity to it is the cosine of its decoder row with it
 (clipped at 0), and a sample's score is still the activation-weighted proximity of its latents.
 
 Hard negatives: benign answers *about* dark topics (a battle, an overdose, a scam) join the benign side
 of the probe, not of the weight. Paired answers hold the topic fixed, so a probe on them alone is
 free to lean on what harmful answers share with any text on a dark subject; with the hard
-negatives it has to find what separates harm from the topic too (docs/log.md, 2026-12-03, "dark topics").
+negatives it has to find what separates harm from the topic too.
 
 The direction's weight sets how much it counts beside the harmful latents: `ratio` times the
 spread of the latents' part of the score over its own spread, both on the benign side of the

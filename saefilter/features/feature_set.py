@@ -94,12 +94,6 @@ class FeatureSet:
             return None
         return [float(c.benign_contribution) for c in self.components]  # type: ignore[arg-type]
 
-    def label_of(self, index: int) -> str:
-        for feature in self.features:
-            if feature.index == index:
-                return feature.label
-        return ""
-
     def check_against(self, d_sae: int, d_in: int | None = None) -> None:
         """Fail before any model work when the set cannot belong to this SAE."""
         wrong = [d for d in self.directions if d_in is not None and len(d.vector) != d_in]

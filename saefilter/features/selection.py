@@ -45,32 +45,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 
 from saefilter.errors import InputError
 from saefilter.features.feature_set import FeatureSet, HarmfulFeature, merge_feature_sets
 from saefilter.features.function_words import function_word_share
+from saefilter.features.settings import FUNCTION_WORD_SHARE, SELECTIONS, Selection, SelectionSettings
 from saefilter.inputs.formats import Conversation, FormatError
 from saefilter.inputs.render import EncodedSample, TokenMode, encode, render
 from saefilter.model.activations import run_in_batches
+from saefilter.progress import ProgressFactory, no_progress
 from saefilter.sae.encoder import FeatureEncoder
 
-Selection = Literal["token-controlled", "activation"]
-# progress(label, total) -> a context manager yielding advance(n): the CLI passes a rich bar
-ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-
-# How `features build` ranks latents: token-controlled unless asked otherwise, so that a latent
-# firing on a word in every context ('how', a name) is not taken for harm.
-SELECTIONS = ("token-controlled", "activation")
-
-
-@contextmanager
-def no_progress(_label: str, _total: int):
-    yield lambda _n: None
 RANKINGS = {
     "activation": "Cohen's d of per-sample max activation",
     "token-controlled": "Cohen's d of per-sample max excess over the latent's benign mean on the same token",
@@ -408,7 +396,6 @@ def label_feature(
     return label, snippets
 
 
-FUNCTION_WORD_SHARE = 0.5  # a latent whose peak words are at least this share function words is left out
 
 
 def without_function_word_latents(
@@ -506,19 +493,6 @@ def feature_set_from_ids(ids: Sequence[int], sae_spec: str, d_sae: int, labels: 
     labels = labels or {}
     features = tuple(HarmfulFeature(i, labels.get(i, "")) for i in ids)
     return FeatureSet(features, d_sae, sae_spec, {"selection": {"method": "hand-picked ids"}})
-
-
-@dataclass(frozen=True)
-class SelectionSettings:
-    """How `features build` picks latents from one contrast (CLI flags of the same names)."""
-
-    top: int = 100
-    min_frequency: float = 0.02
-    max_benign_frequency: float = 0.5
-    selection: Selection = "token-controlled"
-    identity_filter: bool = True
-    function_word_filter: bool = True
-    function_word_share: float = FUNCTION_WORD_SHARE
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def _pair_side(value: Any, prompt: Any, where: str, field: str | None) -> Conver
     return _from_object(value, where, field)
 
 
-def read_pairs(path: Path, field: str | None = None) -> Iterator[tuple[Conversation, Conversation]]:
+def read_pair_sides(path: Path, field: str | None = None) -> Iterator[tuple[Conversation, Conversation]]:
     """(harmful, benign) conversations of a matched-pairs file, one pair per line.
 
     A record is {"prompt", "harmful", "benign"} (answers to the same prompt: strings or message

@@ -28,7 +28,7 @@ import numpy as np
 from saefilter.errors import InputError
 from saefilter.files import atomic_writer, iter_jsonl, json_line, write_json
 from saefilter.inputs.records import file_sha256, iter_raw_lines, line_id
-from saefilter.outputs.files import ScoreOutputs, output_path, score_stats
+from saefilter.outputs.score_files import ScoreOutputs, output_path, score_stats
 
 DEFAULT_SEED = 20260522
 

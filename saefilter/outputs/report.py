@@ -23,7 +23,7 @@ import numpy as np
 from saefilter.files import atomic_writer, iter_jsonl
 from saefilter.inputs.formats import FormatError, to_conversation
 from saefilter.inputs.records import Record, read_lines
-from saefilter.outputs.files import component_id, meta_path_for
+from saefilter.outputs.score_files import component_id, meta_path_for
 
 
 @dataclass

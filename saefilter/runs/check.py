@@ -19,8 +19,8 @@ from typing import Any
 from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
 from saefilter.inputs.records import BadLine, Record, read_lines
-from saefilter.outputs.files import why_flagged
-from saefilter.runs.settings import ScoreConfig, files_fingerprint
+from saefilter.outputs.score_files import why_flagged
+from saefilter.scoring.config import ScoreConfig, files_fingerprint
 
 SETTINGS_FILES = ("saefilter.toml", "pyproject.toml")
 
@@ -91,7 +91,7 @@ class Finding:
     path: str
     line: int
     score: float
-    why: tuple[str, str]  # `outputs.files.why_flagged`: the top latent above its benign level, the tokens
+    why: tuple[str, str]  # `outputs.score_files.why_flagged`: the top latent above its benign level, the tokens
 
     def format(self) -> str:
         return f"{self.path}:{self.line}  {self.score:.4f}  {self.why[0]}  ({self.why[1]})"
@@ -121,7 +121,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
         missing = [r for r in records if r.record_id not in cached]
         if missing:
             if scorer is None:
-                from saefilter.runs.scorer import Scorer  # the model loads only when something is new
+                from saefilter.scoring.scorer import Scorer  # the model loads only when something is new
 
                 scorer = Scorer.load(config)
             new_rows = score_records(scorer, missing, result.errors)
@@ -137,7 +137,7 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
 
 
 def score_records(scorer: Any, records: list[Record], errors: list[str]) -> list[dict[str, Any]]:
-    from saefilter.runs.scorer import Prepared
+    from saefilter.scoring.scorer import Prepared
 
     prepared = []
     for record in records:

@@ -12,28 +12,14 @@ import numpy as np
 from saefilter.drift.logprobs import chat, encode_last_answer, mean_answer_logprobs
 from saefilter.drift.models import check_same_tokens, is_adapter, load_tuned, tuned_tokenizer
 from saefilter.drift.pairs import MatchedPair, load_pairs
+from saefilter.drift.settings import DriftSettings
 from saefilter.drift.stats import drift_by_kind
 from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
 from saefilter.inputs.formats import FormatError
 from saefilter.model.loading import load_model, load_tokenizer
 from saefilter.runs.overlap import overlap_report
-from saefilter.runs.settings import resolve_features_path
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    pairs: str = "builtin"  # 'builtin' or a JSONL file of pairs
-    split: str = "test"
-    kinds: tuple[str, ...] = ()
-    device: str = "auto"
-    dtype: str = "float32"
-    batch_size: int = 16
-    max_tokens: int = 512
-    bootstrap: int = 2000
-    seed: int = 0
-    features: str = "embedded"  # the feature set whose provenance --pairs is checked against
-    strict: bool = False  # refuse pairs that feature set was built or chosen on
+from saefilter.scoring.config import resolve_features_path
 
 
 @dataclass

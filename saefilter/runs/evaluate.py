@@ -16,8 +16,7 @@ is what `saefilter eval` calls; the CLI only adds progress bars and printing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,15 @@ import numpy as np
 from saefilter.errors import InputError
 from saefilter.features.feature_set import FeatureSet, load_feature_set
 from saefilter.features.selection import encode_each, encode_reference
-from saefilter.inputs.reference import read_labelled, read_pairs, read_reference
+from saefilter.inputs.reference import read_labelled, read_pair_sides, read_reference
 from saefilter.inputs.render import EncodedSample
 from saefilter.model.activations import run_in_batches
+from saefilter.progress import ProgressFactory, no_progress
 from saefilter.runs.overlap import overlap_report
-from saefilter.runs.scorer import load_backbone
-from saefilter.runs.settings import DEFAULT_KERNEL, ScoreConfig
 from saefilter.sae.encoder import FeatureEncoder
-from saefilter.sae.geometry import KERNELS, unit_rows
+from saefilter.sae.geometry import KERNELS
+from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig
+from saefilter.scoring.methods import direct_scores, excess_over_dataset, geometric_scores, representation_matching
 from saefilter.scoring.metrics import (
     all_metrics,
     bootstrap_intervals,
@@ -42,6 +42,7 @@ from saefilter.scoring.metrics import (
     pairwise_interval,
     random_expectation,
 )
+from saefilter.scoring.scorer import load_backbone
 
 
 @dataclass
@@ -63,32 +64,6 @@ def collect(
             agg["max"][i], agg["mean"][i] = feats.max(0), feats.mean(0)
             mean_resid[i] = resid.mean(0)
     return EvalActivations(agg, mean_resid)
-
-
-def geometric_scores(acts: np.ndarray, proximity: np.ndarray) -> np.ndarray:
-    """Vectorised `scoring.score_sample(...).score` over many samples."""
-    acts = np.maximum(acts, 0).astype(np.float64)
-    totals = acts.sum(1)
-    return np.divide(acts @ proximity.astype(np.float64), totals, out=np.zeros(len(acts)), where=totals > 0)
-
-
-def excess_over_dataset(acts: np.ndarray) -> np.ndarray:
-    """Each latent's activation above its mean over the dataset being scored (no labels used):
-    what is distinctive about a sample within its dataset, rather than what all samples share."""
-    return np.maximum(acts - acts.mean(0, keepdims=True), 0.0)
-
-
-def direct_scores(acts: np.ndarray, harmful: list[int], weights: list[float]) -> np.ndarray:
-    acts = np.maximum(acts, 0).astype(np.float64)
-    totals = acts.sum(1)
-    mass = acts[:, harmful] @ np.asarray(weights, dtype=np.float64)
-    return np.divide(mass, totals, out=np.zeros(len(acts)), where=totals > 0)
-
-
-def representation_matching(mean_residual: np.ndarray, anchors: np.ndarray, top_n: int) -> np.ndarray:
-    similarity = unit_rows(mean_residual) @ unit_rows(anchors).T
-    top_n = min(top_n, anchors.shape[0])
-    return np.sort(similarity, axis=1)[:, -top_n:].mean(1).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -177,13 +152,6 @@ class EvalRequest:
     strict: bool = False  # refuse rows the feature set was built or chosen on (else a warning)
 
 
-# (label, total) -> a context yielding on_progress(n): how the CLI draws its bars
-ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-
-
-@contextmanager
-def no_progress(_label: str, _total: int) -> Iterator[Callable[[int], None]]:
-    yield lambda _n: None
 
 
 def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[list[Any], np.ndarray, np.ndarray | None]:
@@ -194,7 +162,7 @@ def labelled_conversations(request: EvalRequest, field: str | None) -> tuple[lis
     pair_of = None
     if request.pairs is not None:
         conversations, y, pair_list = [], [], []
-        for n, (harmful, benign) in enumerate(read_pairs(request.pairs, field)):
+        for n, (harmful, benign) in enumerate(read_pair_sides(request.pairs, field)):
             conversations += [harmful, benign]
             y += [1, 0]
             pair_list += [n, n]

@@ -4,8 +4,7 @@ CLI and the Python API call these; neither holds any of their logic."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from saefilter.features.feature_set import FeatureSet
 from saefilter.features.provenance import ROLES, Provenance
 from saefilter.features.selection import (
     ContrastTexts,
-    ProgressFactory,
-    SelectionSettings,
     check_paired,
     contrast_activations,
     encode_contrasts,
@@ -28,6 +25,7 @@ from saefilter.features.selection import (
     paired_texts,
     select_from_encoded,
 )
+from saefilter.features.settings import DEFAULT_CONTRASTS, SelectionSettings
 from saefilter.inputs.formats import Conversation
 from saefilter.inputs.reference import (
     builtin_benign_texts,
@@ -37,17 +35,12 @@ from saefilter.inputs.reference import (
     read_reference,
     reference_categories,
 )
+from saefilter.progress import ProgressFactory, StatusFn, no_progress, no_status
 from saefilter.runs.evaluate import collect
-from saefilter.runs.pipeline import StatusFn, no_status
-from saefilter.runs.scorer import Scorer, load_backbone
-from saefilter.runs.settings import DEFAULT_CONTRASTS, ScoreConfig
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
-
-
-def no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
-    return nullcontext(lambda _n: None)
-
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.scorer import Scorer, load_backbone
 
 Named = list[tuple[str, list[Conversation]]]  # (source name, its rows) in the order read
 

@@ -13,7 +13,7 @@ from saefilter.inputs.formats import FormatError, to_conversation
 from saefilter.inputs.records import Record, read_lines
 from saefilter.model.loading import load_model
 from saefilter.outputs.prune import JudgeArm, ScoreColumns
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.judge import JudgeScores, judge_scores
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from saefilter.errors import InputError
 from saefilter.files import iter_jsonl, json_line
 from saefilter.inputs.records import file_sha256, iter_raw_lines
-from saefilter.outputs.files import ScoreOutputs, Shard
+from saefilter.outputs.score_files import ScoreOutputs, Shard
 from saefilter.runs.pipeline import ScoreSummary, finalize, shard_meta_path
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,11 @@ import numpy as np
 from saefilter.errors import InputError
 from saefilter.files import atomic_writer, iter_jsonl, json_line, write_json
 from saefilter.inputs.records import BadLine, Record, check_input_path, file_sha256, read_lines
-from saefilter.outputs.files import ScoreOutputs, Shard, ranks_and_percentiles, score_stats
-from saefilter.runs.scorer import Prepared, Preparer, Scorer, Skipped
-from saefilter.runs.settings import ScoreConfig, files_fingerprint
+from saefilter.outputs.score_files import ScoreOutputs, Shard, ranks_and_percentiles, score_stats
+from saefilter.progress import ProgressFn, StatusFn, no_status
+from saefilter.scoring.config import ScoreConfig, files_fingerprint
+from saefilter.scoring.scorer import Prepared, Preparer, Scorer, Skipped
 from saefilter.version import __version__
-
-ProgressFn = Callable[[int], None]
-StatusFn = Callable[[str], AbstractContextManager[Any]]  # shows "what is happening" while a slow step runs
-
-
-def no_status(_message: str) -> AbstractContextManager[Any]:
-    return nullcontext()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 from saefilter.outputs.prune import DEFAULT_SEED, Cutoff, JudgeArm, PruneResult, ScoreColumns, prune_dataset
 from saefilter.runs.judge import judge_arm
 from saefilter.runs.pipeline import current_scores, score_file
-from saefilter.runs.settings import ScoreConfig
+from saefilter.scoring.config import ScoreConfig
 
 
 def scores_for(

@@ -34,11 +34,11 @@ from saefilter.inputs.records import (
 )
 from saefilter.model.layers import check_hook_depth
 from saefilter.model.named import resolve_model_spec
-from saefilter.outputs.files import ScoreOutputs
+from saefilter.outputs.score_files import ScoreOutputs
 from saefilter.runs.pipeline import ScoreSummary, chunked, count_lines, finalize, score_chunk
-from saefilter.runs.scorer import Method, check_width
-from saefilter.runs.settings import ScoreConfig
 from saefilter.sae.loading import LoadedSAE
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.scorer import Method, check_width
 
 BLOCK_LINES = 1024  # rows per block leaving the read task
 READ_BYTES = 1 << 20
@@ -93,7 +93,7 @@ class ScoreActor:
     def __init__(self, config: ScoreConfig, source: str, threads: int) -> None:
         import torch
 
-        from saefilter.runs.scorer import Scorer
+        from saefilter.scoring.scorer import Scorer
 
         if threads > 0:
             torch.set_num_threads(threads)

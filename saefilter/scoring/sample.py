@@ -23,7 +23,15 @@ import numpy as np
 
 from saefilter.sae.geometry import FeatureProximity
 
-Aggregation = Literal["max", "mean"]
+SCORE_DECIMALS = 6  # enough to rank; few enough that batch-size float noise never shows
+
+
+def round_score(value: float) -> float:
+    """A score or contribution as score files hold it."""
+    return round(float(value), SCORE_DECIMALS)
+
+
+Aggregation = Literal["max", "mean"]  # how a latent's activations combine over a sample's tokens
 
 
 class FeatureShare(NamedTuple):
@@ -37,17 +45,6 @@ class SampleScore:
     score: float
     top_features: list[FeatureShare]
     top_tokens: list[tuple[int, float]]  # (index among scored tokens, harmful mass)
-
-
-def aggregate(token_acts: np.ndarray, how: Aggregation) -> np.ndarray:
-    """[tokens, d_sae] -> [d_sae]."""
-    if token_acts.shape[0] == 0:
-        return np.zeros(token_acts.shape[1], dtype=np.float32)
-    if how == "max":
-        return token_acts.max(axis=0)
-    if how == "mean":
-        return token_acts.mean(axis=0)
-    raise ValueError(f"unknown aggregation {how!r}")
 
 
 def harmful_contributions(acts: np.ndarray, prox: FeatureProximity, n_harmful: int) -> np.ndarray:
@@ -66,14 +63,6 @@ def sample_contributions(aggregated: np.ndarray, prox: FeatureProximity, n_harmf
     if total <= 0.0:
         return np.zeros(n_harmful, dtype=np.float64)
     return harmful_contributions(acts, prox, n_harmful) / total
-
-
-def score_sample(
-    token_acts: np.ndarray, prox: FeatureProximity, how: Aggregation, n_harmful: int, top_n: int = 5,
-    baseline: np.ndarray | None = None,
-) -> SampleScore:
-    """The score of one sample from its [tokens, d_sae] activations."""
-    return score_summary(aggregate(token_acts, how), token_acts @ prox.proximity, prox, n_harmful, top_n, baseline)
 
 
 def top_shares(contributions: np.ndarray, top_n: int, baseline: np.ndarray | None = None) -> list[FeatureShare]:

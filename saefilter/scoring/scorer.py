@@ -22,12 +22,11 @@ from saefilter.inputs.render import EncodedSample, encode, render
 from saefilter.model.activations import run_in_batches
 from saefilter.model.layers import check_hook_point
 from saefilter.model.loading import LoadedModel, load_model, load_tokenizer
-from saefilter.outputs.files import round_score
-from saefilter.runs.settings import ScoreConfig
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.geometry import FeatureProximity
 from saefilter.sae.loading import LoadedSAE, load_sae
-from saefilter.scoring.sample import FeatureShare, sample_contributions, score_summary
+from saefilter.scoring.config import ScoreConfig
+from saefilter.scoring.sample import FeatureShare, round_score, sample_contributions, score_summary
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,6 @@ def load_backbone(
     config: ScoreConfig, check_sae: Callable[[int], None] | None = None, tokenizer: Any = None
 ) -> tuple[LoadedModel, LoadedSAE]:
     """Model and SAE, checked against each other (and by `check_sae(d_sae)`) before any forward pass."""
-    config.validate()
     sae = load_sae(config.sae_spec)
     if check_sae:
         check_sae(sae.d_sae)
@@ -86,7 +84,6 @@ class Method:
 
     @classmethod
     def load(cls, config: ScoreConfig, sae: LoadedSAE | None = None, feature_set: FeatureSet | None = None) -> Method:
-        config.validate()
         feature_set = feature_set or load_feature_set(config.features_path)
         sae = sae or load_sae(config.sae_spec)
         feature_set.check_against(sae.d_sae, sae.d_in)
@@ -145,7 +142,6 @@ class Preparer:
 
     @classmethod
     def load(cls, config: ScoreConfig) -> Preparer:
-        config.validate()
         return cls(config, load_tokenizer(config.model, config.trust_remote_code))
 
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:

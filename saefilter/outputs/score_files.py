@@ -41,7 +41,6 @@ def meta_path_for(scores: Path) -> Path:
     return scores.with_name(f"{base}.scores.meta.json")
 
 
-SCORE_DECIMALS = 6  # enough to rank; few enough that batch-size float noise never shows
 
 
 def dataset_stem(path: Path) -> str:
@@ -55,10 +54,6 @@ def dataset_stem(path: Path) -> str:
 
 def output_path(input_path: Path, suffix: str, out_dir: Path | None = None) -> Path:
     return (out_dir or input_path.parent) / f"{dataset_stem(input_path)}{suffix}"
-
-
-def round_score(value: float) -> float:
-    return round(float(value), SCORE_DECIMALS)
 
 
 def ranks_and_percentiles(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
-"""Run configuration and the embedded defaults, in one place so the CLI, the pipeline and the
-score-file provenance all agree on them."""
+"""How a score is configured, beside what it configures: the settings of one scoring run
+(`ScoreConfig`, checked once when it is made), the embedded defaults they resolve to, and the
+fingerprint a cached score must match. The CLI's flags, the Python API and every run read their
+defaults from here."""
 
 from __future__ import annotations
 
@@ -20,17 +22,9 @@ DEFAULTS_DIR = Path(__file__).parents[1] / "defaults"
 EMBEDDED = "embedded"
 DEFAULT_SAE = EMBEDDED
 DEFAULT_FEATURES = EMBEDDED
-# Chosen on the development split with the embedded default (docs/log.md, 2026-11-22):
-# proximity counts only cosine beyond the SAE's background level, squared.
+# Proximity counts only cosine beyond the SAE's background level, squared: of the kernels compared
+# on the development split it ranked harmful samples highest (docs/log.md).
 DEFAULT_KERNEL = "sq-excess"
-# The contrasts shipped in saefilter/contrasts (scripts/build_contrasts.py) and how many features
-# `features build` takes from each when it merges them.
-BUILTIN_CONTRASTS = ("toxicity", "intent", "answers", "code")
-# what `features build` with no reference files and no --contrast selects from, as the embedded
-# default was built (docs/log.md, 2026-12-01, paired answer-level selection)
-DEFAULT_CONTRASTS = ("answers",)
-DEFAULT_TOP = 200
-DEFAULT_TOP_EACH = 20
 
 
 def shipped_dir(model: str = DEFAULT_MODEL) -> Path:
@@ -83,9 +77,9 @@ class ScoreConfig:
     on_error: OnError = "fail"
     trust_remote_code: bool = False
 
-    def validate(self) -> ScoreConfig:
-        """Every check a setting needs before a file or a model is read, in one place: the CLI, the
-        API and every run call it (model, SAE and file specs are checked where they are loaded)."""
+    def __post_init__(self) -> None:
+        """Every check a setting needs before a file or a model is read, run once when the config is
+        made (model, SAE and file specs are checked where they are loaded)."""
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
@@ -96,13 +90,16 @@ class ScoreConfig:
             raise InputError("--max-tokens must be at least 2")
         if self.neighbours < 1:
             raise InputError("--neighbours must be at least 1")
-        return self
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> ScoreConfig:
-        """A checked ScoreConfig from a command's options (others, such as --output, are ignored)."""
+    def from_options(cls, options: Mapping[str, Any], strict: bool = False) -> ScoreConfig:
+        """A checked ScoreConfig from a command's options: others (such as --output) are ignored, or,
+        with `strict` (the Python API's keyword arguments), a TypeError naming the ones that exist."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names}).validate()
+        unknown = sorted(set(options) - names)
+        if strict and unknown:
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; options are: {', '.join(OPTION_NAMES)}")
+        return cls(**{k: v for k, v in options.items() if k in names})
 
     @property
     def sae_spec(self) -> str:
@@ -146,3 +143,5 @@ def files_fingerprint(config: ScoreConfig) -> str:
 
 # Bump when the score formula or the row schema changes, so cached scores are not reused.
 SCORER_VERSION = 1
+# What the Python API takes as keyword arguments besides model, sae and features
+OPTION_NAMES = tuple(f.name for f in fields(ScoreConfig) if f.name not in ("model", "sae", "features"))
