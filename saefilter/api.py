@@ -25,7 +25,7 @@ from saefilter.errors import InputError
 from saefilter.features.settings import BUILD_MAX_TOKENS, DEFAULT_TOP_EACH, SelectionSettings
 from saefilter.inputs.records import Record, parse_line, table_line
 from saefilter.model.loading import DEFAULT_MODEL
-from saefilter.outputs.score_files import ranks_and_percentiles
+from saefilter.outputs.score_files import with_ranks
 from saefilter.scoring.config import DEFAULT_FEATURES, DEFAULT_SAE, ScoreConfig
 
 if TYPE_CHECKING:
@@ -73,14 +73,7 @@ class RecordScorer:
         With on_error="skip" a record that cannot be scored comes back in its place as the row the
         CLI writes to <stem>.skipped.jsonl, so every record is accounted for."""
         rows = list(self.stream(records, source))
-        scored = [row for row in rows if "score" in row]
-        ranks, percentiles = ranks_and_percentiles(np.array([row["score"] for row in scored], dtype=np.float64))
-        position = 0
-        for row in rows:
-            if "score" in row:
-                row = {**row, "rank": int(ranks[position]), "percentile": float(percentiles[position])}
-                position += 1
-            yield row
+        yield from with_ranks(rows, np.array([row["score"] for row in rows if "score" in row], dtype=np.float64))
 
 
 def as_record(record: Mapping[str, Any], source: str, line_no: int) -> Record:
@@ -93,12 +86,13 @@ def as_record(record: Mapping[str, Any], source: str, line_no: int) -> Record:
 
 
 def check_chunk(scorer: Scorer, chunk: list[Record]) -> None:
+    from saefilter.runs.pipeline import bad_line
     from saefilter.scoring.scorer import Skipped
 
     for record in chunk:
         prepared = scorer.prepare(record)
         if isinstance(prepared, Skipped):
-            raise InputError(f"{record.path}:{record.line_no}: {prepared.reason} (use on_error='skip' to set it aside)")
+            raise bad_line(f"{record.path}:{record.line_no}", prepared.reason, "on_error='skip'")
 
 
 def load_scorer(

@@ -3,6 +3,7 @@ percentiles. Every file lands through `saefilter.files.atomic_writer`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,18 @@ def ranks_and_percentiles(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     at_or_below = np.searchsorted(sorted_scores, scores, side="right")
     return ranks, np.round(100.0 * at_or_below / n, 2)
 
+
+
+def with_ranks(rows: Iterable[dict[str, Any]], scores: np.ndarray) -> Iterator[dict[str, Any]]:
+    """Each score row with its rank and percentile among `scores` (those rows' scores, in order);
+    skipped rows pass as they are. What the score file and the API's `score` both write."""
+    ranks, percentiles = ranks_and_percentiles(scores)
+    position = 0
+    for row in rows:
+        if "score" in row:
+            row = {**row, "rank": int(ranks[position]), "percentile": float(percentiles[position])}
+            position += 1
+        yield row
 
 def score_stats(scores: np.ndarray) -> dict[str, float]:
     if len(scores) == 0:

@@ -137,13 +137,13 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
 
 
 def score_records(scorer: Any, records: list[Record], errors: list[str]) -> list[dict[str, Any]]:
-    from saefilter.scoring.scorer import Prepared
+    """The score rows of `records` (the score command's `score_chunk`); a record that cannot be scored
+    goes to `errors` as `path:line: reason`, which blocks the commit."""
+    from saefilter.runs.pipeline import score_chunk
 
-    prepared = []
-    for record in records:
-        item = scorer.prepare(record)
-        if isinstance(item, Prepared):
-            prepared.append(item)
-        else:
-            errors.append(f"{record.path}:{record.line_no}: {item.reason}")
-    return scorer.score_rows(prepared)
+    rows = score_chunk(scorer, records)
+    errors += [f"{record.path}:{record.line_no}: {row['skipped']}" for record, row in zip(records, rows, strict=True)
+               if "skipped" in row]
+    return [row for row in rows if "skipped" not in row]
+
+

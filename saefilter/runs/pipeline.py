@@ -22,7 +22,7 @@ import numpy as np
 from saefilter.errors import InputError
 from saefilter.files import atomic_writer, iter_jsonl, json_line, write_json
 from saefilter.inputs.records import BadLine, Record, check_input_path, file_sha256, read_lines
-from saefilter.outputs.score_files import ScoreOutputs, Shard, ranks_and_percentiles, score_stats
+from saefilter.outputs.score_files import ScoreOutputs, Shard, score_stats, with_ranks
 from saefilter.progress import ProgressFn, StatusFn, no_status
 from saefilter.scoring.config import ScoreConfig, files_fingerprint
 from saefilter.scoring.scorer import Prepared, Preparer, Scorer, Skipped
@@ -41,6 +41,22 @@ class ScoreSummary:
     seconds: float
     scores: np.ndarray = field(repr=False)
     top_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def refuse_overwriting_input(input_path: Path, scores: Path, output: Path | None) -> None:
+    """Every engine's first guard: the score file must not be the input."""
+    if scores.resolve() == Path(input_path).resolve():
+        raise InputError(f"{output}: refusing to overwrite the input file")
+
+
+def refuse_empty(source: object, n_lines: int) -> None:
+    if n_lines == 0:
+        raise InputError(f"{source}: empty file, nothing to score")
+
+
+def bad_line(where: str, reason: str, flag: str = "--on-error skip") -> InputError:
+    """The error of `--on-error fail` (the API's on_error='fail') at the first line that cannot be scored."""
+    return InputError(f"{where}: {reason} (use {flag} to set it aside)")
 
 
 def current_scores(input_path: Path, config: ScoreConfig, output: Path | None = None) -> Path | None:
@@ -81,7 +97,7 @@ def validate_all(preparer: Preparer, input_path: Path, owned: Callable[[int], bo
         n_lines += 1
         prepared = preparer.prepare(item)
         if isinstance(prepared, Skipped) and not prepared.blank:
-            raise InputError(f"{input_path}:{prepared.line_no}: {prepared.reason} (use --on-error skip to set it aside)")
+            raise bad_line(f"{input_path}:{prepared.line_no}", prepared.reason)
     return n_lines
 
 
@@ -133,8 +149,7 @@ def score_file(
     check_input_path(input_path)
     started = time.perf_counter()
     outputs = ScoreOutputs.for_input(input_path, output, shard)
-    if outputs.scores.resolve() == input_path.resolve():
-        raise InputError(f"{output}: refusing to overwrite the input file")
+    refuse_overwriting_input(input_path, outputs.scores, output)
     owned = shard.owns if shard else every_line
     if config.on_error == "fail":
         with status("loading the tokenizer (a GGUF model is converted into the cache on first use) and checking every line..."):
@@ -142,12 +157,13 @@ def score_file(
             n_lines = validate_all(preparer, input_path, owned)
     else:
         preparer, n_lines = (scorer.preparer if scorer is not None else None), count_lines(input_path, owned)
-    if n_lines == 0 and shard is None:
-        raise InputError(f"{input_path}: empty file, nothing to score")
+    if shard is None:
+        refuse_empty(input_path, n_lines)
     if scorer is None:
         with status("loading model, SAE and features..."):
             scorer = Scorer.load(config, preparer)
-    state = {"input": file_sha256(input_path), "config": scorer.method.fingerprint, "version": __version__}
+    input_sha256 = file_sha256(input_path)  # once: the checkpoint, the shard and the metadata all record it
+    state = {"input": input_sha256, "config": scorer.method.fingerprint, "version": __version__}
     if shard is not None:  # a shard resumed with another --checkpoint-every would own other records
         state["shard"] = [shard.index, shard.count, shard.block]
     done = _resume_point(outputs, state) if resume else 0
@@ -168,14 +184,16 @@ def score_file(
             if on_progress:
                 on_progress(len(chunk))
     if shard is not None:
-        return write_shard(input_path, outputs, shard, scorer.method.description(), n_lines)
-    return finalize(input_path, outputs, scorer.method.description(), n_lines, time.perf_counter() - started)
+        return write_shard(input_path, outputs, shard, scorer.method.description(), n_lines, input_sha256)
+    return finalize(input_path, outputs, scorer.method.description(), n_lines, time.perf_counter() - started,
+                    input_sha256)
 
 
-def write_shard(input_path: Path, outputs: ScoreOutputs, shard: Shard, description: dict[str, Any], n_rows: int) -> Path:
+def write_shard(input_path: Path, outputs: ScoreOutputs, shard: Shard, description: dict[str, Any], n_rows: int,
+                input_sha256: str) -> Path:
     """A finished shard: its unranked rows in line order, and what `merge` needs to check it."""
     write_json(shard_meta_path(outputs.scores), {
-        "shard": [shard.index, shard.count, shard.block], "input_sha256": file_sha256(input_path),
+        "shard": [shard.index, shard.count, shard.block], "input_sha256": input_sha256,
         "lines_total": count_lines(input_path), "rows": n_rows, "run": description,
     })
     os.replace(outputs.partial, outputs.scores)
@@ -187,27 +205,24 @@ def shard_meta_path(shard_file: Path) -> Path:
     return shard_file.with_name(shard_file.name.removesuffix(".jsonl") + ".json")
 
 
-def finalize(input_path: Path, outputs: ScoreOutputs, description: dict[str, Any], n_lines: int, seconds: float) -> ScoreSummary:
+def finalize(input_path: Path, outputs: ScoreOutputs, description: dict[str, Any], n_lines: int, seconds: float,
+             input_sha256: str | None = None) -> ScoreSummary:
     """Partial checkpoint -> ranked score file, skipped file and metadata, all atomic."""
     scores = np.array([row["score"] for row in iter_jsonl(outputs.partial) if "score" in row], dtype=np.float64)
-    ranks, percentiles = ranks_and_percentiles(scores)
     n_rows = n_skipped = n_blank = n_truncated = 0
     top_rows: list[dict[str, Any]] = []
     with atomic_writer(outputs.scores) as score_out, atomic_writer(outputs.skipped) as skipped_out:
-        position = 0
-        for row in iter_jsonl(outputs.partial):
+        for row in with_ranks(iter_jsonl(outputs.partial), scores):
             n_rows += 1
             if "skipped" in row:
                 n_skipped += 1
                 n_blank += row["skipped"] == "blank line"
                 skipped_out.write(json_line(row))
                 continue
-            ranked = {**row, "rank": int(ranks[position]), "percentile": float(percentiles[position])}
             n_truncated += row["truncated"]
-            score_out.write(json_line(ranked))
-            if ranked["rank"] <= 5:
-                top_rows.append(ranked)
-            position += 1
+            score_out.write(json_line(row))
+            if row["rank"] <= 5:
+                top_rows.append(row)
     if n_skipped == 0:
         outputs.skipped.unlink()
     if n_rows != n_lines:
@@ -216,17 +231,17 @@ def finalize(input_path: Path, outputs: ScoreOutputs, description: dict[str, Any
         input_path, outputs, n_lines, len(scores), n_skipped, n_blank, n_truncated, seconds, scores,
         sorted(top_rows, key=lambda r: r["rank"]),
     )
-    write_json(outputs.meta, run_metadata(summary, description))
+    write_json(outputs.meta, run_metadata(summary, description, input_sha256 or file_sha256(input_path)))
     outputs.partial.unlink(missing_ok=True)
     outputs.partial_state.unlink(missing_ok=True)
     return summary
 
 
-def run_metadata(summary: ScoreSummary, description: dict[str, Any]) -> dict[str, Any]:
+def run_metadata(summary: ScoreSummary, description: dict[str, Any], input_sha256: str) -> dict[str, Any]:
     return {
         "saefilter": __version__,
         "input": str(summary.input),
-        "input_sha256": file_sha256(summary.input),
+        "input_sha256": input_sha256,
         **description,
         "counts": {
             "lines": summary.n_lines,

@@ -35,7 +35,16 @@ from saefilter.inputs.records import (
 from saefilter.model.layers import check_hook_depth
 from saefilter.model.named import resolve_model_spec
 from saefilter.outputs.score_files import ScoreOutputs
-from saefilter.runs.pipeline import ScoreSummary, chunked, count_lines, finalize, score_chunk
+from saefilter.runs.pipeline import (
+    ScoreSummary,
+    bad_line,
+    chunked,
+    count_lines,
+    finalize,
+    refuse_empty,
+    refuse_overwriting_input,
+    score_chunk,
+)
 from saefilter.sae.loading import LoadedSAE
 from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.scorer import Method, check_width
@@ -174,8 +183,8 @@ def score_with_ray(
     method = Method.load(config)  # SAE and features are checked before any actor starts...
     check_model_config(config, method.sae)  # ...and the model's config, without its weights
     outputs = ScoreOutputs.for_input(local_name(source), output)
-    if not is_uri(source) and outputs.scores.resolve() == Path(source).resolve():
-        raise InputError(f"{output}: refusing to overwrite the input file")
+    if not is_uri(source):
+        refuse_overwriting_input(Path(source), outputs.scores, output)
     ray = start_ray(options.address)
     plan = actor_plan(ray, config, options)
     dataset = ray.data.read_datasource(line_datasource(source), num_cpus=READ_CPUS).map_batches(
@@ -196,8 +205,7 @@ def score_with_ray(
     except BaseException:
         outputs.partial.unlink(missing_ok=True)  # no --resume on Ray: a partial file would only be litter
         raise
-    if n_lines == 0:
-        raise InputError(f"{source}: empty file, nothing to score")
+    refuse_empty(source, n_lines)
     input_name: Any = source if is_uri(source) else Path(source)
     return finalize(input_name, outputs, method.description(), n_lines, time.perf_counter() - started)
 
@@ -213,7 +221,7 @@ def collect_rows(dataset: Any, partial_path: Path, source: str, fail_on_bad_line
                 if int(line) != n_lines:
                     raise RuntimeError(f"internal error: line {int(line)} arrived where {n_lines} was due")
                 if fail_on_bad_line and problem and problem != "blank line":
-                    raise InputError(f"{source}:{n_lines}: {problem} (use --on-error skip to set it aside)")
+                    raise bad_line(f"{source}:{n_lines}", problem)
                 partial.write(row)
             if on_progress:
                 on_progress(len(batch["line"]))
