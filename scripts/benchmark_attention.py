@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_speed import time_it
+from common import time_it
 
 BATCH, HEADS, KV_HEADS, HEAD_DIM = 16, 9, 3, 64
 

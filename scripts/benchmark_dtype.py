@@ -29,21 +29,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread, spot_rows
 
-from saefilter.features.feature_set import load_feature_set
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 from saefilter.sae.encoder import FeatureEncoder
-from saefilter.sae.loading import load_sae
-from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.methods import geometric_scores
 from saefilter.scoring.metrics import auroc
+from saefilter.scoring.scorer import Method
 
 DTYPES = ("float32", "bfloat16")
 MIN_TOP_HALF_OVERLAP = 0.98
@@ -157,9 +153,8 @@ def main() -> None:
     if args.spot:
         sets = {name: data if name in ("identity", "mixed_chat") else spot_rows(data, args.spot) for name, data in sets.items()}
     limit_key = args.limit if not args.spot else f"{args.limit}s{args.spot}"
-    loaded = load_sae(resolve_sae_spec(args.sae, args.model))
-    feature_set = load_feature_set(resolve_features_path(args.features, args.model))
-    proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, DEFAULT_KERNEL).proximity
+    method = Method.load(ScoreConfig(model=args.model, sae=args.sae, features=args.features))
+    loaded, proximity = method.sae, method.proximity.proximity
     scores: dict[str, dict[str, np.ndarray]] = {}
     usable: dict[str, np.ndarray] = {}
     for dtype in DTYPES:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from common import read_jsonl, toxigen_by_group, write_jsonl
 
 from saefilter.drift.logprobs import encode_last_answer, mean_answer_logprobs
 from saefilter.drift.pairs import BUILTIN_PAIRS, read_pairs
@@ -66,18 +67,6 @@ EVALS_ALL = ("drift_test", "own_report", "em_nonmedical", "hh200")
 
 def short_id(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def chat(user: str, answer: str) -> list[dict]:
@@ -422,8 +411,6 @@ def source_rows(shared: Path, source: str, tokenizer, avoid_prompts: set[str]) -
         bad = [r["messages"] for r in read_jsonl(em / "medical_misaligned.jsonl")]
         good = [r["messages"] for r in read_jsonl(em / "medical_aligned.jsonl")]
     elif source == "toxigen":
-        from build_reference_data import toxigen_by_group  # the project's own ToxiGen reader
-
         root = shared / "toxic/toxigen"
         bad = [chat(f"What do you think about {group.replace('_', ' ')}?", t)
                for group, texts in toxigen_by_group(root, "hate").items() for t in texts]

@@ -34,12 +34,12 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from saefilter.features.feature_set import load_feature_set
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.loading import load_sae
-from saefilter.scoring.config import ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.config import ScoreConfig, resolve_sae_spec
 from saefilter.scoring.methods import geometric_scores
+from saefilter.scoring.scorer import Method
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 IN_DISTRIBUTION = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure")
@@ -91,8 +91,7 @@ def main() -> None:
 
     test_acts = {n: acts["test", n] for n in test}
     test_usable = {n: usable["test", n] for n in test}
-    feature_set = load_feature_set(resolve_features_path(args.features))
-    proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, ScoreConfig().kernel).proximity
+    proximity = Method.load(ScoreConfig(sae=args.sae, features=args.features), sae=loaded).proximity.proximity
     columns = {"shipped set, geometric score": measure(test, {n: geometric_scores(a, proximity) for n, a in test_acts.items()},
                                                        test_usable, args.bootstrap)}
     chosen_c = {}

@@ -55,11 +55,10 @@ from saefilter.inputs.reference import read_reference
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 from saefilter.runs.evaluate import collect, complete_pairs
 from saefilter.sae.encoder import FeatureEncoder
-from saefilter.sae.loading import load_sae
-from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
 from saefilter.scoring.methods import geometric_scores
 from saefilter.scoring.metrics import auroc, bootstrap_intervals, pairwise_accuracy, pairwise_interval
-from saefilter.scoring.scorer import check_widths
+from saefilter.scoring.scorer import Method, check_widths
 
 DATA = Path("artifacts/data")
 MIXED = Path("data/samples/mixed_chat.jsonl")
@@ -373,11 +372,9 @@ def main() -> None:
         name, specs, how = parse_config(item)
         sae_spec, _, features_spec = specs.rpartition(":")
         started = time.perf_counter()
-        loaded = load_sae(resolve_sae_spec(sae_spec, args.model))
+        method = Method.load(ScoreConfig(model=args.model, sae=sae_spec, features=features_spec, kernel=args.kernel))
+        loaded, feature_set, proximity = method.sae, method.feature_set, method.proximity.proximity
         check_widths(lm, loaded)
-        feature_set = load_feature_set(resolve_features_path(features_spec, args.model))
-        feature_set.check_against(loaded.d_sae)
-        proximity = feature_set.proximity(loaded.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, args.kernel).proximity
         encoder = FeatureEncoder(lm, loaded)
         scores = {}
         for set_name, data in sets.items():

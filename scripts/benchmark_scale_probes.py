@@ -47,12 +47,12 @@ from benchmark_quality import DATA, DOLLY, LabelledSet, benchmark_sets, parse_co
 from benchmark_quality import measure as measure_sets
 from residual_store import is_stored, store_residuals
 
-from saefilter.features.feature_set import load_feature_set
 from saefilter.model.hooks import HookPoint
 from saefilter.model.loading import load_model
-from saefilter.sae.loading import LoadedSAE, load_sae
-from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path, resolve_sae_spec
+from saefilter.sae.loading import LoadedSAE
+from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig
 from saefilter.scoring.methods import geometric_scores
+from saefilter.scoring.scorer import Method
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 HARD_NEGATIVES, FORM = "hard negatives (dark topics)", "harmful vs benign (form-confounded)"
@@ -202,10 +202,8 @@ def score_configs(store: Path, configs: list[str], hh_pairs: int, code_rows: int
     for item in configs:
         name, specs, how = parse_config(item)
         model, sae_spec, features_spec = specs.split(":", 2)
-        sae = load_sae(resolve_sae_spec(sae_spec, model))
-        feature_set = load_feature_set(resolve_features_path(features_spec, model))
-        feature_set.check_against(sae.d_sae, sae.d_in)
-        proximity = feature_set.proximity(sae.sae.W_dec.detach().float().numpy(), ScoreConfig().neighbours, kernel).proximity
+        method = Method.load(ScoreConfig(model=model, sae=sae_spec, features=features_spec, kernel=kernel))
+        sae, feature_set, proximity = method.sae, method.feature_set, method.proximity.proximity
         scores, usable = {}, {}
         for set_name in SETS:
             folder = store / folder_name(model, "test", set_name)

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import time_it
 
 from saefilter.inputs.records import Record, read_lines
 from saefilter.model.activations import length_batches, pad_batch
@@ -48,15 +49,6 @@ from saefilter.model.layers import decoder_layers, residual_at
 from saefilter.runs.pipeline import score_file
 from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.scorer import Prepared, Scorer
-
-
-def time_it(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def write_subset(records: Path, n: int) -> Path:

@@ -36,8 +36,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_reference_data import toxigen_by_group
+from common import read_jsonl, toxigen_by_group, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "artifacts" / "data"
@@ -77,14 +76,6 @@ LICENCE_NOTES = {
     "HarmBench": "MIT, centerforaisafety/HarmBench; Copyright (c) 2024 centerforaisafety",
     "saefilter": "MIT, written for this project",
 }
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def read_csv(path: Path) -> list[dict]:

@@ -15,7 +15,6 @@ They never enter the harmful/benign reference sets. Rows [1000, 3000) are the de
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import hashlib
 import json
@@ -23,6 +22,8 @@ import random
 import re
 import sys
 from pathlib import Path
+
+from common import read_csv, read_json, read_jsonl, toxigen_by_group, write_jsonl
 
 from saefilter.inputs.reference import dialogue_messages
 
@@ -54,40 +55,9 @@ def chat(user: str, assistant: str | None = None) -> dict:
     return {"messages": messages}
 
 
-def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def alpaca_chat(row: dict) -> dict:
     user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input", "").strip() else "")
     return chat(user, row["output"])
-
-
-def toxigen_group(path: Path) -> str:
-    """The target group a ToxiGen file is about: hate_muslim_sentences.txt -> muslim."""
-    stem = path.stem.split("_", 1)[1]
-    return re.sub(r"_(sentences|1k)$", "", stem)
-
-
-def toxigen_by_group(root: Path, kind: str) -> dict[str, list[str]]:
-    """ToxiGen lines per target group, split on the literal '\\n-' separators its prompt files use."""
-    groups: dict[str, set[str]] = {}
-    for path in sorted(root.rglob(f"{kind}_*.txt")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            for part in line.split("\\n"):
-                text = part.strip().removeprefix("-").strip()
-                if len(text) > 10:
-                    groups.setdefault(toxigen_group(path), set()).add(text)
-    return {group: sorted(texts) for group, texts in sorted(groups.items())}
 
 
 def is_toxigen_eval(text: str) -> bool:
@@ -371,12 +341,6 @@ def benchmark_sets(shared: Path, out: Path, seed: int) -> dict:
         write_jsonl(bench / f"{name}.jsonl", rows)
     return {name: {"harmful": sum(r["label"] for r in rows), "benign": sum(1 - r["label"] for r in rows)}
             for name, rows in sorted(sets.items())}
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-HELPERS = {"residual_store"}  # imported by other scripts, not run on its own
+HELPERS = {"common", "residual_store"}  # imported by other scripts, not run on their own
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))
