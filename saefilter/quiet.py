@@ -27,10 +27,8 @@ def quiet_third_party() -> Iterator[None]:
         yield
         return
 
-    import transformers
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    log = transformers.logging
+    from transformers.utils import logging as log  # the module itself: `transformers.logging` scans every model
     verbosity, bars_were_on = log.get_verbosity(), log.is_progress_bar_enabled()
     hub_bars_were_off = are_progress_bars_disabled()
     log.set_verbosity_error()

@@ -112,14 +112,59 @@ def load_error(spec: str, path: str, err: Exception) -> InputError:
     return InputError(f"--model {spec}: could not load: {str(err).splitlines()[0]}{hint}")
 
 
-def load_tokenizer(spec: str, trust_remote_code: bool = False) -> Any:
-    """The tokenizer alone: enough to read, render and check every record before any weights load."""
+# Model types whose AutoModelForCausalLM class is the `...ForCausalLM` their config names: for
+# these, the class is imported from its own module, which skips transformers' scan of every model
+# folder behind its lazy top-level names (seconds at each start; the pre-commit hook starts on
+# every commit).
+DIRECT_CAUSAL_LM = frozenset({"llama", "qwen2"})
+
+
+def _local_json(path: str, name: str) -> dict[str, Any]:
+    import json
+
+    file = Path(path) / name
+    try:
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # the loader below reports what is wrong with the folder
+
+
+def tokenizer_class(path: str, trust_remote_code: bool) -> Any:
+    """AutoTokenizer, or for a local folder whose tokenizer_config names transformers' generic
+    tokenizers backend (what saefilter's GGUF conversion writes) that class itself, which is what
+    AutoTokenizer would resolve it to, without importing the auto mappings."""
+    if not trust_remote_code and _local_json(path, "tokenizer_config.json").get("tokenizer_class") == "TokenizersBackend":
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+        return TokenizersBackend
     from transformers import AutoTokenizer
 
+    return AutoTokenizer
+
+
+def causal_lm_class(path: str, trust_remote_code: bool) -> Any:
+    """AutoModelForCausalLM, or the class it would resolve a DIRECT_CAUSAL_LM model type to."""
+    config = _local_json(path, "config.json")
+    architectures = config.get("architectures") or []
+    if (not trust_remote_code and config.get("model_type") in DIRECT_CAUSAL_LM and len(architectures) == 1
+            and architectures[0].endswith("ForCausalLM")):
+        import importlib
+
+        module = importlib.import_module(f"transformers.models.{config['model_type']}.modeling_{config['model_type']}")
+        found = getattr(module, architectures[0], None)
+        if found is not None:
+            return found
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer alone: enough to read, render and check every record before any weights load."""
     path = model_path(spec)
     try:
         with quiet_third_party():
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            tokenizer = tokenizer_class(path, trust_remote_code).from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise load_error(spec, path, err) from None
     if tokenizer.pad_token_id is None:
@@ -133,7 +178,6 @@ def load_model(
     """Load model and tokenizer (or reuse `tokenizer`), safetensors only; hub ids resolve from the
     local HF cache when offline."""
     from safetensors import SafetensorError  # a corrupt or truncated weights file
-    from transformers import AutoModelForCausalLM
 
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device, spec)
@@ -141,7 +185,7 @@ def load_model(
     path = model_path(spec)
     try:
         with quiet_third_party():
-            model = AutoModelForCausalLM.from_pretrained(
+            model = causal_lm_class(path, trust_remote_code).from_pretrained(
                 path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
             )
     except (OSError, ValueError, SafetensorError) as err:

@@ -24,9 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
 
 KERNELS = ("linear", "excess", "sq-excess")
 
@@ -60,6 +63,8 @@ def faiss_single_thread() -> Iterator[None]:
     and these searches (d_sae queries against a few hundred vectors) are small anyway.
     See scripts/benchmark_faiss_omp.py.
     """
+    import faiss  # here, not at the top: the CLI's start (and a cached `check`) never needs it
+
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -70,6 +75,8 @@ def faiss_single_thread() -> Iterator[None]:
 
 def harmful_index(harmful_directions: np.ndarray) -> faiss.IndexFlatIP:
     """Exact inner-product index over unit harmful directions (inner product = cosine)."""
+    import faiss
+
     directions = unit_rows(harmful_directions)
     index = faiss.IndexFlatIP(directions.shape[1])
     index.add(directions)

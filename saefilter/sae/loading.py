@@ -60,8 +60,8 @@ def sae_fingerprint(spec: str) -> str:
 
 
 def load_sae(spec: str, device: str = "cpu", hook_override: str | None = None) -> LoadedSAE:
-    from sae_lens import SAE
-
+    """A local SAE folder (the shipped TopK SAEs without importing sae-lens: sae/native.py) or a
+    sae-lens registry SAE."""
     path = Path(spec)
     if path.is_dir():
         if not (path / "cfg.json").exists():
@@ -69,7 +69,13 @@ def load_sae(spec: str, device: str = "cpu", hook_override: str | None = None) -
         weights = path / "sae_weights.safetensors"
         if not weights.exists():
             raise InputError(f"--sae {spec}: folder has no sae_weights.safetensors")
-        sae = SAE.load_from_disk(path, device=device)
+        from saefilter.sae.native import load_native
+
+        sae = load_native(path, device)
+        if sae is None:
+            from sae_lens import SAE
+
+            sae = SAE.load_from_disk(path, device=device)
         fingerprint = file_sha256(weights)
     else:
         sae, fingerprint = _load_registry_sae(spec, device)
