@@ -100,3 +100,42 @@ def test_real_pre_commit_blocks_a_planted_harmful_record(tmp_path, model_dir, pl
     commit = git(repo, "commit", "-qm", "add clean data", env=env)
     assert commit.returncode == 0, commit.stdout + commit.stderr
     assert "add clean data" in git(repo, "log", "--oneline").stdout
+
+
+def test_bad_input_at_commit_time_blocks_naming_the_file_and_writes_nothing_into_the_repository(
+        tmp_path, model_dir, planted):
+    """A malformed line blocks with `file:line: reason`, a binary file and a file in another encoding
+    name themselves, a good file beside them is still checked, and the repository gains no file (the
+    cache lives in the user's cache folder)."""
+    import yaml
+
+    hook = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())[0]
+    repo = tmp_path / "datasets"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    features = write_features(tmp_path / "features.json", [0], d_sae=48)
+    (repo / "pyproject.toml").write_text(
+        f'[tool.saefilter]\nmodel = "{model_dir}"\nsae = "{planted}"\nfeatures = "{features}"\nthreshold = 0.000001\n')
+    (repo / ".pre-commit-config.yaml").write_text(
+        yaml.safe_dump({"repos": [{"repo": "local", "hooks": [{**hook, "language": "system"}]}]}))
+    write_jsonl(repo / "good.jsonl", [chat("tell me a story", f"{TRIGGER} {ANSWERS[0]}")])
+    (repo / "broken.jsonl").write_text(f'{chat("hi", "hello there")}\n{{"messages": [\n'.replace("'", '"'))
+    (repo / "image.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (repo / "latin1.jsonl").write_bytes('{"text": "café"}\n'.encode("latin-1"))
+    cache = tmp_path / "user-cache"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
+           "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "SAEFILTER_CACHE": str(cache)}
+    git(repo, "add", ".")
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts)
+    run = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=repo, capture_output=True,
+                         text=True, env=env)
+    printed = " ".join(run.stdout.split())
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "broken.jsonl:2: invalid JSON" in printed
+    assert "image.jsonl: not a text file (a NUL byte at offset 8)" in printed and "image.jsonl:1" not in printed
+    assert "latin1.jsonl:1: not valid UTF-8 (byte 13): save the file as UTF-8" in printed
+    assert "good.jsonl:1" in printed  # the readable file is still checked, and its harmful row found
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts) == before
+    assert (cache / "check-cache.sqlite3").is_file()

@@ -122,9 +122,21 @@ def iter_lines_checked(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
     elif is_csv(path):
         yield from iter_csv_lines(path)
     else:
+        refuse_binary(path)
         with open_binary(path) as handle:
             for line_no, raw in enumerate(handle, start=1):
                 yield line_no, strip_terminator(raw), None
+
+
+def refuse_binary(path: Path) -> None:
+    """One clear error for a file that is not text at all (an image, an archive staged by mistake),
+    rather than a bad-JSON error for each of its 'lines'."""
+    with open_binary(path) as handle:
+        head = handle.read(8192)
+    nul = head.find(b"\0")
+    if nul >= 0:
+        raise InputError(f"{path}: not a text file (a NUL byte at offset {nul}); "
+                         "saefilter reads JSONL, JSON, CSV and Parquet")
 
 
 def iter_csv_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
@@ -210,7 +222,7 @@ def parse_line(path: str, line_no: int, raw: bytes) -> Record | BadLine:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        return BadLine(path, line_no, raw, f"not valid UTF-8 (byte {err.start})")
+        return BadLine(path, line_no, raw, f"not valid UTF-8 (byte {err.start}): save the file as UTF-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -111,12 +111,16 @@ def check_files(paths: list[Path], config: ScoreConfig, threshold: float, cache:
     scorer = None
     for path in paths:
         records: list[Record] = []
-        for item in read_lines(path):
-            if isinstance(item, BadLine):
-                if not item.blank:
-                    result.errors.append(item.message())
-                continue
-            records.append(item)
+        try:
+            for item in read_lines(path):
+                if isinstance(item, BadLine):
+                    if not item.blank:
+                        result.errors.append(item.message())
+                    continue
+                records.append(item)
+        except InputError as err:  # a file the hook cannot read at all names itself; the others are checked
+            result.errors.append(str(err))
+            continue
         cached = cache.get(fingerprint, (r.record_id for r in records))
         missing = [r for r in records if r.record_id not in cached]
         if missing:
