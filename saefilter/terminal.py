@@ -70,13 +70,14 @@ def print_score_summary(console: Console, summary: ScoreSummary) -> None:
     table.add_row("time", f"{summary.seconds:.1f} s ({rate:.1f} samples/s)")
     console.print(table)
     if summary.top_rows:
-        top = Table(title="highest scores: the latent above its benign level, and the tokens",
+        top = Table(title="highest scores: the latent above its benign level, the words, the phrase",
                     title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("rank", "line", "score"):
             top.add_column(column, justify="right", no_wrap=True)
-        top.add_column("why", no_wrap=True, overflow="ellipsis", max_width=52)
+        top.add_column("why", overflow="fold", max_width=52)  # wraps between words
         for row in summary.top_rows:
-            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}", "\n".join(why_flagged(row)))
+            top.add_row(str(row["rank"]), str(row["line"]), f"{row['score']:.4f}",
+                        Text("\n".join(part for part in why_flagged(row) if part)))
         console.print(top)
     console.print(f"scores  -> {summary.outputs.scores}")
     console.print(f"summary -> {summary.outputs.meta}")
@@ -205,19 +206,34 @@ def describe_cutoff(cutoff: dict) -> str:
     return f"scores at or above {cutoff['threshold']:g}"
 
 
+def fit_words(text: str, width: int) -> str:
+    """`text` if it fits `width`, else as many whole words as fit, then '…': never cut mid-word."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    return (cut[: cut.rfind(" ")] if " " in cut.strip() else cut).rstrip() + "…"
+
+
 def print_finding(console: Console, finding: Finding) -> None:
-    """`path:line  score  #latent label`, then the tokens that carry the most harmful mass,
-    indented. `path:line` and the score stay whole (editors and CI logs link them); the label is cut
-    to the width (`saefilter features show` prints it whole), on a line of its own if a long path
-    leaves it too little room."""
+    """`path:line  score  #latent label`, then the words that carry the most harmful mass and the
+    phrase around the heaviest, indented. `path:line` and the score stay whole (editors and CI logs
+    link them); a label that does not fit beside them goes on lines of its own, wrapped between
+    words, and the words and the phrase end at a whole word."""
+    import textwrap
+
     head = f"{finding.path}:{finding.line}  {finding.score:.4f}"
-    label, tokens = finding.why
-    if console.width - len(head) - 2 >= 24:
-        console.print(Text(f"{head}  {label}"), no_wrap=True, overflow="ellipsis", highlight=False)
+    label, words, phrase = finding.why
+    width = console.width
+    if len(head) + 2 + len(label) <= width:
+        console.print(Text(f"{head}  {label}"), no_wrap=True, highlight=False)
     else:
         console.print(Text(head), soft_wrap=True, highlight=False)  # never cut, however long the path
-        console.print(Text(f"    {label}"), no_wrap=True, overflow="ellipsis", highlight=False)
-    console.print(Text(f"    {tokens}"), no_wrap=True, overflow="ellipsis", highlight=False)
+        for line in textwrap.wrap(label, width, initial_indent="    ", subsequent_indent="      ",
+                                  break_long_words=False):
+            console.print(Text(line), no_wrap=True, highlight=False)
+    console.print(Text(fit_words(f"    {words}", width)), no_wrap=True, highlight=False)
+    if phrase:
+        console.print(Text(fit_words(f"    {phrase}", width)), no_wrap=True, highlight=False)
 
 
 def print_prune_summary(console: Console, result: PruneResult) -> None:

@@ -111,15 +111,31 @@ def test_check_findings_fit_80_columns_keep_file_and_line_and_name_the_latent():
     path = "data/train/part-0001.jsonl"
     finding = Finding(path, 12345, 1.0622, why_flagged(score_row(1)))
     lines = rendered(print_finding, finding)
-    assert len(lines) == 2 and max(len(line) for line in lines) <= 80
-    assert lines[0].startswith(f"{path}:12345  1.0622  #1758 violence, financial, crime")  # not the probe
-    assert lines[0].endswith("…")  # the long label is cut, not wrapped
-    assert lines[1] == "    tokens: 'poison' 'smash'"
-    deep = "data/" + "/".join(f"folder{i}" for i in range(6)) + "/train.jsonl"  # leaves the label no room
-    lines = rendered(print_finding, Finding(deep, 7, 1.0622, why_flagged(score_row(1))))
-    assert lines[0] == f"{deep}:7  1.0622" and lines[1].startswith("    #1758 violence")
-    assert max(len(line) for line in lines[1:]) <= 80
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0] == f"{path}:12345  1.0622"  # a label that does not fit goes on lines of its own
+    label_lines = lines[1:-1]
+    assert label_lines[0].startswith("    #1758 violence, financial, crime")  # not the probe
+    # wrapped between words, never cut: every word of the label is printed whole
+    assert " ".join(" ".join(label_lines).split()) == f"#1758 {LONG}" and "…" not in " ".join(label_lines)
+    assert lines[-1] == "    tokens: 'poison' 'smash'"  # a row written before words existed
+    short = Finding("d.jsonl", 7, 1.0622, ("#2676 hate, extremism: 'stupid'", "words: 'x'", '"…a phrase…"'))
+    assert rendered(print_finding, short) == ["d.jsonl:7  1.0622  #2676 hate, extremism: 'stupid'", "    words: 'x'",
+                                              '    "…a phrase…"']
     assert "#1758" in finding.format() and "tokens: 'poison' 'smash'" in finding.format()  # whole, for the cache test
+
+
+def test_words_and_phrase_end_at_a_whole_word():
+    from saefilter.outputs.score_files import why_flagged
+    from saefilter.runs.check import Finding
+
+    phrase = " ".join(f"word{i}" for i in range(40))
+    row = {**score_row(1), "top_words": [{"word": "undermining", "mass": 1.0}, {"word": "poison", "mass": 0.5}],
+           "top_spans": [{"turn": 0, "start": 0, "end": len(phrase), "text": phrase, "peak": "word3", "mass": 1.0}]}
+    lines = rendered(print_finding, Finding("d.jsonl", 1, 1.0, why_flagged(row)))
+    assert "    words: 'undermining' 'poison'" in lines
+    last = lines[-1]
+    assert len(last) <= 80 and last.startswith('    "word0 word1') and last.endswith("…")
+    assert last[:-1].split()[-1] in phrase.split()  # cut after a whole word
 
 
 def test_prune_summary_fits_80_columns(tmp_path: Path):

@@ -8,7 +8,7 @@ The first position is never scored: it is an attention sink with outsized norms 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from saefilter.inputs.formats import Conversation, FormatError, Turn
@@ -23,6 +23,7 @@ class RenderedText:
     text: str
     scored_spans: tuple[tuple[int, int], ...]  # character ranges whose tokens are scored
     add_special_tokens: bool  # False when the chat template already wrote BOS and friends
+    answers: tuple[tuple[int, int], ...] = ()  # the answers' own characters (no template markup), for explanations
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class EncodedSample:
     input_ids: list[int]
     scored: list[bool]
     truncated: bool
+    # what explanations map tokens back to words with: the rendered text, each token's character
+    # range in it, and the answers' ranges (empty for samples built without text)
+    text: str = field(default="", compare=False, repr=False)
+    offsets: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
+    answers: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def n_scored(self) -> int:
@@ -74,17 +80,33 @@ def _assistant_spans(tokenizer: Any, turns: tuple[Turn, ...], full: str) -> list
     return spans
 
 
+def _answer_ranges(conversation: Conversation, full: str, spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Each assistant turn's own characters within its scored span (the span without the template's
+    end-of-turn markup), or the span where the content is not found verbatim."""
+    contents = [t.content for t in conversation.turns if t.role == "assistant" and t.content]
+    ranges = []
+    for content, (start, end) in zip(contents, spans, strict=True):
+        found = full.find(content, start, end + len(content))
+        ranges.append((found, found + len(content)) if found >= 0 else (start, end))
+    return tuple(ranges)
+
+
 def render(conversation: Conversation, tokenizer: Any, tokens: TokenMode = "response") -> RenderedText:
     if not conversation.is_chat:
         text = conversation.text or ""
-        return RenderedText(text, ((0, len(text)),), add_special_tokens=True)
+        return RenderedText(text, ((0, len(text)),), add_special_tokens=True, answers=((0, len(text)),))
     full = _apply_template(tokenizer, conversation.turns, generation_prompt=False)
     if tokens == "all":
-        return RenderedText(full, ((0, len(full)),), add_special_tokens=False)
+        try:
+            answers = _answer_ranges(conversation, full, _assistant_spans(tokenizer, conversation.turns, full)) \
+                if conversation.has_assistant_turn else ((0, len(full)),)
+        except FormatError:  # a template that hides the turns: explain over the whole text
+            answers = ((0, len(full)),)
+        return RenderedText(full, ((0, len(full)),), add_special_tokens=False, answers=answers)
     if not conversation.has_assistant_turn:
         raise FormatError("chat has no assistant turn to score (use --tokens all to score the prompt)")
     spans = _assistant_spans(tokenizer, conversation.turns, full)
-    return RenderedText(full, tuple(spans), add_special_tokens=False)
+    return RenderedText(full, tuple(spans), add_special_tokens=False, answers=_answer_ranges(conversation, full, spans))
 
 
 def encode(rendered: RenderedText, tokenizer: Any, max_tokens: int) -> EncodedSample:
@@ -110,4 +132,4 @@ def encode(rendered: RenderedText, tokenizer: Any, max_tokens: int) -> EncodedSa
         if truncated:
             reason += f" within the first {max_tokens} tokens (raise --max-tokens)"
         raise FormatError(reason)
-    return EncodedSample(ids, scored, truncated)
+    return EncodedSample(ids, scored, truncated, rendered.text, tuple(offsets), rendered.answers)

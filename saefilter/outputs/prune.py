@@ -166,8 +166,8 @@ def prune_dataset(
             if row["id"] != line_id(raw):
                 raise InputError(f"{scores_path} does not match {input_path} at line {line_no}; re-score with --rescore")
             if removed[position]:
-                removed_out.write(json_line({**{k: row[k] for k in ("line", "id", "score", "rank", "top_features", "top_tokens")},
-                                             "record": json.loads(raw)}))
+                explained = ("line", "id", "score", "rank", "top_features", "top_tokens", "top_words", "top_spans")
+                removed_out.write(json_line({**{k: row[k] for k in explained if k in row}, "record": json.loads(raw)}))
             else:
                 kept_out.write(raw + b"\n")
             if not randomly_removed[position]:

@@ -26,13 +26,19 @@ def top_latent(row: dict[str, Any]) -> dict[str, Any] | None:
     return max(latents, key=lambda f: f.get("above_benign", f["contribution"]), default=None)
 
 
-def why_flagged(row: dict[str, Any]) -> tuple[str, str]:
-    """Why a row scores high, in two lines: the top latent's index and label (its kinds of harm,
-    then the words it peaks on), and the row's own tokens that carry the most harmful mass."""
+def why_flagged(row: dict[str, Any]) -> tuple[str, str, str]:
+    """Why a row scores high: the top latent's index and label (its kinds of harm, then the words it
+    peaks on); the row's own words that carry the most harmful mass; and the phrase around the
+    heaviest of them ("" when the row has none). Rows written before words existed name tokens."""
     latent = top_latent(row)
     first = f"#{latent['index']} {latent['label']}" if latent else "no latent above its benign level"
+    if "top_words" in row:
+        words = " ".join(repr(w["word"]) for w in row["top_words"][:5])
+        spans = row.get("top_spans") or []
+        phrase = f'"{" ".join(spans[0]["text"].split())}"' if spans else ""
+        return first, f"words: {words or '-'}", phrase
     tokens = " ".join(repr(t["token"].strip() or t["token"]) for t in row["top_tokens"][:4])
-    return first, f"tokens: {tokens or '-'}"
+    return first, f"tokens: {tokens or '-'}", ""
 
 
 def meta_path_for(scores: Path) -> Path:

@@ -91,10 +91,11 @@ class Finding:
     path: str
     line: int
     score: float
-    why: tuple[str, str]  # `outputs.score_files.why_flagged`: the top latent above its benign level, the tokens
+    why: tuple[str, str, str]  # `outputs.score_files.why_flagged`: the top latent, the words, the phrase
 
     def format(self) -> str:
-        return f"{self.path}:{self.line}  {self.score:.4f}  {self.why[0]}  ({self.why[1]})"
+        phrase = f" {self.why[2]}" if self.why[2] else ""
+        return f"{self.path}:{self.line}  {self.score:.4f}  {self.why[0]}  ({self.why[1]}){phrase}"
 
 
 @dataclass

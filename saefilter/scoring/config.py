@@ -142,6 +142,6 @@ def files_fingerprint(config: ScoreConfig) -> str:
 
 
 # Bump when the score formula or the row schema changes, so cached scores are not reused.
-SCORER_VERSION = 1
+SCORER_VERSION = 2  # 2: rows explain in words and phrases (top_words, top_spans)
 # What the Python API takes as keyword arguments besides model, sae and features
 OPTION_NAMES = tuple(f.name for f in fields(ScoreConfig) if f.name not in ("model", "sae", "features"))

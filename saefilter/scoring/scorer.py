@@ -27,6 +27,7 @@ from saefilter.sae.geometry import FeatureProximity
 from saefilter.sae.loading import LoadedSAE, load_sae
 from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.sample import FeatureShare, round_score, sample_contributions, score_summary
+from saefilter.scoring.words import top_spans, top_words, word_masses
 
 
 @dataclass(frozen=True)
@@ -245,4 +246,21 @@ class Scorer:
                 }
                 for t, mass in result.top_tokens
             ],
+            **explained_in_words(encoded, scored_positions, token_mass, self.config.top_n),
         }
+
+
+def explained_in_words(encoded: EncodedSample, scored_positions: list[int], token_mass: np.ndarray,
+                       top_n: int) -> dict[str, Any]:
+    """The row's `top_words` (its heaviest words) and `top_spans` (the phrases around them, with
+    character offsets into the answer) from its scored tokens' harmful mass (scoring/words.py)."""
+    if not encoded.answers:
+        return {"top_words": [], "top_spans": []}
+    words = word_masses(encoded.text, encoded.answers, [encoded.offsets[p] for p in scored_positions],
+                        [max(float(m), 0.0) for m in token_mass])
+    answers = [encoded.text[start:end] for start, end in encoded.answers]
+    return {
+        "top_words": [{"word": w.text, "mass": round(w.mass, 4)} for w in top_words(words, top_n)],
+        "top_spans": [{"turn": s.turn, "start": s.start, "end": s.end, "text": s.text, "peak": s.peak,
+                       "mass": round(s.mass, 4)} for s in top_spans(words, answers)],
+    }
