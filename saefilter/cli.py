@@ -444,6 +444,35 @@ def drift(
             raise typer.Exit(3)
 
 
+@app.command("explain")
+def explain(
+    data: Annotated[Path, typer.Argument(help="The dataset file the record is in.")],
+    line: Annotated[int | None, typer.Option("--line", "-l", help="The record's line (as check and score rows name it).")] = None,
+    record_id: Annotated[str | None, typer.Option("--id", help="Or the record's id (a score row's 'id').")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    sae: SaeOpt = DEFAULT_SAE,
+    features: FeaturesOpt = DEFAULT_FEATURES,
+    tokens: TokensOpt = ScoreConfig.tokens,
+    aggregation: AggOpt = ScoreConfig.aggregation,
+    max_tokens: MaxTokensOpt = ScoreConfig.max_tokens,
+    field: FieldOpt = None,
+    device: DeviceOpt = ScoreConfig.device,
+    dtype: DtypeOpt = ScoreConfig.dtype,
+    trust_remote_code: TrustOpt = ScoreConfig.trust_remote_code,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """One record in full: its words shaded by harmful mass, its top features with labels and contexts,
+    its phrases, and whether deleting the named words cuts the score more than random words do."""
+    set_verbosity(quiet, verbose)
+    config = make_config(locals())
+    from saefilter.runs.explain import explain as run_explain
+    from saefilter.terminal import print_explanation
+
+    explanation = run_with_errors(lambda: run_explain(config, data, line, record_id, console.status))
+    print_explanation(essential, explanation, str(data))
+
+
 @app.command("models")
 def models(
     quiet: QuietOpt = False,

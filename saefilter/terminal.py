@@ -10,6 +10,7 @@ import numpy as np
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: `check` prints its findings without impor
     from saefilter.model.named import NamedModel
     from saefilter.outputs.prune import PruneResult
     from saefilter.runs.check import Finding
+    from saefilter.runs.explain import Explanation
     from saefilter.runs.pipeline import ScoreSummary
 
 
@@ -397,3 +399,53 @@ def print_drift(console: Console, report) -> None:
         console.print(table)
         console.print(f"[dim]{model.seconds:.0f} s. drift > 0: moved towards the harmful answers; Δharmful, "
                       "Δbenign: change of each side's log-prob.[/]")
+
+
+def shaded(answer: str, words: list, turn: int) -> Text:
+    """The answer with each word shaded by its share of the heaviest word's mass: the words a reader's
+    eye should land on, without a legend to learn."""
+    text = Text(answer)
+    mine = [w for w in words if w.turn == turn]
+    peak = max((w.mass for w in mine), default=0.0)
+    if peak <= 0:
+        return text
+    for word in mine:
+        share = word.mass / peak
+        style = "bold white on red" if share >= 0.6 else "red" if share >= 0.3 else "yellow" if share >= 0.1 else None
+        if style:
+            text.stylize(style, word.start, word.end)
+    return text
+
+
+def print_explanation(console: Console, explanation: Explanation, source: str) -> None:
+    """`saefilter explain`: score and where; each answer shaded; the top features, each on its own
+    block (label wrapped between words, its strongest context); the phrases; the faithfulness line."""
+    import textwrap
+
+    row = explanation.row
+    console.print(Text(f"{source}:{explanation.record.line_no}  score {row['score']:.4f}", style="bold"), soft_wrap=True)
+    console.print("answer (words shaded by harmful mass: red on the heaviest, yellow on lighter):", style="dim")
+    for turn, answer in enumerate(explanation.answers):
+        console.print(Padding(shaded(answer, explanation.words, turn), (0, 0, 0, 4)))
+    console.print(Text("features that explain it", style="bold"))
+    for feature in explanation.features:
+        name = f"#{feature['index']}" if "index" in feature else f"direction {feature['direction']}"
+        share = f"  above benign {feature['above_benign']:.4f}" if "above_benign" in feature else ""
+        console.print(Text(f"  {name}  contribution {feature['contribution']:.4f}{share}"), highlight=False)
+        for line in textwrap.wrap(feature["label"], console.width, initial_indent="    ", subsequent_indent="    ",
+                                  break_long_words=False):
+            console.print(Text(line), no_wrap=True, highlight=False)
+        for context in feature.get("contexts", []):
+            console.print(Text(fit_words("    " + " ".join(context.split()), console.width), style="dim"), no_wrap=True)
+    if row.get("top_spans"):
+        console.print(Text("phrases", style="bold"))
+        for span in row["top_spans"]:
+            console.print(Text(fit_words(f'    "{" ".join(span["text"].split())}"', console.width)), no_wrap=True)
+    faithful = explanation.faithfulness
+    if faithful is None:
+        console.print("faithfulness: too few words to compare with random ones", style="dim")
+        return
+    ratio = f", {faithful.ratio:.1f}x" if faithful.ratio is not None else ""
+    console.print(Text(fit_words(
+        f"deleting the {faithful.k} named words drops the score by {faithful.named:+.4f}; {faithful.k} random "
+        f"words of the answer by {faithful.random:+.4f} (mean of {faithful.draws}{ratio})", console.width * 3)))

@@ -54,3 +54,39 @@ def test_the_planted_word_is_the_top_word_of_a_score_row_and_its_span_slices_the
     span = row["top_spans"][0]
     assert span["peak"] == TRIGGER and span["text"].strip("…") == answer[span["start"] : span["end"]]
     assert TRIGGER in span["text"]
+
+
+def test_deleting_the_planted_word_drops_the_score_more_than_any_other_word(tmp_path, model_dir, planted):
+    from saefilter.inputs.formats import to_conversation
+    from saefilter.inputs.records import parse_line, table_line
+    from saefilter.scoring.config import ScoreConfig
+    from saefilter.scoring.faithfulness import deleted
+    from saefilter.scoring.scorer import Scorer
+
+    features = write_features(tmp_path / "f.json", [0], d_sae=48)
+    scorer = Scorer.load(ScoreConfig(model=str(model_dir), sae=str(planted), features=str(features)))
+    data = chat("tell me a story", f"{ANSWERS[2]} {TRIGGER} {ANSWERS[5]}")
+    record = parse_line("x.jsonl", 1, table_line(data))
+    row, words = scorer.explain(scorer.prepare(record))
+    assert row["top_words"][0]["word"] == TRIGGER and max(words, key=lambda w: w.mass).text == TRIGGER
+    answer = data["messages"][1]["content"]
+    conversation = to_conversation(data)
+    drops = dict(zip([w.text for w in words], [row["score"] - s for s in scorer.score_conversations(
+        record, [deleted(conversation, [answer], [w]) for w in words])], strict=True))
+    assert max(drops, key=drops.get) == TRIGGER and drops[TRIGGER] > 0
+
+
+def test_explain_names_the_planted_word_and_measures_it_against_random_words(tmp_path, model_dir, planted):
+    from test_cli import saefilter
+
+    features = write_features(tmp_path / "f.json", [0], d_sae=48)
+    data = write_jsonl(tmp_path / "d.jsonl", [chat("tell me a story", ANSWERS[0]),
+                                              chat("tell me a story", f"{ANSWERS[2]} {TRIGGER} {ANSWERS[5]}")])
+    args = ["--model", str(model_dir), "--sae", str(planted), "--features", str(features)]
+    result = saefilter("explain", str(data), "--line", "2", *args)
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(result.stdout.split())
+    assert f"{data}:2 score" in printed and "#0" in printed and "deleting the 3 named words drops the score by" in printed
+    assert TRIGGER in printed
+    missing = saefilter("explain", str(data), "--line", "9", *args)
+    assert missing.returncode == 2 and "no line 9" in missing.stderr

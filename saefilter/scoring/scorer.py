@@ -16,7 +16,7 @@ import torch
 
 from saefilter.errors import InputError
 from saefilter.features.feature_set import Component, FeatureSet, HarmfulFeature, load_feature_set
-from saefilter.inputs.formats import FormatError, to_conversation
+from saefilter.inputs.formats import Conversation, FormatError, to_conversation
 from saefilter.inputs.records import BadLine, Record
 from saefilter.inputs.render import EncodedSample, encode, render
 from saefilter.model.activations import run_in_batches
@@ -27,7 +27,7 @@ from saefilter.sae.geometry import FeatureProximity
 from saefilter.sae.loading import LoadedSAE, load_sae
 from saefilter.scoring.config import ScoreConfig
 from saefilter.scoring.sample import FeatureShare, round_score, sample_contributions, score_summary
-from saefilter.scoring.words import top_spans, top_words, word_masses
+from saefilter.scoring.words import Word, top_spans, top_words, word_masses
 
 
 @dataclass(frozen=True)
@@ -206,6 +206,31 @@ class Scorer:
             for i, (aggregated, token_mass) in zip(batch, summaries, strict=True):
                 rows[i] = self._row(prepared[i], aggregated, token_mass)
         return [row for row in rows if row is not None]
+
+    def explain(self, prepared: Prepared) -> tuple[dict[str, Any], list[Word]]:
+        """One record's score row and every word of its answers with its harmful mass."""
+        proximity = torch.from_numpy(self.method.proximity.proximity)
+        ((aggregated, token_mass),) = self.encoder.summaries([prepared.encoded], proximity, self.config.aggregation)
+        encoded = prepared.encoded
+        scored_positions = [p for p, flag in enumerate(encoded.scored) if flag]
+        words = word_masses(encoded.text, encoded.answers, [encoded.offsets[p] for p in scored_positions],
+                            [max(float(m), 0.0) for m in token_mass])
+        return self._row(prepared, aggregated, token_mass), words
+
+    def score_conversations(self, record: Record, conversations: Sequence[Conversation]) -> list[float]:
+        """Scores of variants of one record (its answers edited), in order: what faithfulness checks
+        rescore."""
+        scores, prepared, owners = [0.0] * len(conversations), [], []
+        for i, conversation in enumerate(conversations):
+            try:
+                rendered = render(conversation, self.lm.tokenizer, self.config.tokens)
+                prepared.append(Prepared(record, encode(rendered, self.lm.tokenizer, self.config.max_tokens)))
+                owners.append(i)
+            except FormatError:  # nothing left to score: the score is 0
+                continue
+        for i, row in zip(owners, self.score_rows(prepared), strict=True):
+            scores[i] = row["score"]
+        return scores
 
     def contributions(self, samples: Sequence[EncodedSample], on_progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Each sample's split of its score over the harmful features [n, n_harmful]: what
