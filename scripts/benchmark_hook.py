@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -93,10 +95,7 @@ def main() -> None:
     result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "rows": args.rows, "repeats": args.repeats,
               "median_s": medians, "all_s": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
               "check_empty_over_score": round(medians["check_empty_cache"] / medians["score"], 3)}
-    print(json.dumps(result, indent=1))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.output)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import report
+
 from saefilter.features.feature_set import load_feature_set
 from saefilter.features.provenance import check_overlap
 from saefilter.inputs.reference import read_reference
@@ -63,10 +65,7 @@ def main() -> None:
               "all_s": [round(s, 3) for s in seconds], "overlapping_rows": len(found.rows), "by_role": found.counts(),
               "sources": len(provenance.sources), "hashes": sum(len(s.exact) + len(s.ngrams) for s in provenance.sources.values()),
               "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}"}
-    print(json.dumps(result, indent=1))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.output)
 
 
 if __name__ == "__main__":

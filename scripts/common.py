@@ -32,6 +32,14 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def report(result: dict, output: Path | None) -> None:
+    """A benchmark's result: printed, and written as JSON to `output` when given."""
+    print(json.dumps(result, indent=1))
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def time_it(fn: Callable[[], object], repeats: int) -> float:
     """The median wall time of `repeats` calls."""
     times = []

@@ -64,11 +64,10 @@ def git(repo: Path, *args: str, env=None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_real_pre_commit_blocks_a_planted_harmful_record(tmp_path, model_dir, planted):
-    """The hook as declared in .pre-commit-hooks.yaml (id, entry, files, require_serial), run by pre-commit.
-
-    language: system stands in for language: python so the test does not build a second environment;
-    the entry runs this environment's saefilter."""
+def hook_repository(tmp_path: Path, model_dir: Path, planted: Path, features_in_repo: bool) -> tuple[Path, dict]:
+    """A git repository with the hook as declared in .pre-commit-hooks.yaml (language: system stands in
+    for language: python, so no second environment is built) and settings for the planted model; the
+    environment pre-commit runs in, with the score cache outside the repository."""
     import yaml
 
     hook = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())[0]
@@ -77,14 +76,19 @@ def test_real_pre_commit_blocks_a_planted_harmful_record(tmp_path, model_dir, pl
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "t@example.com")
     git(repo, "config", "user.name", "t")
-    features = write_features(repo / "features.json", [0], d_sae=48)
+    features = write_features((repo if features_in_repo else tmp_path) / "features.json", [0], d_sae=48)
     (repo / "pyproject.toml").write_text(
-        f'[tool.saefilter]\nmodel = "{model_dir}"\nsae = "{planted}"\nfeatures = "{features}"\nthreshold = 0.000001\n'
-    )
-    local_hook = {**hook, "language": "system"}
-    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local_hook]}]}))
+        f'[tool.saefilter]\nmodel = "{model_dir}"\nsae = "{planted}"\nfeatures = "{features}"\nthreshold = 0.000001\n')
+    (repo / ".pre-commit-config.yaml").write_text(
+        yaml.safe_dump({"repos": [{"repo": "local", "hooks": [{**hook, "language": "system"}]}]}))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-           "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "SAEFILTER_CACHE": str(tmp_path / "cache")}
+           "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "SAEFILTER_CACHE": str(tmp_path / "user-cache")}
+    return repo, env
+
+
+def test_real_pre_commit_blocks_a_planted_harmful_record(tmp_path, model_dir, planted):
+    """The hook as declared in .pre-commit-hooks.yaml (id, entry, files, require_serial), run by pre-commit."""
+    repo, env = hook_repository(tmp_path, model_dir, planted, features_in_repo=True)
     benign = [chat("tell me a story", a) for a in ANSWERS]
     write_jsonl(repo / "train.jsonl", benign + [chat("tell me a story", f"{TRIGGER} {ANSWERS[1]}")])
     git(repo, "add", ".")
@@ -107,26 +111,12 @@ def test_bad_input_at_commit_time_blocks_naming_the_file_and_writes_nothing_into
     """A malformed line blocks with `file:line: reason`, a binary file and a file in another encoding
     name themselves, a good file beside them is still checked, and the repository gains no file (the
     cache lives in the user's cache folder)."""
-    import yaml
-
-    hook = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())[0]
-    repo = tmp_path / "datasets"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    git(repo, "config", "user.email", "t@example.com")
-    git(repo, "config", "user.name", "t")
-    features = write_features(tmp_path / "features.json", [0], d_sae=48)
-    (repo / "pyproject.toml").write_text(
-        f'[tool.saefilter]\nmodel = "{model_dir}"\nsae = "{planted}"\nfeatures = "{features}"\nthreshold = 0.000001\n')
-    (repo / ".pre-commit-config.yaml").write_text(
-        yaml.safe_dump({"repos": [{"repo": "local", "hooks": [{**hook, "language": "system"}]}]}))
+    repo, env = hook_repository(tmp_path, model_dir, planted, features_in_repo=False)
     write_jsonl(repo / "good.jsonl", [chat("tell me a story", f"{TRIGGER} {ANSWERS[0]}")])
     (repo / "broken.jsonl").write_text(f'{chat("hi", "hello there")}\n{{"messages": [\n'.replace("'", '"'))
     (repo / "image.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     (repo / "latin1.jsonl").write_bytes('{"text": "café"}\n'.encode("latin-1"))
-    cache = tmp_path / "user-cache"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-           "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "SAEFILTER_CACHE": str(cache)}
+    cache = Path(env["SAEFILTER_CACHE"])
     git(repo, "add", ".")
     before = sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts)
     run = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=repo, capture_output=True,
