@@ -178,7 +178,7 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
         ("<p class='warn'>A high score means the sample's active SAE features point in directions close to harmful "
          "features: fine-tuning on it may amplify them. It is a ranking signal, not a verdict; read the flagged samples.</p>"),
         f"<h2>Top {len(flagged)} flagged samples</h2>",
-        "<table><tr><th>rank</th><th>line</th><th class='num'>score</th><th>top harmful features</th><th>scored text (score-driving tokens marked)</th></tr>",
+        "<table><tr><th>rank</th><th>line</th><th class='num'>score</th><th>top harmful features</th><th>scored text (score-driving words marked)</th></tr>",
     ]
     field = meta.get("field")
     for row in flagged:
@@ -186,7 +186,10 @@ def render_html(inputs: ReportInputs, histogram: bytes, cutoff: float | None) ->
             f"<b>{component_id(f)}</b> {html.escape(f['label'])} <span style='color:#888'>({share_text(f)})</span>"
             for f in row["top_features"][:3]
         )
-        text = highlight(scored_text(inputs.records.get(row["line"]), field), row["top_tokens"])
+        # whole words where the row has them (scorer version 2), else its token pieces
+        marks = [{"token": w["word"], "mass": w["mass"]} for w in row["top_words"]] if row.get("top_words") \
+            else row["top_tokens"]
+        text = highlight(scored_text(inputs.records.get(row["line"]), field), marks)
         parts.append(
             f"<tr><td>{row['rank']}</td><td>{row['line']}</td><td class='num'>{row['score']:.4f}</td>"
             f"<td>{features}</td><td><pre>{text}</pre></td></tr>"
