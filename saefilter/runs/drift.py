@@ -16,8 +16,9 @@ from saefilter.drift.settings import DriftSettings
 from saefilter.drift.stats import drift_by_kind
 from saefilter.errors import InputError
 from saefilter.features.feature_set import load_feature_set
+from saefilter.features.provenance import Provenance
 from saefilter.inputs.formats import FormatError
-from saefilter.model.loading import load_model, load_tokenizer
+from saefilter.model.loading import DEFAULT_MODEL, load_model, load_tokenizer
 from saefilter.runs.overlap import overlap_report
 from saefilter.scoring.config import resolve_features_path
 
@@ -85,13 +86,19 @@ def encode_pairs(pairs: list[MatchedPair], tokenizer: Any, max_tokens: int) -> l
     return samples
 
 
-def pairs_overlap(pairs: list[MatchedPair], settings: DriftSettings) -> dict[str, Any]:
-    """A file of pairs against the feature set's provenance (both answers of each pair): pairs the
-    score was built or chosen on say little about what pruning by that score does."""
-    feature_set = load_feature_set(resolve_features_path(settings.features))
+def pairs_overlap(pairs: list[MatchedPair], settings: DriftSettings, base: str | None = None) -> dict[str, Any]:
+    """A file of pairs against the feature set's provenance (both answers of each pair; 'embedded' is
+    the set shipped for `base`): pairs the score was built or chosen on say little about what pruning
+    by that score does."""
+    try:
+        provenance = load_feature_set(resolve_features_path(settings.features, base or DEFAULT_MODEL)).provenance
+    except InputError:
+        if settings.features != "embedded":
+            raise
+        provenance = Provenance()  # a base with no shipped set: the overlap is reported as unknown
     answers = [chat(p.prompt, text) for p in pairs for text in (p.harmful, p.benign)]
     origins = [f"{settings.pairs}:{p.line} ({side})" for p in pairs for side in ("harmful", "benign")]
-    return overlap_report(feature_set.provenance, answers, "pair answers", settings.strict, origins)
+    return overlap_report(provenance, answers, "pair answers", settings.strict, origins)
 
 
 def side_logprobs(model: Any, samples: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +114,7 @@ def run_drift(
     if not tuned:
         raise InputError("name at least one tuned model or adapter folder")
     pairs = load_pairs(settings.pairs, settings.split, settings.kinds)
-    overlap = pairs_overlap(pairs, settings) if settings.pairs != "builtin" else None
+    overlap = pairs_overlap(pairs, settings, base) if settings.pairs != "builtin" else None
     base_tokenizer = load_tokenizer(base)
     samples = encode_pairs(pairs, base_tokenizer, settings.max_tokens)
     for spec in tuned:
