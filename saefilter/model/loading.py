@@ -172,22 +172,47 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def native_decoder_config(path: str, trust_remote_code: bool) -> dict[str, Any] | None:
+    """The config of a local folder whose decoder `model.native` runs, else None."""
+    from saefilter.model import native  # torch: only once a model loads
+
+    if trust_remote_code:
+        return None
+    config = _local_json(path, "config.json")
+    return config if config and native.unsupported(config) is None else None
+
+
+def _native_model(path: str, config: dict[str, Any], dtype: Any) -> Any:
+    """`model.native`'s decoder, or None for weights it does not know by name (transformers then reads them)."""
+    from saefilter.model import native
+
+    try:
+        return native.load_native(Path(path), config, dtype)
+    except native.UnknownLayout:
+        return None
+
+
 def load_model(
-    spec: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, tokenizer: Any = None
+    spec: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, tokenizer: Any = None,
+    residuals_only: bool = False,
 ) -> LoadedModel:
     """Load model and tokenizer (or reuse `tokenizer`), safetensors only; hub ids resolve from the
-    local HF cache when offline."""
+    local HF cache when offline. `residuals_only`: the caller reads the residual stream and nothing
+    else, so a model `model.native` covers loads without transformers (same residuals, bit for bit)."""
     from safetensors import SafetensorError  # a corrupt or truncated weights file
 
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device, spec)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, trust_remote_code)
     path = model_path(spec)
+    config = native_decoder_config(path, trust_remote_code) if residuals_only else None
     try:
-        with quiet_third_party():
-            model = causal_lm_class(path, trust_remote_code).from_pretrained(
-                path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-            )
+        model = _native_model(path, config, torch_dtype) if config is not None else None
+        if model is None:
+            with quiet_third_party():
+                model = causal_lm_class(path, trust_remote_code).from_pretrained(
+                    path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+                )
     except (OSError, ValueError, SafetensorError) as err:
         raise load_error(spec, path, err) from None
     model.eval().to(resolved_device)
