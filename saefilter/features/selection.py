@@ -140,10 +140,14 @@ def reference_activations(
     on_progress: Callable[[int], None] | None = None,
     token_width: int = 128,
     with_means: bool = False,
+    with_tokens: bool = True,
 ) -> ReferenceActivations:
-    """Per-sample max activations, and each token's `token_width` largest activations (all of a TopK
-    SAE's, and the few active latents of a JumpReLU or ReLU SAE on one token). `with_means` adds the
-    per-sample mean activations and mean residuals, so a direction needs no second forward pass."""
+    """The one pass that collects per-sample activations for everything but scoring (feature
+    selection, directions, `eval`): per-sample max activations, and each token's `token_width`
+    largest activations (all of a TopK SAE's, and the few active latents of a JumpReLU or ReLU SAE
+    on one token; `with_tokens=False` skips them). `with_means` adds the per-sample mean
+    activations and mean residuals, so a direction needs no second forward pass. (Scoring reduces
+    on the device instead: `FeatureEncoder.summaries`.)"""
     d_sae = encoder.sae.d_sae
     acts = np.zeros((len(samples), d_sae), dtype=np.float32)
     peaks = np.zeros((len(samples), d_sae), dtype=np.int32)
@@ -161,11 +165,12 @@ def reference_activations(
             peak = token_acts.argmax(axis=0)
             acts[i] = token_acts[peak, np.arange(d_sae)]
             peaks[i] = positions[peak]
-            parts.append((i, positions, *sparse_tokens(token_acts, token_width)))
+            if with_tokens:
+                parts.append((i, positions, *sparse_tokens(token_acts, token_width)))
             if with_means:
                 mean_acts[i], mean_residual[i] = token_acts.mean(0), resid.mean(0)
-    return ReferenceActivations(acts, peaks, samples, n_unusable, stack_tokens(parts, samples, min(token_width, d_sae)),
-                                mean_acts, mean_residual)
+    tokens = stack_tokens(parts, samples, min(token_width, d_sae)) if with_tokens else None
+    return ReferenceActivations(acts, peaks, samples, n_unusable, tokens, mean_acts, mean_residual)
 
 
 def stack_tokens(parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], samples: list[EncodedSample], width: int) -> TokenActivations:

@@ -25,10 +25,9 @@ import numpy as np
 
 from saefilter.errors import InputError
 from saefilter.features.feature_set import FeatureSet, load_feature_set
-from saefilter.features.selection import encode_each, encode_reference
+from saefilter.features.selection import encode_each, encode_reference, reference_activations
 from saefilter.inputs.reference import read_labelled, read_pair_sides, read_reference
 from saefilter.inputs.render import EncodedSample
-from saefilter.model.activations import run_in_batches
 from saefilter.progress import ProgressFactory, no_progress
 from saefilter.runs.overlap import overlap_report
 from saefilter.sae.encoder import FeatureEncoder
@@ -55,15 +54,11 @@ def collect(
     encoder: FeatureEncoder, samples: Sequence[EncodedSample], batch_size: int, batch_tokens: int,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalActivations:
-    n, d_sae, d_model = len(samples), encoder.sae.d_sae, int(encoder.lm.model.config.hidden_size)
-    agg = {"max": np.zeros((n, d_sae), np.float32), "mean": np.zeros((n, d_sae), np.float32)}
-    mean_resid = np.zeros((n, d_model), np.float32)
-    step = encoder.token_residuals_and_features
-    for batch, outputs in run_in_batches(samples, step, batch_size, batch_tokens, on_progress):
-        for i, (resid, feats) in zip(batch, outputs, strict=True):
-            agg["max"][i], agg["mean"][i] = feats.max(0), feats.mean(0)
-            mean_resid[i] = resid.mean(0)
-    return EvalActivations(agg, mean_resid)
+    """Max and mean activations and mean residuals per sample, from the one collecting pass."""
+    found = reference_activations(encoder, list(samples), batch_size=batch_size, batch_tokens=batch_tokens,
+                                  on_progress=on_progress, with_means=True, with_tokens=False)
+    assert found.mean_acts is not None and found.mean_residual is not None
+    return EvalActivations({"max": found.acts, "mean": found.mean_acts}, found.mean_residual)
 
 
 @dataclass(frozen=True)
