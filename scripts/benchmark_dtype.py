@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from benchmark_quality import DATA, aggregated, benchmark_sets, cache_key, identity_spread, spot_rows
+from quality_sets import DATA, aggregated, benchmark_sets, cache_key, identity_spread, spot_rows
 
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 from saefilter.sae.encoder import FeatureEncoder

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark_quality import DATA, benchmark_sets
+from quality_sets import DATA, benchmark_sets
 
 from saefilter.inputs.records import Record
 from saefilter.inputs.render import encode, render

@@ -28,11 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from benchmark_quality import DATA, LabelledSet, aggregated, benchmark_sets, cache_key, measure
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from quality_sets import DATA, aggregated, benchmark_sets, cache_key, fit_probe, measure, row_groups
 
 from saefilter.model.loading import DEFAULT_MODEL, load_model
 from saefilter.sae.encoder import FeatureEncoder
@@ -43,19 +39,6 @@ from saefilter.scoring.scorer import Method
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 IN_DISTRIBUTION = ("own pairs", "EM-model outputs", "HH-RLHF harmless", "ToxiGen same-group", "insecure vs secure")
-
-
-def row_groups(data: LabelledSet, usable: np.ndarray, offset: int) -> np.ndarray:
-    """A fold group per usable row: its pair where it has one, else the row itself."""
-    kept = [(p, i) for i, (p, u) in enumerate(zip(data.pairs, usable, strict=True)) if u]
-    return np.array([f"{offset}:{p}" if p is not None else f"{offset}:row{i}" for p, i in kept])
-
-
-def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int):
-    folds = list(GroupKFold(n_splits=5).split(x, y, groups))
-    probe = make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=np.logspace(-4, 1, 11), cv=folds, scoring="roc_auc", max_iter=5000, random_state=seed))
-    return probe.fit(x, y)
 
 
 def main() -> None:

@@ -42,9 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_matched_ceiling import fit_probe, row_groups
-from benchmark_quality import DATA, DOLLY, LabelledSet, benchmark_sets, parse_config
-from benchmark_quality import measure as measure_sets
+from quality_sets import DATA, DOLLY, LabelledSet, benchmark_sets, fit_probe, parse_config, row_groups
+from quality_sets import measure as measure_sets
 from residual_store import is_stored, store_residuals
 
 from saefilter.model.hooks import HookPoint

@@ -221,13 +221,10 @@ print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_max
 
 
 def rss_benchmarks(counts: list[int]) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import ANSWERS, build_llama, build_tokenizer, chat, random_sae, write_features
+    from saefilter.testing import ANSWERS, chat, random_sae, tiny_model, write_features
 
     folder = Path(tempfile.mkdtemp())
-    tokenizer = build_tokenizer()
-    build_llama(len(tokenizer)).save_pretrained(folder / "model")
-    tokenizer.save_pretrained(folder / "model")
+    tiny_model(folder / "model")
     sae = random_sae(folder / "sae")
     features = write_features(folder / "f.json", [1, 5, 9])
     results = {}
