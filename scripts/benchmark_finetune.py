@@ -687,13 +687,18 @@ def drift_rows(base: dict, runs: list[dict], name: str, drop_kinds: set[str]) ->
     return np.array(rows)
 
 
-def table(n_boot: int) -> str:
+def grid_results() -> tuple[dict, dict[tuple[str, str], list[dict]], list[str]]:
+    """The untuned model's log-probabilities, the committed runs by (set, arm), the evaluation sets."""
     base = json.loads((RESULTS / "base.json").read_text())
     runs: dict[tuple[str, str], list[dict]] = {}
     for path in sorted((RESULTS / "runs").glob("*.json")):
         run = json.loads(path.read_text())
         runs.setdefault((run["set"], run["arm"]), []).append(run)
-    names = [n for n in EVALS_ALL if n in base]
+    return base, runs, [n for n in EVALS_ALL if n in base]
+
+
+def table(n_boot: int) -> str:
+    base, runs, names = grid_results()
     lines = ["| set / arm | seeds | harmful rows | " + " | ".join(names) + " | s per run |",
              "|---|---|---|" + "---|" * len(names) + "---|"]
     for (set_name, arm), group in runs.items():
@@ -730,12 +735,7 @@ def dropped_kinds(arm: str) -> set[str]:
 def comparisons(n_boot: int) -> str:
     """Paired differences between arms, and on the mix the share of the unfiltered drift each arm
     keeps where the unfiltered drift is resolved (its interval excludes 0)."""
-    base = json.loads((RESULTS / "base.json").read_text())
-    runs: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted((RESULTS / "runs").glob("*.json")):
-        run = json.loads(path.read_text())
-        runs.setdefault((run["set"], run["arm"]), []).append(run)
-    names = [n for n in EVALS_ALL if n in base]
+    base, runs, names = grid_results()
 
     def per(set_name: str, arm: str, name: str) -> np.ndarray:
         return drift_rows(base, runs[(set_name, arm)], name, dropped_kinds(arm))
