@@ -6,6 +6,7 @@ ratios compare like with like. Pause other jobs first (SIGSTOP): this measures s
 
     python scripts/benchmark_hook.py                           # 200 rows of em/secure.jsonl (../shared/datasets)
     python scripts/benchmark_hook.py --repeats 5 -o benchmarks/hook/2026-12-07.json
+    PYTHONPATH=OLD_WORKTREE python scripts/benchmark_hook.py --quick   # start-up only, another code version
 
 Every edit changes one row's user turn, a different row each time, as a one-line fix would.
 """
@@ -60,12 +61,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def code_commit() -> str:
+    """The commit of the code measured: PYTHONPATH's worktree where set, else this checkout (+ if edited)."""
+    folder = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or str(ROOT)
+    run = lambda *argv: subprocess.run(["git", "-C", folder, *argv], check=False, capture_output=True, text=True).stdout.strip()
+    return run("rev-parse", "--short", "HEAD") + ("+" if run("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", "-o", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="start-up only: leave out the two whole-file runs (empty cache, score)")
     args = parser.parse_args()
     source = args.shared / "em/secure.jsonl"
     if not source.exists():
@@ -78,14 +88,19 @@ def main() -> None:
     (work / "one.jsonl").write_text(rows[0], encoding="utf-8")
     cache = work / "cache.sqlite3"
     check = ("check", "data.jsonl", "--threshold", "5", "--cache", str(cache))
-    times: dict[str, list[float]] = {name: [] for name in
-                                     ("help", "check_empty_cache", "score", "check_cached", "check_one_row_edited", "score_one_row")}
+    names = ["help", "check_empty_cache", "score", "check_cached", "check_one_row_edited", "score_one_row"]
+    if args.quick:
+        names = [name for name in names if name not in ("check_empty_cache", "score")]
+    times: dict[str, list[float]] = {name: [] for name in names}
     saefilter("score", "one.jsonl", "--quiet", cwd=work)  # a first run converts the GGUF into the cache
+    if args.quick:
+        saefilter(*check, cwd=work)  # fills the cache once, untimed
     for n in range(args.repeats):
         times["help"].append(saefilter("--help", cwd=work))
-        cache.unlink(missing_ok=True)
-        times["check_empty_cache"].append(saefilter(*check, cwd=work))
-        times["score"].append(saefilter("score", "data.jsonl", "--quiet", cwd=work))
+        if not args.quick:
+            cache.unlink(missing_ok=True)
+            times["check_empty_cache"].append(saefilter(*check, cwd=work))
+            times["score"].append(saefilter("score", "data.jsonl", "--quiet", cwd=work))
         times["check_cached"].append(saefilter(*check, cwd=work))
         edit_row(data, (17 * n + 3) % args.rows, n)
         times["check_one_row_edited"].append(saefilter(*check, cwd=work))
@@ -93,8 +108,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     medians = {name: round(statistics.median(values), 2) for name, values in times.items()}
     result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "rows": args.rows, "repeats": args.repeats,
+              "commit": code_commit(),
               "median_s": medians, "all_s": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
-              "check_empty_over_score": round(medians["check_empty_cache"] / medians["score"], 3)}
+              "check_empty_over_score": None if args.quick else round(medians["check_empty_cache"] / medians["score"], 3)}
     report(result, args.output)
 
 
