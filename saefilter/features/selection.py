@@ -87,7 +87,7 @@ class ReferenceActivations:
     activations behind them."""
 
     acts: np.ndarray  # [n_samples, d_sae] float32
-    peak_position: np.ndarray  # [n_samples, d_sae] int32: index into the sample's input_ids
+    peak_position: np.ndarray  # [n_samples, d_sae] int32: index into the sample's input_ids ([n, 0] without tokens)
     samples: list[EncodedSample]
     n_unusable: int
     tokens: TokenActivations | None = None
@@ -150,7 +150,7 @@ def reference_activations(
     on the device instead: `FeatureEncoder.summaries`.)"""
     d_sae = encoder.sae.d_sae
     acts = np.zeros((len(samples), d_sae), dtype=np.float32)
-    peaks = np.zeros((len(samples), d_sae), dtype=np.int32)
+    peaks = np.zeros((len(samples), d_sae if with_tokens else 0), dtype=np.int32)  # where each latent peaked
     mean_acts = np.zeros((len(samples), d_sae), dtype=np.float32) if with_means else None
     mean_residual = np.zeros((len(samples), int(encoder.lm.model.config.hidden_size)), np.float32) if with_means else None
     parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -164,8 +164,8 @@ def reference_activations(
             positions = np.flatnonzero(samples[i].scored)
             peak = token_acts.argmax(axis=0)
             acts[i] = token_acts[peak, np.arange(d_sae)]
-            peaks[i] = positions[peak]
             if with_tokens:
+                peaks[i] = positions[peak]
                 parts.append((i, positions, *sparse_tokens(token_acts, token_width)))
             if with_means:
                 mean_acts[i], mean_residual[i] = token_acts.mean(0), resid.mean(0)
