@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# model type -> (bias on q/k/v, bias on o): the one way the two families differ on the default path
+# model type -> (bias on q/k/v, bias on o), the one way the two families differ on this path; None:
+# as the config's `attention_bias` says (Llama)
 FAMILIES = {"llama": None, "qwen2": (True, False)}
 
 
