@@ -1,7 +1,7 @@
 """The residual stream of a Llama- or Qwen2-shaped decoder in plain torch, without transformers.
 
 Why: scoring needs only the residual stream at the SAE's layer, and importing transformers' model
-code costs about 3 s at every start (the pre-commit hook starts on every commit). This module
+code takes seconds at every start (the pre-commit hook starts on every commit). This module
 computes what transformers' own classes compute on their default (sdpa) path, the same operations
 in the same order, so the residuals agree bit for bit (tests compare them on tiny random models of
 both types and on the embedded default). It has no LM head, cache or generation: drift, the judge
