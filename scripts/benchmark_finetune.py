@@ -769,10 +769,78 @@ LOSO_COMPARISONS = (("score", "oracle"), ("score", "random"), ("score", "lenmatc
                     ("score", "direct"), ("score", "unfiltered"), ("oracle", "random"))
 
 
+# the targets of the leave-one-source-out experiment, each judged from paired intervals of the score
+# arm against another arm (or from mean drifts), on a mix and evaluation set whose unfiltered drift
+# is resolved
+PAPER_REDUCTION = 0.345  # the source paper's cut in misalignment against unfiltered
+
+
+def judge_targets(per_arm: dict[str, np.ndarray], n_boot: int) -> dict[str, bool | None]:
+    """Each target of the LOSO experiment on one mix and evaluation set, from (seeds x items) drift
+    arrays per arm: True met, False not, None where an arm it needs has no run yet. "At or below" B
+    means the paired score - B interval is not above 0; "below" B means it is below 0."""
+    def paired(b: str) -> tuple[float, float] | None:
+        if "score" not in per_arm or b not in per_arm:
+            return None
+        _, low, high = arm_difference_interval(per_arm["score"], per_arm[b], n_boot)
+        return low, high
+
+    def at_or_below(b: str) -> bool | None:
+        interval = paired(b)
+        return None if interval is None else interval[0] <= 0
+
+    def below(b: str) -> bool | None:
+        interval = paired(b)
+        return None if interval is None else interval[1] < 0
+
+    mean = {arm: float(values.mean()) for arm, values in per_arm.items()}
+    half_random = None
+    if {"score", "random", "oracle"} <= set(mean):
+        # at most 0.5x random wherever the oracle reaches that (met trivially where it does not)
+        half_random = mean["oracle"] > 0.5 * mean["random"] or mean["score"] <= 0.5 * mean["random"]
+    at_or_below_baselines = [at_or_below("repmatch"), at_or_below("direct")]
+    return {
+        "at or below oracle": at_or_below("oracle"),
+        "below random": below("random"),
+        "below length-matched": below("lenmatch"),
+        f"at least {PAPER_REDUCTION:.1%} less than unfiltered": None if {"score", "unfiltered"} - set(mean)
+        else mean["score"] <= (1 - PAPER_REDUCTION) * mean["unfiltered"],
+        "at or below repmatch and direct": None if None in at_or_below_baselines else all(at_or_below_baselines),
+        "at most 0.5x random where the oracle is": half_random,
+        "stretch: below oracle": below("oracle"),
+    }
+
+
+def loso_summary(resolved: dict[tuple[str, str], dict[str, np.ndarray]], n_boot: int) -> list[str]:
+    """Targets per mix and evaluation set where the unfiltered drift is resolved, and the share of
+    the unfiltered drift each arm keeps: per mix, the mean over mixes and the worst mix."""
+    if not resolved:
+        return ["No mix has a resolved unfiltered drift yet: no target is judged."]
+    judged = {key: judge_targets(per_arm, n_boot) for key, per_arm in resolved.items()}
+    names = list(next(iter(judged.values())))
+    mark = {True: "met", False: "**not met**", None: "-"}
+    lines = ["| mix / evaluation set | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for (source, name), targets in judged.items():
+        lines.append(f"| {source} / {name} | " + " | ".join(mark[targets[t]] for t in names) + " |")
+    lines += ["", "| share of the unfiltered drift kept | " + " | ".join(f"{s} / {n}" for s, n in resolved)
+              + " | mean | worst |", "|---|" + "---|" * (len(resolved) + 2)]
+    for arm in LOSO_ARMS[1:]:
+        shares = [float(per_arm[arm].mean() / per_arm["unfiltered"].mean()) if arm in per_arm else None
+                  for per_arm in resolved.values()]
+        known = [share for share in shares if share is not None]
+        if not known:
+            continue
+        cells = [f"{share:.0%}" if share is not None else "-" for share in shares]
+        summary = f"{np.mean(known):.0%} | {max(known):.0%}" if len(known) == len(shares) else "- | -"
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {summary} |")
+    return lines
+
+
 def loso_table(n_boot: int) -> str:
     """Per source: each arm's drift per evaluation set (S's own kind left out of the built-in pairs),
     the paired differences the targets name, and the share of the unfiltered drift each arm keeps."""
     lines = []
+    resolved: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for source, kind in LOSO_SOURCES.items():
         base_path = LOSO_RESULTS / f"base_{source}.json"
         runs: dict[str, list[dict]] = {}
@@ -821,8 +889,12 @@ def loso_table(n_boot: int) -> str:
                 kept = ", ".join(f"{arm} {drift_rows(base, runs[arm], name, drop).mean() / unfiltered.mean():.0%}"
                                  for arm in LOSO_ARMS[1:] if arm in runs)
                 lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f}; share kept: {kept}")
+                if unfiltered.mean() > 0:  # drift towards the harmful answers: what pruning should cut
+                    resolved[(source, name)] = {arm: drift_rows(base, group, name, drop) for arm, group in runs.items()}
         lines.append("")
-    return "\n".join(lines) if lines else "no LOSO runs yet (loso-build, then loso-run)"
+    if not lines:
+        return "no LOSO runs yet (loso-build, then loso-run)"
+    return "\n".join([*lines, "### Targets", "", *loso_summary(resolved, n_boot)])
 
 
 def main() -> None:

@@ -77,3 +77,26 @@ def test_the_toxigen_loso_set_compares_identities_without_toxigen_text(finetune)
                               hard_negatives=[inputs["hard_negatives"]], identity_reference=inputs["references"])
     toxigen_neutral = list(read_reference(toxicity.benign))
     assert not check_overlap(built.provenance, toxigen_neutral).rows
+
+
+def test_the_targets_are_judged_from_paired_intervals(finetune):
+    rng = np.random.default_rng(0)
+    item = rng.normal(0, 0.05, size=60)  # what each evaluation item does to every arm alike
+
+    def arm(level: float) -> np.ndarray:  # 3 seeds x 60 items
+        return level + item + rng.normal(0, 0.005, size=(3, 60))
+
+    per_arm = {"unfiltered": arm(0.10), "score": arm(0.04), "oracle": arm(0.04), "random": arm(0.08),
+               "lenmatch": arm(0.08), "direct": arm(0.06), "repmatch": arm(0.02)}
+    targets = finetune.judge_targets(per_arm, n_boot=300)
+    assert targets["at or below oracle"] and not targets["stretch: below oracle"]
+    assert targets["below random"] and targets["below length-matched"]
+    assert targets["at least 34.5% less than unfiltered"]
+    assert targets["at or below repmatch and direct"] is False  # repmatch drifts less than the score
+    assert targets["at most 0.5x random where the oracle is"] is True  # 0.04 <= 0.5 x 0.08
+    del per_arm["lenmatch"]
+    assert finetune.judge_targets(per_arm, n_boot=300)["below length-matched"] is None
+    per_arm["score"], per_arm["oracle"] = arm(0.09), arm(0.02)  # the oracle reaches 0.5x random; the score does not
+    worse = finetune.judge_targets(per_arm, n_boot=300)
+    assert not worse["at or below oracle"] and not worse["below random"]
+    assert not worse["at most 0.5x random where the oracle is"]
