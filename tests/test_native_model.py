@@ -106,3 +106,17 @@ def test_weights_under_other_names_load_through_transformers(tmp_path):
 def test_a_model_read_for_more_than_residuals_is_the_transformers_class(model_dir):
     assert not isinstance(load_model(str(model_dir), "cpu", "float32", tokenizer=object()).model, NativeDecoder)
     assert model_path(str(model_dir)) == str(model_dir)
+
+
+def test_a_model_loaded_through_a_layer_reads_it_the_same_and_nothing_after_it(tmp_path):
+    tiny("llama", tmp_path)
+    full = load_model(str(tmp_path), "cpu", "float32", residuals_only=True, tokenizer=object()).model
+    through = load_model(str(tmp_path), "cpu", "float32", residuals_only=True, tokenizer=object(), through_layer=1).model
+    assert len(through.layers) == len(full.layers) == 4  # depth checks see the whole model
+    assert sum(p.numel() for p in through.parameters()) < sum(p.numel() for p in full.parameters())
+    hooks = [HookPoint(0, "pre"), HookPoint(1, "post")]
+    for ids, attention in batches():
+        ours, theirs = residuals_at(through, hooks, ids, attention), residuals_at(full, hooks, ids, attention)
+        assert all(torch.equal(ours[h.name], theirs[h.name]) for h in hooks)
+    with pytest.raises(RuntimeError, match="decoder layer 2 was not loaded"):
+        residuals_at(through, [HookPoint(3, "post")], *next(batches()))

@@ -182,23 +182,24 @@ def native_decoder_config(path: str, trust_remote_code: bool) -> dict[str, Any] 
     return config if config and native.unsupported(config) is None else None
 
 
-def _native_model(path: str, config: dict[str, Any], dtype: Any) -> Any:
+def _native_model(path: str, config: dict[str, Any], dtype: Any, through_layer: int | None) -> Any:
     """`model.native`'s decoder, or None for weights it does not know by name (transformers then reads them)."""
     from saefilter.model import native
 
     try:
-        return native.load_native(Path(path), config, dtype)
+        return native.load_native(Path(path), config, dtype, through_layer)
     except native.UnknownLayout:
         return None
 
 
 def load_model(
     spec: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, tokenizer: Any = None,
-    residuals_only: bool = False,
+    residuals_only: bool = False, through_layer: int | None = None,
 ) -> LoadedModel:
     """Load model and tokenizer (or reuse `tokenizer`), safetensors only; hub ids resolve from the
     local HF cache when offline. `residuals_only`: the caller reads the residual stream and nothing
-    else, so a model `model.native` covers loads without transformers (same residuals, bit for bit)."""
+    else, so a model `model.native` covers loads without transformers (same residuals, bit for bit),
+    and with `through_layer` only the layers up to that one (less memory; later ones are never run)."""
     from safetensors import SafetensorError  # a corrupt or truncated weights file
 
     resolved_device = resolve_device(device)
@@ -207,7 +208,7 @@ def load_model(
     path = model_path(spec)
     config = native_decoder_config(path, trust_remote_code) if residuals_only else None
     try:
-        model = _native_model(path, config, torch_dtype) if config is not None else None
+        model = _native_model(path, config, torch_dtype, through_layer) if config is not None else None
         if model is None:
             with quiet_third_party():
                 model = causal_lm_class(path, trust_remote_code).from_pretrained(

@@ -194,16 +194,31 @@ class DecoderLayer(nn.Module):
         return hidden + self.mlp(self.post_attention_layernorm(hidden))
 
 
+class NotLoaded(nn.Module):
+    """A layer past the last one a run reads: never loaded, and an error if reached."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, *_: Any) -> torch.Tensor:
+        raise RuntimeError(f"decoder layer {self.index} was not loaded (the model was loaded through an earlier layer)")
+
+
 class NativeDecoder(nn.Module):
     """Embeddings and decoder layers; `forward` returns the last layer's output (no final norm).
-    Callers read earlier layers with forward hooks on `layers`, as they do on transformers' models."""
+    Callers read earlier layers with forward hooks on `layers`, as they do on transformers' models,
+    and stop the pass there (`model.layers.residuals_at`)."""
 
-    def __init__(self, config: NativeConfig, weights: Weights) -> None:
-        """`weights` as transformers names them, "model." dropped."""
+    def __init__(self, config: NativeConfig, weights: Weights, through_layer: int | None = None) -> None:
+        """`weights` as transformers names them, "model." dropped; layers after `through_layer` are
+        left out (a run that reads layer L never computes the ones after it)."""
         super().__init__()
         self.config = config
+        last = config.num_hidden_layers - 1 if through_layer is None else through_layer
         self.embed_tokens = nn.Parameter(weights["embed_tokens.weight"], requires_grad=False)
-        self.layers = nn.ModuleList(DecoderLayer(config, weights, f"layers.{i}.") for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, weights, f"layers.{i}.") if i <= last else NotLoaded(i)
+                                    for i in range(config.num_hidden_layers))
         dim = config.head_dim
         self.register_buffer("inv_freq", 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)),
                              persistent=False)
@@ -233,18 +248,27 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / "model.safetensors"]
 
 
-def load_native(folder: Path, config: dict[str, Any], dtype: torch.dtype) -> NativeDecoder:
+def needed(name: str, through_layer: int | None) -> bool:
+    """Whether a weight (named as transformers names it, "model." dropped) is read by a run that
+    stops after `through_layer`: the embeddings and the layers up to it, never the final norm."""
+    if name.startswith("layers."):
+        return through_layer is None or int(name.split(".")[1]) <= through_layer
+    return name == "embed_tokens.weight"
+
+
+def load_native(folder: Path, config: dict[str, Any], dtype: torch.dtype, through_layer: int | None = None) -> NativeDecoder:
     """The decoder of the safetensors checkpoint in `folder`, weights cast to `dtype` as
-    transformers casts them; the LM head is never read."""
+    transformers casts them; the LM head, the final norm and the layers after `through_layer`
+    (where given) are never read."""
     from safetensors import safe_open
 
     weights: Weights = {}
     for file in weight_files(folder):
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                if name.startswith("model."):
+                if name.startswith("model.") and needed(name.removeprefix("model."), through_layer):
                     weights[name.removeprefix("model.")] = handle.get_tensor(name).to(dtype)
     try:
-        return NativeDecoder(native_config(config), weights).eval()
+        return NativeDecoder(native_config(config), weights, through_layer).eval()
     except KeyError as err:
         raise UnknownLayout(f"{folder}: the weights have no {err.args[0]}") from None

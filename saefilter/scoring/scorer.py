@@ -64,7 +64,8 @@ def load_backbone(
     sae = load_sae(config.sae_spec)
     if check_sae:
         check_sae(sae.d_sae)
-    lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code, tokenizer, residuals_only=True)
+    lm = load_model(config.model, config.device, config.dtype, config.trust_remote_code, tokenizer,
+                    residuals_only=True, through_layer=sae.hook.layer)
     check_widths(lm, sae)
     sae.sae.to(lm.device)
     return lm, sae
