@@ -185,17 +185,19 @@ def build_evals(shared: Path, tokenizer) -> dict[str, list[dict]]:
     return evals
 
 
-def judge_arm(prune_output: Path) -> None:
-    """The mix's `judge` arm from `saefilter prune ... --judge MODEL` run on the mix (its .judge.jsonl:
-    the input lines the judge kept, byte for byte), with each row's harmful flag carried over."""
-    rows = read_jsonl(WORK / "arms" / "mix" / "unfiltered.jsonl")
+def judge_arm(prune_output: Path, source: str | None = None) -> None:
+    """The `judge` arm of the mix (or, with `source`, of that LOSO mix) from `saefilter prune ...
+    --judge MODEL` run on its unfiltered rows (the .judge.jsonl: the input lines the judge kept,
+    byte for byte), with each row's harmful flag carried over."""
+    arms = loso_layout(source).work / "arms" / source if source else WORK / "arms" / "mix"
+    rows = read_jsonl(arms / "unfiltered.jsonl")
     flag = {json.dumps(r["messages"], sort_keys=True): r["harmful"] for r in rows}
     kept = [{"messages": r["messages"], "harmful": flag[json.dumps(r["messages"], sort_keys=True)]}
             for r in read_jsonl(prune_output)]
     if len(kept) != len(rows) // 2:
         sys.exit(f"{prune_output}: {len(kept)} rows, expected {len(rows) // 2} (prune --fraction 0.5)")
-    write_jsonl(WORK / "arms" / "mix" / "judge.jsonl", kept)
-    print(f"arm mix/judge: {len(kept)} rows, {sum(r['harmful'] for r in kept)} harmful")
+    write_jsonl(arms / "judge.jsonl", kept)
+    print(f"arm {arms.name}/judge: {len(kept)} rows, {sum(r['harmful'] for r in kept)} harmful")
 
 
 def declare_in_distribution(rows: list[dict]) -> None:
@@ -392,7 +394,8 @@ def plan(phase: str) -> list[tuple[str, str, int]]:
 LOSO_WORK = WORK / "loso"
 LOSO_RESULTS = RESULTS / "loso"
 LOSO_EVALS = ("drift_test", "em_open", "hh200")
-LOSO_ARMS = ("unfiltered", "score", "random", "oracle", "lenmatch", "direct", "repmatch")
+# judge: an LLM judge's half (`judge-arm --source S`), on the mixes where it was run
+LOSO_ARMS = ("unfiltered", "score", "random", "oracle", "lenmatch", "direct", "repmatch", "judge")
 # source -> the kind of harm of the built-in contrasts it falls under (None: no kind is S's own)
 LOSO_SOURCES = {"em_medical": "medical", "toxigen": "hate", "hh": None}
 MIX_HARMFUL, MIX_SAME_FORM, MIX_ALPACA = 60, 60, 380
@@ -669,7 +672,7 @@ def loso_run(sources: list[str], seeds: tuple[int, ...]) -> None:
             for arm in LOSO_ARMS:
                 if layout.arm_file(source, arm, seed).exists():
                     run_one(source, arm, seed, tokenizer, layout)
-                else:
+                elif arm != "judge":  # the judge arm exists only where judge-arm --source made it
                     print(f"skipped {source}/{arm} seed {seed}: no arm file (run loso-build)")
 
 
@@ -766,7 +769,7 @@ def comparisons(n_boot: int) -> str:
 
 
 LOSO_COMPARISONS = (("score", "oracle"), ("score", "random"), ("score", "lenmatch"), ("score", "repmatch"),
-                    ("score", "direct"), ("score", "unfiltered"), ("oracle", "random"))
+                    ("score", "direct"), ("score", "judge"), ("score", "unfiltered"), ("oracle", "random"))
 
 
 # the targets of the leave-one-source-out experiment, each judged from paired intervals of the score
@@ -905,6 +908,7 @@ def main() -> None:
     b.add_argument("--evals-only", action="store_true", help="write the evaluation sets only (the arms stay)")
     j = sub.add_parser("judge-arm", help="the judge arm from prune --judge's <stem>.judge.jsonl on the mix")
     j.add_argument("prune_output", type=Path)
+    j.add_argument("--source", choices=list(LOSO_SOURCES), help="the LOSO mix it was run on (default: the grid's mix)")
     r = sub.add_parser("run")
     r.add_argument("--phase", choices=("probe", "grid", "all"), default="all")
     t = sub.add_parser("table")
@@ -927,7 +931,7 @@ def main() -> None:
     elif args.command == "loso-table":
         print(loso_table(args.bootstrap))
     elif args.command == "judge-arm":
-        judge_arm(args.prune_output)
+        judge_arm(args.prune_output, args.source)
     elif args.command == "run":
         tokenizer = load_tokenizer(DEFAULT_MODEL)
         base_logprobs(tokenizer)

@@ -100,3 +100,18 @@ def test_the_targets_are_judged_from_paired_intervals(finetune):
     worse = finetune.judge_targets(per_arm, n_boot=300)
     assert not worse["at or below oracle"] and not worse["below random"]
     assert not worse["at most 0.5x random where the oracle is"]
+
+
+def test_the_judge_arm_of_a_loso_mix_keeps_the_judges_rows_with_their_flags(finetune, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}],
+             "harmful": int(i % 2 == 0), "part": "p"} for i in range(4)]
+    arms = finetune.loso_layout("toxigen").work / "arms" / "toxigen"
+    finetune.write_jsonl(arms / "unfiltered.jsonl", rows)
+    judged = tmp_path / "unfiltered.judge.jsonl"  # what prune --judge keeps: the input lines, as they were
+    finetune.write_jsonl(judged, [rows[1], rows[2]])
+    finetune.judge_arm(judged, "toxigen")
+    kept = finetune.read_jsonl(arms / "judge.jsonl")
+    assert [r["messages"][0]["content"] for r in kept] == ["q1", "q2"] and [r["harmful"] for r in kept] == [0, 1]
+    finetune.write_jsonl(judged, [rows[1]])
+    with pytest.raises(SystemExit, match="expected 2"):
+        finetune.judge_arm(judged, "toxigen")
