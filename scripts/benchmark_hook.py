@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """What the pre-commit hook costs a maintainer: whole-process wall times of `saefilter check` on a
-200-row file (empty cache, fully cached, one row edited), of `saefilter score` on the same rows, of a
-one-row `score` and of `saefilter --help`. Medians of --repeats runs, all in one invocation, so the
-ratios compare like with like. Pause other jobs first (SIGSTOP): this measures start-up.
+200-row file (empty cache, fully cached, one row edited), of `saefilter score` on the same rows, of
+a one-row `score` and `prune` and of `saefilter --help`. Medians of --repeats runs, all in one
+invocation, so the ratios compare like with like. Pause other jobs first (SIGSTOP): this measures start-up.
 
     python scripts/benchmark_hook.py                           # 200 rows of em/secure.jsonl (../shared/datasets)
     python scripts/benchmark_hook.py --repeats 5 -o benchmarks/hook/2026-12-07.json
@@ -88,7 +88,8 @@ def main() -> None:
     (work / "one.jsonl").write_text(rows[0], encoding="utf-8")
     cache = work / "cache.sqlite3"
     check = ("check", "data.jsonl", "--threshold", "5", "--cache", str(cache))
-    names = ["help", "check_empty_cache", "score", "check_cached", "check_one_row_edited", "score_one_row"]
+    names = ["help", "check_empty_cache", "score", "check_cached", "check_one_row_edited", "score_one_row",
+             "prune_one_row"]
     if args.quick:
         names = [name for name in names if name not in ("check_empty_cache", "score")]
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -105,6 +106,8 @@ def main() -> None:
         edit_row(data, (17 * n + 3) % args.rows, n)
         times["check_one_row_edited"].append(saefilter(*check, cwd=work))
         times["score_one_row"].append(saefilter("score", "one.jsonl", "--quiet", cwd=work))
+        times["prune_one_row"].append(saefilter("prune", "one.jsonl", "--fraction", "0.5", "--quiet",
+                                                "-o", f"pruned{n}", cwd=work))
     shutil.rmtree(work, ignore_errors=True)
     medians = {name: round(statistics.median(values), 2) for name, values in times.items()}
     result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "rows": args.rows, "repeats": args.repeats,
