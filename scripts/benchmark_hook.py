@@ -106,7 +106,7 @@ def main() -> None:
         edit_row(data, (17 * n + 3) % args.rows, n)
         times["check_one_row_edited"].append(saefilter(*check, cwd=work))
         times["score_one_row"].append(saefilter("score", "one.jsonl", "--quiet", cwd=work))
-        times["prune_one_row"].append(saefilter("prune", "one.jsonl", "--fraction", "0.5", "--quiet",
+        times["prune_one_row"].append(saefilter("prune", "one.jsonl", "--fraction", "0.5", "--rescore", "--quiet",
                                                 "-o", f"pruned{n}", cwd=work))
     shutil.rmtree(work, ignore_errors=True)
     medians = {name: round(statistics.median(values), 2) for name, values in times.items()}
