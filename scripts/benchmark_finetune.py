@@ -890,7 +890,7 @@ def loso_table(n_boot: int) -> str:
                                  f"[{low:+.3f}, {high:+.3f}] not resolved")
                     continue
                 kept = ", ".join(f"{arm} {drift_rows(base, runs[arm], name, drop).mean() / unfiltered.mean():.0%}"
-                                 for arm in LOSO_ARMS[1:] if arm in runs)
+                                 for arm in LOSO_ARMS[1:] if arm in runs) or "no other arm yet"
                 lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f}; share kept: {kept}")
                 if unfiltered.mean() > 0:  # drift towards the harmful answers: what pruning should cut
                     resolved[(source, name)] = {arm: drift_rows(base, group, name, drop) for arm, group in runs.items()}
