@@ -652,13 +652,35 @@ def loso_build(shared: Path, sources: list[str]) -> None:
                   f"(prompt of a training row or a contrast){': ' + ', '.join(dropped_all[name][:8]) if dropped else ''}")
         summary = {"source": source, "kind_left_out": LOSO_SOURCES[source], "proof": proof,
                    "mix": {part: sum(r["part"] == part for r in rows) for part in sorted({r["part"] for r in rows})},
-                   "evals_dropped": dropped_all,
-                   "arms": {path.stem: {"harmful_rows": sum(r["harmful"] for r in read_jsonl(path)),
-                                        "training_tokens": sum(training_tokens(read_jsonl(path), tokenizer))}
-                            for path in sorted(arms_dir.glob("*.jsonl"))}}
+                   "evals_dropped": dropped_all, "arms": arm_summaries(arms_dir, tokenizer)}
         LOSO_RESULTS.mkdir(parents=True, exist_ok=True)
         (LOSO_RESULTS / f"build_{source}.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps({k: summary[k] for k in ("proof", "mix", "arms")}))
+
+
+def arm_summaries(arms_dir: Path, tokenizer) -> dict[str, dict]:
+    """Per arm file: harmful rows, training tokens and the rows kept of each part of the mix (what a
+    ranking removes besides the harmful rows: S's same-form benign rows, Alpaca)."""
+    part_of = {json.dumps(r["messages"], sort_keys=True): r["part"] for r in read_jsonl(arms_dir / "unfiltered.jsonl")}
+    summaries = {}
+    for path in sorted(arms_dir.glob("*.jsonl")):
+        rows = read_jsonl(path)
+        parts = [part_of[json.dumps(r["messages"], sort_keys=True)] for r in rows]
+        summaries[path.stem] = {"harmful_rows": sum(r["harmful"] for r in rows),
+                                "training_tokens": sum(training_tokens(rows, tokenizer)),
+                                "parts": {part: parts.count(part) for part in sorted(set(part_of.values()))}}
+    return summaries
+
+
+def loso_resummarise(sources: list[str]) -> None:
+    """Rewrite the arms' part of each build_S.json from the arm files on disk (no rebuild)."""
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    for source in sources:
+        path = LOSO_RESULTS / f"build_{source}.json"
+        summary = json.loads(path.read_text())
+        summary["arms"] = arm_summaries(loso_layout(source).work / "arms" / source, tokenizer)
+        path.write_text(json.dumps(summary, indent=1))
+        print(f"{path}: {len(summary['arms'])} arms")
 
 
 def loso_run(sources: list[str], seeds: tuple[int, ...]) -> None:
@@ -916,6 +938,8 @@ def main() -> None:
     lb = sub.add_parser("loso-build", help="LOSO mixes, feature sets, arms and decontaminated evaluation sets")
     lb.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     lb.add_argument("--source", action="append", choices=tuple(LOSO_SOURCES), help="default: every source")
+    lb.add_argument("--summaries-only", action="store_true",
+                    help="only rewrite each build_S.json's arm summaries from the arm files on disk")
     lr = sub.add_parser("loso-run", help="every missing LOSO run, resumable")
     lr.add_argument("--source", action="append", choices=tuple(LOSO_SOURCES), help="default: every source")
     lr.add_argument("--seeds", default=",".join(map(str, SEEDS)))
@@ -925,7 +949,10 @@ def main() -> None:
     if args.command == "build":
         build(args.shared, args.evals_only)
     elif args.command == "loso-build":
-        loso_build(args.shared, args.source or list(LOSO_SOURCES))
+        if args.summaries_only:
+            loso_resummarise(args.source or list(LOSO_SOURCES))
+        else:
+            loso_build(args.shared, args.source or list(LOSO_SOURCES))
     elif args.command == "loso-run":
         loso_run(args.source or list(LOSO_SOURCES), tuple(int(x) for x in args.seeds.split(",")))
     elif args.command == "loso-table":

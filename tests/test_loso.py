@@ -115,3 +115,18 @@ def test_the_judge_arm_of_a_loso_mix_keeps_the_judges_rows_with_their_flags(fine
     finetune.write_jsonl(judged, [rows[1]])
     with pytest.raises(SystemExit, match="expected 2"):
         finetune.judge_arm(judged, "toxigen")
+
+
+def test_arm_summaries_count_the_rows_each_arm_keeps_of_every_part_of_the_mix(finetune, tokenizer):
+    parts = ["toxigen harmful", "toxigen same-form benign", "alpaca", "alpaca"]
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}],
+             "harmful": int(part.endswith("harmful")), "part": part} for i, part in enumerate(parts)]
+    arms = finetune.loso_layout("toxigen").work / "arms" / "toxigen"
+    finetune.write_jsonl(arms / "unfiltered.jsonl", rows)
+    # an arm file as judge-arm writes it: no part field, so parts come from the mix
+    finetune.write_jsonl(arms / "judge.jsonl", [{"messages": r["messages"], "harmful": r["harmful"]} for r in rows[1:3]])
+    summaries = finetune.arm_summaries(arms, tokenizer)
+    assert summaries["judge"]["parts"] == {"alpaca": 1, "toxigen harmful": 0, "toxigen same-form benign": 1}
+    assert summaries["judge"]["harmful_rows"] == 0
+    assert summaries["unfiltered"]["parts"]["alpaca"] == 2
+    assert summaries["unfiltered"]["training_tokens"] > summaries["judge"]["training_tokens"] > 0
