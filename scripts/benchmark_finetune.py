@@ -664,6 +664,8 @@ def arm_summaries(arms_dir: Path, tokenizer) -> dict[str, dict]:
     part_of = {json.dumps(r["messages"], sort_keys=True): r["part"] for r in read_jsonl(arms_dir / "unfiltered.jsonl")}
     summaries = {}
     for path in sorted(arms_dir.glob("*.jsonl")):
+        if path.stem.split("_s")[0] not in LOSO_ARMS:  # not an arm: e.g. the scores prune wrote beside the mix
+            continue
         rows = read_jsonl(path)
         parts = [part_of[json.dumps(r["messages"], sort_keys=True)] for r in rows]
         summaries[path.stem] = {"harmful_rows": sum(r["harmful"] for r in rows),

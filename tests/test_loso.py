@@ -125,7 +125,9 @@ def test_arm_summaries_count_the_rows_each_arm_keeps_of_every_part_of_the_mix(fi
     finetune.write_jsonl(arms / "unfiltered.jsonl", rows)
     # an arm file as judge-arm writes it: no part field, so parts come from the mix
     finetune.write_jsonl(arms / "judge.jsonl", [{"messages": r["messages"], "harmful": r["harmful"]} for r in rows[1:3]])
+    finetune.write_jsonl(arms / "unfiltered.scores.jsonl", [{"score": 0.5}])  # prune's scores: not an arm
     summaries = finetune.arm_summaries(arms, tokenizer)
+    assert set(summaries) == {"unfiltered", "judge"}
     assert summaries["judge"]["parts"] == {"alpaca": 1, "toxigen harmful": 0, "toxigen same-form benign": 1}
     assert summaries["judge"]["harmful_rows"] == 0
     assert summaries["unfiltered"]["parts"]["alpaca"] == 2
