@@ -240,7 +240,9 @@ def print_finding(console: Console, finding: Finding) -> None:
 
 def print_prune_summary(console: Console, result: PruneResult) -> None:
     counts, stats = result.summary["counts"], result.summary["score_stats"]
-    table = Table(title=f"saefilter prune: {result.summary['input']}", title_justify="left")
+    # the input's path on its own line: as a table title it would break inside the path
+    console.print(f"saefilter prune: {result.summary['input']}", highlight=False, soft_wrap=True)
+    table = Table()
     for column in ("", "records", "mean score", "max score"):
         table.add_column(column)
     arms = [("kept", "kept"), ("removed (by score)", "removed"), ("removed (random baseline)", "random_removed")]
@@ -255,12 +257,17 @@ def print_prune_summary(console: Console, result: PruneResult) -> None:
     console.print(f"cut-off: {describe_cutoff(result.summary['cutoff'])}, seed {result.summary['seed']}")
     console.print("kept + removed + unscorable = input: checked")
     if "judge" in result.summary:
-        shared = result.summary["judge"]["removed_overlap"]
-        console.print("removed rows in common: " + ", ".join(f"{k} {v}" for k, v in shared.items()))
+        judge = result.summary["judge"]
+        cost = judge["cost"]
+        console.print(f"judge {judge['model']}: {cost['rows']:,} rows, {cost['seconds']:,.0f} s", highlight=False)
+        console.print(f"removed by more than one (of {counts['removed']:,} each):", highlight=False)
+        shared = ", ".join(f"{'all three' if k.count('&') == 2 else k} {v:,}"
+                           for k, v in judge["removed_overlap"].items())
+        console.print(Text(fit_words(f"  {shared}", 80)), no_wrap=True, highlight=False)
     outputs = [("pruned", result.pruned), ("removed", result.removed), ("random", result.random)]
     outputs += [("judge", result.judge)] if result.judge else []
     for label, path in outputs + [("report", result.report)]:
-        console.print(f"{label:8s}-> {path}")
+        console.print(f"{label:8s}-> {path}", highlight=False, soft_wrap=True)  # paths whole, for copying
 
 
 def print_eval(console: Console, report: dict) -> None:

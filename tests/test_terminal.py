@@ -147,6 +147,26 @@ def test_prune_summary_fits_80_columns(tmp_path: Path):
                "score_stats": {"kept": stats, "removed": stats, "random_removed": stats}}
     paths = [tmp_path / f"mixed_chat.{name}.jsonl" for name in ("pruned", "removed", "random")]
     lines = rendered(print_prune_summary, PruneResult(*paths, tmp_path / "mixed_chat.prune.json", summary))
-    assert max(len(line) for line in lines) <= 80
+    assert max(len(line) for line in lines if str(tmp_path) not in line) <= 80
+    assert f"pruned  -> {paths[0]}" in lines  # paths whole on one line (the terminal wraps them), for copying
+    assert f"saefilter prune: {tmp_path / 'mixed_chat.jsonl'}" in lines
     assert "kept + removed + unscorable = input: checked" in lines
     assert any("unscorable (see prune.json)" in line for line in lines)
+
+
+def test_prune_summary_with_a_judge_fits_80_columns(tmp_path: Path):
+    from saefilter.outputs.prune import PruneResult
+
+    stats = {"mean": 0.8219, "max": 0.9653}
+    summary = {"input": str(tmp_path / "mix.jsonl"), "seed": 20260522, "cutoff": {"fraction": 0.5},
+               "counts": {"kept": 250, "removed": 250, "random_removed": 250, "judge_removed": 250, "unscorable": 0},
+               "score_stats": {key: stats for key in ("kept", "removed", "random_removed", "judge_removed")},
+               "judge": {"model": "qwen2.5-coder-1.5b-instruct", "cost": {"rows": 500, "seconds": 1287.39},
+                         "removed_overlap": {"score & random": 131, "score & judge": 128, "random & judge": 129,
+                                             "score & random & judge": 65}}}
+    paths = [tmp_path / f"mix.{name}.jsonl" for name in ("pruned", "removed", "random")]
+    result = PruneResult(*paths, tmp_path / "mix.prune.json", summary, judge=tmp_path / "mix.judge.jsonl")
+    lines = rendered(print_prune_summary, result)
+    assert max(len(line) for line in lines if str(tmp_path) not in line) <= 80
+    assert "judge qwen2.5-coder-1.5b-instruct: 500 rows, 1,287 s" in lines
+    assert "  score & random 131, score & judge 128, random & judge 129, all three 65" in lines
