@@ -61,11 +61,21 @@ from quality_sets import (
 
 from saefilter.features.feature_set import load_feature_set
 from saefilter.features.provenance import Provenance
-from saefilter.model.loading import DEFAULT_MODEL, load_model
+from saefilter.model.loading import DEFAULT_MODEL, LoadedModel, load_model
 from saefilter.sae.encoder import FeatureEncoder
+from saefilter.sae.loading import LoadedSAE
 from saefilter.scoring.config import DEFAULT_KERNEL, ScoreConfig, resolve_features_path
 from saefilter.scoring.methods import geometric_scores
 from saefilter.scoring.scorer import Method, check_widths
+
+
+def load_scoring_model(model: str, dtype: str, saes: list[LoadedSAE]) -> LoadedModel | None:
+    """The model as `saefilter score` loads it (residual stream only, up to the deepest SAE's layer),
+    so the numbers are the forward pass users run."""
+    if not saes:
+        return None
+    return load_model(model, device="auto", dtype=dtype, residuals_only=True,
+                      through_layer=max(sae.hook.layer for sae in saes))
 
 
 def markdown(results: dict[str, dict]) -> str:
@@ -121,13 +131,17 @@ def main() -> None:
     declared = set(args.in_distribution) | ({"all"} if args.split == "dev" else set())
     sets, overlap = decontaminated(sets, provenance, declared)
     limit_key = args.limit if not args.spot else f"{args.limit}s{args.spot}"
-    lm = load_model(args.model, device="auto", dtype=args.dtype) if args.config else None
-    results, timings, usable = {}, {}, {}
+    methods = {}
     for item in args.config:
         name, specs, how = parse_config(item)
         sae_spec, _, features_spec = specs.rpartition(":")
         started = time.perf_counter()
-        method = Method.load(ScoreConfig(model=args.model, sae=sae_spec, features=features_spec, kernel=args.kernel))
+        config = ScoreConfig(model=args.model, sae=sae_spec, features=features_spec, kernel=args.kernel)
+        methods[name] = (Method.load(config), how, time.perf_counter() - started)
+    lm = load_scoring_model(args.model, args.dtype, [method.sae for method, _, _ in methods.values()])
+    results, timings, usable = {}, {}, {}
+    for name, (method, how, load_seconds) in methods.items():
+        started = time.perf_counter() - load_seconds
         loaded, feature_set, proximity = method.sae, method.feature_set, method.proximity.proximity
         check_widths(lm, loaded)
         encoder = FeatureEncoder(lm, loaded)
