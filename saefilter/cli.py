@@ -5,6 +5,7 @@ Heavy imports (torch, transformers, sae-lens) happen inside commands so `--help`
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -620,11 +621,13 @@ def features_add_direction(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Add a harmful direction to a feature set: the weight vector of a logistic probe on the mean
-    residuals (at the SAE's layer) of harmful vs benign answers. Each latent's proximity to it (the
-    cosine of its decoder row, clipped at 0) joins its proximity to the harmful latents, weighted so
-    that both parts vary alike on the benign answers (--ratio 1). Replaces any direction the set
-    has; its benign calibration no longer holds, so run `features calibrate` again."""
+    """Add a harmful direction to a feature set: a logistic probe on harmful vs benign residuals.
+
+    The direction is the probe's weight vector on the mean residuals (at the SAE's layer) of harmful
+    vs benign answers. Each latent's proximity to it (the cosine of its decoder row, clipped at 0)
+    joins its proximity to the harmful latents, weighted so that both parts vary alike on the
+    benign answers (--ratio 1). Replaces any direction the set has; its benign calibration no
+    longer holds, so run `features calibrate` again."""
     set_verbosity(quiet, verbose)
     config = make_config(locals() | {"features": features})
     if output is None and features == DEFAULT_FEATURES:
@@ -749,6 +752,17 @@ def run_with_errors(action):
     except KeyboardInterrupt:
         console.print("[yellow]interrupted.[/] Completed chunks are checkpointed: rerun the same command with --resume.")
         raise typer.Exit(130) from None
+
+
+def reflowed(doc: str) -> str:
+    """A docstring's paragraphs each on one line: rich keeps single newlines, so help wrapped at the
+    source's width would print as ragged lines in an 80-column terminal."""
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))
+
+
+for command in (*app.registered_commands, *features_app.registered_commands):
+    if command.help is None and command.callback is not None and command.callback.__doc__:
+        command.help = reflowed(command.callback.__doc__)
 
 
 def main() -> None:

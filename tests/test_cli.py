@@ -1,7 +1,9 @@
 """The command line as a user meets it: real subprocesses, exit codes and messages."""
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,25 @@ def test_every_option_of_every_command_is_explained():
         if not getattr(param, "help", None) and param.param_type_name == "option" and param.name != "help"
     ]
     assert undocumented == []
+
+
+def test_command_help_reads_as_paragraphs_in_80_columns():
+    """Docstrings wrapped in the source must not print as ragged lines: rich keeps single newlines."""
+    command = typer.main.get_command(app)
+    groups = [command] + [sub for sub in command.commands.values() if hasattr(sub, "commands")]
+    helps = {name: sub.help for group in groups for name, sub in group.commands.items() if not hasattr(sub, "commands")}
+    assert {"score", "prune", "explain", "add-direction"} <= helps.keys()
+    ragged = [name for name, text in helps.items() if any("\n" in paragraph for paragraph in text.split("\n\n"))]
+    assert ragged == []
+    listing = subprocess.run([sys.executable, "-m", "saefilter.cli", "--help"], capture_output=True, text=True,
+                             env={**os.environ, "COLUMNS": "80"}, timeout=120).stdout
+    assert max(len(line) for line in listing.splitlines()) <= 80
+    box = [line[2:-2] for line in listing.split("Commands")[1].splitlines()[1:] if line.startswith("│")]
+    column = re.match(r"\S+\s+", box[0]).end()  # where the descriptions start
+    continuations = [(previous, line) for previous, line in itertools.pairwise(box) if not line[:column].strip()]
+    assert continuations  # some descriptions wrap at 80 columns; each must wrap only where a word did not fit
+    for previous, line in continuations:
+        assert len(previous.rstrip()) + 1 + len(line.split()[0]) > len(line), (previous, line)
 
 
 def test_quiet_prints_nothing_but_verbose_and_errors_do(tmp_path, tiny_args):
