@@ -361,9 +361,10 @@ def print_contrasts(console: Console) -> None:
     from saefilter.inputs.reference import BUILTIN_CONTRASTS_DIR
 
     manifest = json.loads((BUILTIN_CONTRASTS_DIR / "manifest.json").read_text(encoding="utf-8"))
-    table = Table(title="built-in reference contrasts (saefilter features build --contrast NAME)", title_justify="left")
+    table = Table(title="built-in reference contrasts (saefilter features build --contrast NAME)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
     for column in ("name", "side", "rows", "what", "sources (licence)"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", min_width=26 if column == "what" else None)  # whole paths
     for name, contrast in manifest["contrasts"].items():
         for side in ("harmful", "benign"):
             entry = contrast[side]
