@@ -141,7 +141,7 @@ def main() -> None:
     lm = load_scoring_model(args.model, args.dtype, [method.sae for method, _, _ in methods.values()])
     results, timings, usable = {}, {}, {}
     for name, (method, how, load_seconds) in methods.items():
-        started = time.perf_counter() - load_seconds
+        started = time.perf_counter()
         loaded, feature_set, proximity = method.sae, method.feature_set, method.proximity.proximity
         check_widths(lm, loaded)
         encoder = FeatureEncoder(lm, loaded)
@@ -153,7 +153,7 @@ def main() -> None:
             scores[set_name] = geometric_scores(acts, proximity)
         suggested = feature_set.meta.get("suggested_threshold")
         results[name] = measure(sets, scores, usable, args.bootstrap, suggested["value"] if suggested else None)
-        timings[name] = round(time.perf_counter() - started, 1)
+        timings[name] = round(load_seconds + time.perf_counter() - started, 1)  # loading its SAE and set included
         print(f"{name}: {timings[name]} s", flush=True)
     for spec in args.judge:
         started = time.perf_counter()
