@@ -1,1 +1,1 @@
-"""The language model: loading (named models, GGUF, folders, hub ids), hook points, and the residual stream at an SAE's layer."""
+"""The language model: loading (named models, GGUF, folders, hub ids), its tokenizer, hook points, and the residual stream at an SAE's layer."""

@@ -172,6 +172,30 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def load_scoring_tokenizer(spec: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer for paths that read the residual stream (score, prune, check, eval, features):
+    a kept snapshot of transformers' (`model.tokenizer`), which starts without importing
+    transformers; else transformers' own, and the snapshot is decided for the next start."""
+    path = model_path(spec)
+    folder = Path(path)
+    if trust_remote_code or not folder.is_dir():
+        return load_tokenizer(spec, trust_remote_code)
+    from saefilter.model import tokenizer as scoring
+    from saefilter.model.named import cache_dir
+
+    file = scoring.snapshot_file(folder, cache_dir())
+    kept = scoring.read_snapshot(file)
+    if isinstance(kept, scoring.TokenizerSnapshot):
+        try:
+            return scoring.ScoringTokenizer(kept)
+        except Exception:  # noqa: BLE001 (tokenizers raises bare Exception): a damaged snapshot is decided again
+            kept = None
+    tokenizer = load_tokenizer(spec, trust_remote_code)
+    if kept is None:
+        scoring.write_snapshot(file, scoring.verified_snapshot(tokenizer))
+    return tokenizer
+
+
 def native_decoder_config(path: str, trust_remote_code: bool) -> dict[str, Any] | None:
     """The config of a local folder whose decoder `model.native` runs, else None."""
     from saefilter.model import native  # torch: only once a model loads
@@ -204,7 +228,9 @@ def load_model(
 
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device, spec)
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, trust_remote_code)
+    if tokenizer is None:
+        load = load_scoring_tokenizer if residuals_only else load_tokenizer
+        tokenizer = load(spec, trust_remote_code)
     path = model_path(spec)
     config = native_decoder_config(path, trust_remote_code) if residuals_only else None
     try:

@@ -21,7 +21,7 @@ from saefilter.inputs.records import BadLine, Record
 from saefilter.inputs.render import EncodedSample, encode, render
 from saefilter.model.activations import run_in_batches
 from saefilter.model.layers import check_hook_point
-from saefilter.model.loading import LoadedModel, load_model, load_tokenizer
+from saefilter.model.loading import LoadedModel, load_model, load_scoring_tokenizer
 from saefilter.sae.encoder import FeatureEncoder
 from saefilter.sae.geometry import FeatureProximity
 from saefilter.sae.loading import LoadedSAE, load_sae
@@ -144,7 +144,7 @@ class Preparer:
 
     @classmethod
     def load(cls, config: ScoreConfig) -> Preparer:
-        return cls(config, load_tokenizer(config.model, config.trust_remote_code))
+        return cls(config, load_scoring_tokenizer(config.model, config.trust_remote_code))
 
     def prepare(self, item: Record | BadLine) -> Prepared | Skipped:
         """Parse, render and tokenise one line, or say why it cannot be scored."""
