@@ -162,3 +162,23 @@ def test_the_template_sees_the_special_tokens(tokenizer, field):
     candidate = scoring.ScoringTokenizer(scoring.TokenizerSnapshot(**{**snapshot.__dict__, "chat_template": template}))
     assert candidate.apply_chat_template([{"role": "user", "content": "hi"}]) == \
         f"{snapshot.template_tokens.get(field, '')}|hi"
+
+
+def test_a_template_that_refuses_some_chats_is_kept_when_it_refuses_them_alike(tokenizer):
+    """Templates like Gemma's refuse a system turn or roles that do not alternate: the snapshot must
+    refuse the same probe chats, with the same error."""
+    refusing = ("{{ bos_token }}{% for m in messages %}{% if m.role == 'system' %}"
+                "{{ raise_exception('System role not supported') }}{% endif %}"
+                "<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    original = tokenizer.chat_template
+    tokenizer.chat_template = refusing
+    try:
+        snapshot = scoring.verified_snapshot(tokenizer)
+        assert isinstance(snapshot, scoring.TokenizerSnapshot), snapshot
+        candidate = scoring.ScoringTokenizer(snapshot)
+        with pytest.raises(Exception, match="System role not supported"):
+            candidate.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])
+        assert assert_same_as_transformers(tokenizer, candidate) > 500
+    finally:
+        tokenizer.chat_template = original
