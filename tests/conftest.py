@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _test_cache() -> None:
+    """The tests' own user cache: the tokenizer snapshots of their temporary model folders go there,
+    not into the user's; converted models (the embedded default's 24 s) are shared through a link."""
+    from saefilter.model.named import cache_dir
+
+    shared = cache_dir()
+    own = Path(tempfile.mkdtemp(prefix="saefilter-test-cache-"))
+    (shared / "models").mkdir(parents=True, exist_ok=True)
+    (own / "models").symlink_to(shared / "models")
+    os.environ["SAEFILTER_CACHE"] = str(own)
+    atexit.register(shutil.rmtree, own, ignore_errors=True)
+
+
+_test_cache()
 
 import numpy as np
 import pytest
