@@ -74,6 +74,15 @@ def test_a_template_the_snapshot_cannot_render_stays_with_transformers(tokenizer
     assert isinstance(verdict, str) and "does not load" in verdict
 
 
+def test_a_tokenizer_without_a_pad_token_stays_with_transformers(tokenizer):
+    original = tokenizer.pad_token
+    tokenizer.pad_token = None
+    try:
+        assert scoring.verified_snapshot(tokenizer) == "not a fast tokenizer with one chat template and a pad token"
+    finally:
+        tokenizer.pad_token = original
+
+
 def test_a_decoder_that_differs_is_caught(tokenizer):
     snapshot = scoring.snapshot_of(tokenizer)
     candidate = scoring.ScoringTokenizer(snapshot)

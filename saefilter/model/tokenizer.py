@@ -144,7 +144,8 @@ class ScoringTokenizer:
 def snapshot_of(tokenizer: Any) -> TokenizerSnapshot | None:
     """The snapshot of a loaded transformers tokenizer, or None where it cannot be one."""
     template = getattr(tokenizer, "chat_template", None)
-    if not getattr(tokenizer, "is_fast", False) or (template is not None and not isinstance(template, str)):
+    if not getattr(tokenizer, "is_fast", False) or (template is not None and not isinstance(template, str)) \
+            or tokenizer.pad_token_id is None:
         return None
     try:
         backend = tokenizer.backend_tokenizer.to_str()
@@ -259,7 +260,7 @@ def verified_snapshot(reference: Any) -> TokenizerSnapshot | str:
     """The snapshot of `reference`, or why the folder stays with transformers."""
     snapshot = snapshot_of(reference)
     if snapshot is None:
-        return "not a fast tokenizer with one chat template"
+        return "not a fast tokenizer with one chat template and a pad token"
     try:
         candidate = ScoringTokenizer(snapshot)
     except Exception as err:  # noqa: BLE001 (tokenizers raises bare Exception; jinja2 a syntax error for a tag only transformers defines)
