@@ -913,11 +913,16 @@ def loso_table(n_boot: int) -> str:
                     lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f} "
                                  f"[{low:+.3f}, {high:+.3f}] not resolved")
                     continue
+                if unfiltered.mean() < 0:  # away from the harmful answers: nothing for pruning to cut
+                    ends = ", ".join(f"{arm} {drift_rows(base, runs[arm], name, drop).mean():+.3f}"
+                                     for arm in LOSO_ARMS[1:] if arm in runs)
+                    lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f} [{low:+.3f}, {high:+.3f}], "
+                                 f"away from the harmful answers: no target; the other arms: {ends}")
+                    continue
                 kept = ", ".join(f"{arm} {drift_rows(base, runs[arm], name, drop).mean() / unfiltered.mean():.0%}"
                                  for arm in LOSO_ARMS[1:] if arm in runs) or "no other arm yet"
                 lines.append(f"- {name}: unfiltered drift {unfiltered.mean():+.3f}; share kept: {kept}")
-                if unfiltered.mean() > 0:  # drift towards the harmful answers: what pruning should cut
-                    resolved[(source, name)] = {arm: drift_rows(base, group, name, drop) for arm, group in runs.items()}
+                resolved[(source, name)] = {arm: drift_rows(base, group, name, drop) for arm, group in runs.items()}
         lines.append("")
     if not lines:
         return "no LOSO runs yet (loso-build, then loso-run)"
